@@ -1,0 +1,97 @@
+"""Known-answer problems for L∞ attacks: logits linear in the pixels, ``z = W x_flat + b``.
+
+For a linear model the smallest L∞ perturbation that makes class ``j`` beat the label ``y`` is exact: the margin
+``m_j = z_y − z_j`` can be lowered by at most ``ε ‖w_y − w_j‖₁`` (by ``δ = −ε sign(w_y − w_j)``), provided the image
+box [0, 1] does not block the step. :func:`make_linear_problem` places every sample so that
+
+* one *decisive* competitor ``j`` has ``m_j = ratio · ε ‖w_y − w_j‖₁`` with ratio 0.5 (breakable: any reasonable
+  attack breaks it) or 1.5 (unbreakable: no attack can, whatever it does);
+* every other competitor ``k`` has ``m_k = 4 · ε ‖w_y − w_k‖₁`` (far out of reach and, with a logit gap of several
+  units, an obviously weaker competitor than ``j``);
+* all pixels lie in [0.1, 0.9] and ε ≤ 0.05, so the box never binds.
+
+So a sample is breakable exactly when its ratio is 0.5; ``breakable_mask`` is the known answer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+BREAKABLE_RATIO = 0.5
+UNBREAKABLE_RATIO = 1.5
+FAR_RATIO = 4.0
+
+
+class LinearLogits(nn.Module):
+    """``z = W x_flat + b``: logits linear in the pixels of an image batch [N, C, H, W]."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.clone())
+        self.bias = nn.Parameter(bias.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.weight.t() + self.bias
+
+
+def make_linear_problem(
+    n_classes: int,
+    dim: int = 3 * 8 * 8,
+    eps: float = 2 / 255,
+    seed: int = 0,
+    n: int | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+) -> tuple[LinearLogits, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(model, x, y, breakable_mask)`` for an ``n_classes``-way linear model on ``dim`` pixels.
+
+    ``n`` samples (default ``2 * n_classes``) with labels ``i mod C``; the decisive competitor of sample ``i`` is
+    ``(y + 1 + i // C) mod C`` (never ``y``); even samples are breakable, odd ones are not. ``x`` has shape
+    ``[n, *image_shape]`` (default 3×8×8 when ``dim == 192``, else ``[n, 1, 1, dim]``) and is correctly classified.
+    """
+    if not 0 < eps <= 0.05:
+        raise ValueError("eps must be in (0, 0.05] so that the [0,1] box never blocks the perturbation")
+    c = int(n_classes)
+    n = 2 * c if n is None else int(n)
+    if image_shape is None:
+        image_shape = (3, 8, 8) if dim == 192 else (1, 1, dim)
+    assert image_shape[0] * image_shape[1] * image_shape[2] == dim
+    g = torch.Generator().manual_seed(int(seed))
+    w = torch.randn(c, dim, generator=g, dtype=torch.float64)
+    b = torch.zeros(c, dtype=torch.float64)
+    x = torch.empty(n, dim, dtype=torch.float64)
+    y = torch.arange(n) % c
+    breakable = torch.arange(n) % 2 == 0
+    for i in range(n):
+        yi = int(y[i])
+        j = (yi + 1 + (i // c) % (c - 1)) % c
+        others = [k for k in range(c) if k != yi]
+        d = torch.stack([w[yi] - w[k] for k in others])  # [C-1, dim]: rows whose margins we set
+        ratio = torch.tensor([(BREAKABLE_RATIO if breakable[i] else UNBREAKABLE_RATIO) if k == j else FAR_RATIO
+                              for k in others], dtype=torch.float64)
+        target = ratio * eps * d.abs().sum(1)
+        x0 = 0.5 + 0.1 * (2 * torch.rand(dim, generator=g, dtype=torch.float64) - 1)
+        # least-norm correction so that d @ x = target exactly
+        x[i] = x0 + torch.linalg.lstsq(d, (target - d @ x0).unsqueeze(1), driver="gelsd").solution.squeeze(1)
+    if not (x.min() > 0.1 and x.max() < 0.9):
+        raise RuntimeError("the construction left the safe pixel range; use another seed or a larger dim")
+    model = LinearLogits(w.float(), b.float())
+    x = x.float().view(n, *image_shape)
+    with torch.no_grad():
+        assert (model(x).argmax(1) == y).all()
+    return model, x, y, breakable
+
+
+def l1_margin_ratios(model: LinearLogits, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """``min_k (z_y − z_k) / (ε ‖w_y − w_k‖₁)`` per sample: < 1 exactly when some L∞ attack of radius ε can win."""
+    with torch.no_grad():
+        z = model(x)
+        w = model.weight
+        out = []
+        for i in range(x.shape[0]):
+            yi = int(y[i])
+            ks = [k for k in range(z.shape[1]) if k != yi]
+            m = z[i, yi] - z[i, ks]
+            l1 = (w[yi] - w[ks]).abs().sum(1)
+            out.append((m / (eps * l1)).min())
+    return torch.stack(out)

@@ -1,0 +1,135 @@
+"""End to end: `zsrbench run` on the synthetic protocol, result records, and bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from zsrbench.cli import app
+from zsrbench.leaderboard.records import read_flags, read_record
+from zsrbench.runner import metrics_from_flags
+
+runner = CliRunner()
+FAST = ["--protocol", "synthetic", "--steps", "3", "--quiet"]
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    res = invoke("run", "--attack", "pgd,cw", "--eps", "4", "--results-dir", str(out), *FAST)
+    assert res.exit_code == 0, res.output
+    return out, res
+
+
+def test_run_writes_valid_records(synthetic_run):
+    out, res = synthetic_run
+    files = sorted(out.rglob("*.json"))
+    assert [f.stem for f in files] == ["synthetic_colors", "synthetic_shapes"]
+    for f in files:
+        rec = read_record(f)
+        m = rec.metrics
+        assert 0 <= m.robust_accuracy <= m.clean_accuracy <= 1
+        assert m.robust_accuracy <= min(m.per_attack.values())
+        assert rec.protocol.eps_text == "4/255" and abs(rec.protocol.eps - 4 / 255) < 1e-12
+        assert [a.name for a in rec.protocol.attacks] == ["pgd", "cw"]
+        assert rec.protocol.attacks[1].params["kappa"] == 50.0 and rec.protocol.attacks[0].params["steps"] == 3
+        assert rec.env.torch and rec.protocol.indices_digest.startswith("sha256:")
+        flags = read_flags(f, rec)
+        again = metrics_from_flags(flags, m.num_classes, ["pgd", "cw"])
+        assert again == m  # every number re-derivable from the sidecar
+        assert not (flags["robust"] & ~flags["clean_correct"]).any()
+        raw = json.loads(f.read_text())
+        assert isinstance(raw["metrics"]["clean_accuracy"], float)
+
+
+def test_seeded_runs_are_deterministic(synthetic_run, tmp_path):
+    out, _ = synthetic_run
+    res = invoke("run", "--attack", "pgd,cw", "--eps", "4", "--results-dir", str(tmp_path), *FAST)
+    assert res.exit_code == 0
+    for f in out.rglob("*.json"):
+        g = tmp_path / f.relative_to(out)
+        a, b = read_flags(f), read_flags(g)
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--defense", "tecoaa"], "Unknown defense"),
+        (["--attack", "pgdd"], "Did you mean 'pgd'"),
+        (["--protocol", "tga17"], "Unknown protocol"),
+        (["--datasets", "cifar11"], "Unknown dataset"),
+        (["--eps", "0"], "(0, 255]"),
+        (["--eps", "300"], "(0, 255]"),
+        (["--steps", "0"], "at least 1"),
+        (["--checkpoint", "/nonexistent/ckpt.pt", "--model", "zsr-tiny"], "does not exist"),
+    ],
+)
+def test_bad_input_exit_2_without_traceback(args, needle, tmp_path):
+    out = tmp_path / "res"
+    res = invoke("run", "--protocol", "synthetic", "--quiet", "--results-dir", str(out), *args)
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert not out.exists()  # nothing written
+
+
+def test_missing_data_root(tmp_path):
+    res = invoke("run", "--protocol", "tga16", "--quiet", "--results-dir", str(tmp_path / "r"))
+    assert res.exit_code == 2 and "--data-root" in res.output
+    res = invoke("run", "--protocol", "tga16", "--data-root", str(tmp_path / "nope"), "--quiet")
+    assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_unwritable_results_dir_leaves_existing_data(synthetic_run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    res = invoke("run", "--results-dir", str(blocker / "sub"), *FAST)
+    assert res.exit_code == 2 and "not writable" in res.output
+    assert blocker.read_text() == "keep me"
+
+
+def test_checkpoint_wrong_keys_exit_2(tmp_path):
+    import torch
+
+    torch.save({"nonsense.weight": torch.zeros(2)}, tmp_path / "bad.pt")
+    res = invoke("run", "--model", "zsr-tiny", "--checkpoint", str(tmp_path / "bad.pt"), "--results-dir",
+                 str(tmp_path / "r"), *FAST)
+    assert res.exit_code == 2 and "unexpected keys: nonsense.weight" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_list_attacks_and_datasets():
+    res = invoke("list", "attacks")
+    for name in ("pgd", "cw", "autoattack", "aa-lite", "aa-fare"):
+        assert name in res.output
+    assert invoke("list", "protocols").exit_code == 0
+    assert invoke("list", "nothing").exit_code == 2
+
+
+def test_plugin_from_examples_registers_and_runs(tmp_path):
+    """The example plugin, installed by pip, shows up in `zsrbench list` and runs with `zsrbench run`."""
+    root = Path(__file__).resolve().parents[1]
+    target = tmp_path / "site"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
+         str(target), str(root / "examples" / "zsrbench-example-plugin")],
+        capture_output=True, text=True,
+    )
+    assert pip.returncode == 0, pip.stderr
+    env = {**__import__("os").environ, "PYTHONPATH": str(target)}
+    cmd = [sys.executable, "-m", "zsrbench.cli"]
+    listed = subprocess.run(cmd + ["list", "defenses"], capture_output=True, text=True, env=env)
+    assert "blur_clip" in listed.stdout and "plugin zsrbench-example-plugin" in listed.stdout
+    ran = subprocess.run(cmd + ["run", "--defense", "blur_clip", "--attack", "pgd,noise", "--results-dir",
+                                str(tmp_path / "r"), *FAST], capture_output=True, text=True, env=env)
+    assert ran.returncode == 0, ran.stderr + ran.stdout
+    rec = read_record(next((tmp_path / "r").rglob("synthetic_shapes.json")))
+    assert rec.model.defense == "blur_clip" and rec.protocol.suite == "pgd+noise"

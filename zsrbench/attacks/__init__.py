@@ -1,0 +1,29 @@
+"""Attacks. Importing this package registers the built-in attacks in :data:`zsrbench.registry.ATTACKS`."""
+
+from zsrbench.attacks.base import AttackOutput, AttackSpec, eps_text, validate_eps  # noqa: F401
+from zsrbench.attacks.pgd import cw_attack, pgd_attack
+from zsrbench.registry import ATTACKS
+
+ATTACKS.add(
+    "pgd",
+    AttackSpec(
+        name="pgd",
+        fn=pgd_attack,
+        description="L∞ sign-PGD on cross-entropy, uniform random start (step 1/255, 100 steps)",
+        defaults={"step": 1.0, "steps": 100, "restarts": 1, "criterion": "last"},
+    ),
+)
+ATTACKS.add(
+    "cw",
+    AttackSpec(
+        name="cw",
+        fn=cw_attack,
+        description="L∞ sign-PGD on the CW margin loss, κ = 50 (the 'CW' of these papers, not L2 C&W)",
+        defaults={"step": 1.0, "steps": 100, "restarts": 1, "kappa": 50.0, "criterion": "last"},
+    ),
+)
+
+try:  # the official AutoAttack adapter (aa-lite, aa-fare, autoattack)
+    from zsrbench.attacks import autoattack  # noqa: F401
+except ImportError:  # pragma: no cover - written separately
+    pass

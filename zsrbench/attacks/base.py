@@ -1,0 +1,73 @@
+"""The attack interface: a registered spec with defaults, and the output every attack returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from zsrbench.errors import ZsrError
+
+
+@dataclass
+class AttackOutput:
+    """Adversarial images and which samples the attack broke.
+
+    ``success[i]`` is True when the attack found an input inside the ε-ball that the model misclassifies
+    (under the recorded success criterion). ``info`` carries adjustments and warnings to record.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor  # bool [B]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# fn(model, x, y, *, eps, seed, **params) -> AttackOutput, with eps in pixel units ([0,1] scale)
+AttackFn = Callable[..., AttackOutput]
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """A registered attack: the function, its documented defaults and a one-line description."""
+
+    name: str
+    fn: AttackFn
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    family: str = "zsrbench"  # "zsrbench", "autoattack" (official code), "torchattacks" (optional extra)
+    # parameters given in units of 1/255 on the command line (converted to pixel units before the call)
+    per255: tuple[str, ...] = ("step",)
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """The fully expanded hyper-parameters (defaults with overrides applied), in 1/255 units."""
+        unknown = sorted(k for k, v in overrides.items() if v is not None and k not in self.defaults)
+        if unknown:
+            raise ZsrError(
+                f"Attack '{self.name}' has no parameter {', '.join(unknown)}; "
+                f"its parameters are: {', '.join(sorted(self.defaults)) or '(none)'}."
+            )
+        cfg = dict(self.defaults)
+        cfg.update({k: v for k, v in overrides.items() if v is not None})
+        return cfg
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, seed: int, **cfg: Any
+    ) -> AttackOutput:
+        """Run on one batch. ``eps`` and the ``per255`` parameters of ``cfg`` are in units of 1/255."""
+        params = {k: (v / 255.0 if k in self.per255 else v) for k, v in cfg.items()}
+        return self.fn(model, x, y, eps=eps / 255.0, seed=seed, **params)
+
+
+def validate_eps(eps: float) -> float:
+    if not (eps > 0 and eps <= 255):
+        raise ZsrError(
+            f"ε must be in (0, 255] in units of 1/255 (e.g. --eps 1 for 1/255, --eps 4 for 4/255); got {eps}."
+        )
+    return float(eps)
+
+
+def eps_text(eps: float) -> str:
+    """``1.0 -> "1/255"``, ``0.5 -> "0.5/255"``."""
+    return f"{eps:g}/255"

@@ -1,0 +1,174 @@
+"""The `zsrbench` command line: a thin layer over the Python API.
+
+Errors a user can cause are :class:`zsrbench.errors.ZsrError`: printed as one paragraph, exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zsrbench.errors import ZsrError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, invoke_without_command=True,
+                  help="Zero-shot adversarial robustness benchmark for CLIP-like models.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ZsrError into a clean message and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ZsrError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+def _default_protocol() -> str:
+    from zsrbench.registry import PROTOCOLS, load_builtins
+
+    load_builtins()
+    return "micro" if "micro" in PROTOCOLS else "synthetic"
+
+
+def _csv(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    return items or None
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    """With no command, `zsrbench` runs the default evaluation (`zsrbench run`)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run_cmd)
+
+
+@app.command("run")
+@user_errors
+def run_cmd(
+    defense: str = typer.Option("clip", "--defense", "-d", help="defense to evaluate (zsrbench list defenses)"),
+    attack: str = typer.Option("pgd", "--attack", "-a", help="attack or comma-separated suite, e.g. pgd,cw"),
+    eps: Optional[float] = typer.Option(None, "--eps", help="ε in units of 1/255 (default: the protocol's)"),
+    step: Optional[float] = typer.Option(None, "--step", help="PGD/CW step size in units of 1/255"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="PGD/CW iterations"),
+    restarts: Optional[int] = typer.Option(None, "--restarts", help="PGD/CW random restarts"),
+    kappa: Optional[float] = typer.Option(None, "--kappa", help="CW margin κ"),
+    criterion: Optional[str] = typer.Option(None, "--criterion", help="PGD/CW success criterion: last | any"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: micro)"),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="comma-separated subset of the protocol's datasets"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets"),
+    download: bool = typer.Option(False, "--download", help="let torchvision download missing datasets"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="open_clip architecture, hf-hub:…, local-dir:…"),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="open_clip pretrained tag, e.g. openai"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="visual-encoder checkpoint, folder or catalogue name"),
+    checkpoint_sha256: Optional[str] = typer.Option(None, "--checkpoint-sha256", help="expected sha256 of --checkpoint"),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="allow pickled objects in the checkpoint"),
+    n_samples: Optional[int] = typer.Option(None, "--n-samples", help="seeded subset size per dataset"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seed for sample selection and attacks"),
+    batch_size: int = typer.Option(64, "--batch-size", "-b"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (recorded)"),
+    results_dir: str = typer.Option("results", "--results-dir", help="where result records are written"),
+    resume: bool = typer.Option(False, "--resume", help="skip datasets already evaluated with the same settings"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Evaluate a defense under an attack suite and write per-dataset result records."""
+    from zsrbench.runner import RunConfig, run
+
+    cfg = RunConfig(
+        defense=defense, protocol=protocol or _default_protocol(), attacks=_csv(attack) or (), eps=eps,
+        attack_params={"step": step, "steps": steps, "restarts": restarts, "kappa": kappa, "criterion": criterion},
+        model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
+        trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
+        n_samples=n_samples, seed=seed, batch_size=batch_size, device=device, precision=precision,
+        results_dir=results_dir, resume=resume,
+    )
+    results = run(cfg, progress=not quiet, log=None if quiet else console.print)
+    show_results(results)
+
+
+def show_results(results: list[Any]) -> None:
+    if not results:
+        return
+    table = Table(title=f"{results[0].record.model.id} · {results[0].record.protocol.suite} "
+                        f"ε={results[0].record.protocol.eps_text}")
+    for col in ("dataset", "n", "clean %", "robust %"):
+        table.add_column(col, justify="right" if col != "dataset" else "left")
+    for r in results:
+        m = r.record.metrics
+        table.add_row(r.record.protocol.dataset, str(m.n), f"{100 * m.clean_accuracy:.2f}", f"{100 * m.robust_accuracy:.2f}")
+    console.print(table)
+
+
+LISTS = ("defenses", "attacks", "datasets", "protocols")
+
+
+@app.command("list")
+@user_errors
+def list_cmd(what: str = typer.Argument("defenses", help="defenses | attacks | datasets | protocols")) -> None:
+    """List registered defenses, attacks, datasets or protocols, with where each came from."""
+    from zsrbench import catalog
+
+    if what not in LISTS:
+        raise ZsrError(f"Cannot list '{what}'; choose one of: {', '.join(LISTS)}.")
+    rows = catalog.describe_entries(what)
+    table = Table(title=f"zsrbench {what}")
+    for col in rows[0].keys() if rows else ("name",):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[str(v) for v in row.values()])
+    console.print(table)
+
+
+def _mount_optional() -> None:
+    """Mount the command groups that live in their own modules."""
+    try:
+        from zsrbench.cli_data import data_app
+
+        app.add_typer(data_app, name="data")
+    except ImportError:  # pragma: no cover
+        pass
+    for module, attr in (("zsrbench.cli_train", "train"), ("zsrbench.cli_pretrain", "pretrain")):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ImportError:  # pragma: no cover
+            continue
+        app.command(attr)(user_errors(getattr(mod, attr)))
+    try:
+        from zsrbench.cli_leaderboard import register
+
+        register(app)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+_mount_optional()
+
+
+def main() -> None:
+    try:
+        app()
+    except ZsrError as exc:  # raised outside a command (e.g. while mounting)
+        err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

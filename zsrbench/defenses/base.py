@@ -1,0 +1,326 @@
+"""The defense interface: how a defense is loaded for evaluation and, for trained ones, what it optimises.
+
+A trained defense declares its hyper-parameters as a frozen dataclass (a subclass of :class:`TrainHparams`, the
+settings the one training loop in :mod:`zsrbench.train` reads: optimiser, schedule, training adversary,
+precision) and implements :meth:`Defense.loss`, a pure function of the batch, the model being fine-tuned, the
+frozen original and the training adversary. The loop never knows a defense by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from zsrbench.errors import ZsrError
+from zsrbench.models import CLIPParts, build_clip, sha256_file
+
+TECOA_TEMPLATE = "This is a photo of a {}"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What the user asked to load: an open_clip model (+ pretrained tag) and optionally a checkpoint."""
+
+    model: str
+    pretrained: str | None = None
+    checkpoint: str | None = None  # a file, a local-dir: folder, a zsrbench train folder, or a catalogue name
+    checkpoint_sha256: str | None = None
+    trust_checkpoint: bool = False
+    allow_download: bool = True  # catalogue checkpoints: download when not cached (False: cache only)
+
+
+@dataclass(frozen=True)
+class TrainHparams:
+    """Settings every trained defense has; the training loop reads only these (never a defense's name).
+
+    Sizes of the adversary (``eps``, ``attack_step``) are in units of 1/255.
+    """
+
+    # optimisation
+    optimizer: str = "sgd"  # "sgd" | "adamw"
+    lr: float = 1e-5
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int = 128
+    epochs: int | None = 10
+    steps: int | None = None  # when set, the budget in optimiser steps (overrides epochs)
+    warmup_steps: int = 1000  # linear warm-up lr*(s+1)/warmup, then cosine to 0 (the TeCoA/open_clip schedule)
+    schedule: str = "cosine"  # "cosine" | "constant"
+    drop_last: bool = False
+    precision: str = "amp"  # "amp" (bf16 autocast on CUDA), "amp-fp16" (fp16 + GradScaler), "fp32"; CPU: fp32
+    # training adversary (spec §1; FARE overrides)
+    attack: str = "pgd"  # "pgd" (sign / momentum-sign L∞ PGD on the defense's objective) | "none"
+    eps: float = 1.0
+    attack_step: float = 1.0
+    attack_steps: int = 2
+    attack_momentum: float = 0.0  # 0: plain sign-PGD; >0: RobustVLM momentum rule v <- sign(μv + sign(g))
+    attack_random_start: bool = True
+    # the classifier used during training
+    template: str | None = TECOA_TEMPLATE  # None: the training set's own prompts (info.prompts())
+    train_logit_scale: float = 100.0
+    train_normalization: str = "clip"  # "clip" | "imagenet" (PMG-AFT's original code)
+
+    def validate(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ZsrError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}.")
+        if self.schedule not in ("cosine", "constant"):
+            raise ZsrError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}.")
+        if self.precision not in ("amp", "amp-fp16", "fp32"):
+            raise ZsrError(f"precision must be 'amp', 'amp-fp16' or 'fp32', got {self.precision!r}.")
+        if self.attack not in ("pgd", "none"):
+            raise ZsrError(f"attack must be 'pgd' or 'none', got {self.attack!r}.")
+        if self.train_normalization not in ("clip", "imagenet"):
+            raise ZsrError(f"train_normalization must be 'clip' or 'imagenet', got {self.train_normalization!r}.")
+        if self.batch_size < 1:
+            raise ZsrError(f"batch_size must be >= 1, got {self.batch_size}.")
+        if self.steps is None and (self.epochs is None or self.epochs < 1):
+            raise ZsrError("Set a training budget: epochs >= 1 or steps >= 1.")
+        if self.steps is not None and self.steps < 1:
+            raise ZsrError(f"steps must be >= 1, got {self.steps}.")
+        if self.attack == "pgd" and not (self.eps > 0 and self.attack_steps >= 1):
+            raise ZsrError(f"The training attack needs eps > 0 and attack_steps >= 1 (got {self.eps}, {self.attack_steps}).")
+        if self.lr <= 0:
+            raise ZsrError(f"lr must be > 0, got {self.lr}.")
+
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std) to use in training instead of the model's own, or None for the model's (CLIP)."""
+        return (IMAGENET_MEAN, IMAGENET_STD) if self.train_normalization == "imagenet" else None
+
+
+@dataclass
+class LossOutput:
+    """A training loss: the tensor to back-propagate and named float terms for the loss curve."""
+
+    total: torch.Tensor
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainBatch:
+    """One training batch: images in [0,1], labels, dataset indices, and the text embeddings the defense uses.
+
+    ``texts`` holds the L2-normalised text embeddings computed once by the loop (``"class"``: the class head;
+    defenses may ask for more with :meth:`Defense.text_prompts`, e.g. Comp-TGA's ``"nonclass"``).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor | None = None
+    texts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def as_batch(batch: Any) -> TrainBatch:
+    if isinstance(batch, TrainBatch):
+        return batch
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return TrainBatch(x=batch[0], y=batch[1])
+    raise TypeError("batch must be a TrainBatch or an (images, labels) pair")
+
+
+def embed(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """Unnormalised image embedding of a :class:`~zsrbench.models.ZeroShotClassifier` (one forward)."""
+    return model.visual(model.prepare(x))
+
+
+def _set_requires_grad(module: torch.nn.Module, flags: list[bool] | bool) -> list[bool]:
+    params = list(module.parameters())
+    before = [p.requires_grad for p in params]
+    for p, f in zip(params, flags if isinstance(flags, list) else [flags] * len(params)):
+        p.requires_grad_(f)
+    return before
+
+
+@dataclass
+class Adversary:
+    """The training adversary: L∞ sign-PGD (optionally with RobustVLM's momentum) on an objective to maximise.
+
+    ``perturb(model, x, objective)`` returns the last iterate; ``objective(x_adv)`` is a scalar to ascend.
+    ``adversary(model, x, y)`` is spec §1: cross-entropy on ``model(x_adv)`` logits. The model is put in eval
+    mode during the attack and its parameters do not require grad, so no parameter gradient is computed or
+    accumulated (nothing can leak into the training step). Sizes are in pixel units ([0,1] images).
+    """
+
+    eps: float
+    step: float
+    steps: int
+    momentum: float = 0.0
+    random_start: bool = True
+    generator: torch.Generator | None = None
+    enabled: bool = True
+
+    def perturb(self, model: torch.nn.Module, x: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        from zsrbench.attacks.pgd import project, random_start
+
+        x = x.detach()
+        if not self.enabled:
+            return x
+        was_training = model.training
+        flags = _set_requires_grad(model, False)
+        model.eval()
+        try:
+            if self.random_start:
+                gen = self.generator
+                if gen is None or gen.device.type != x.device.type:
+                    raise ValueError("the adversary's generator must live on the batch's device")
+                xa = random_start(x, self.eps, gen)
+            else:
+                xa = x.clone()
+            velocity = torch.zeros_like(x)
+            for _ in range(int(self.steps)):
+                xi = xa.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    loss = objective(xi)
+                    grad = torch.autograd.grad(loss, xi)[0]
+                grad = torch.nan_to_num(grad.float(), nan=0.0)
+                # RobustVLM: v <- sign(μ v + sign(g)); μ = 0 is plain sign-PGD
+                velocity = torch.sign(self.momentum * velocity + torch.sign(grad))
+                xa = project(xi.detach() + self.step * velocity.to(xi.dtype), x, self.eps)
+        finally:
+            _set_requires_grad(model, flags)
+            model.train(was_training)
+        return xa.detach()
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.perturb(model, x, lambda xa: F.cross_entropy(model(xa).float(), y))
+
+    def describe(self) -> dict[str, Any]:
+        return {"eps": self.eps, "step": self.step, "steps": self.steps, "momentum": self.momentum,
+                "random_start": self.random_start, "enabled": self.enabled}
+
+
+class Defense:
+    """A registered defense. Subclasses set ``name``, ``paper``, ``description``, ``default_hparams``.
+
+    Trained defenses also set ``trainable = True`` and implement :meth:`loss`; ``quirks`` documents, per
+    hyper-parameter, where the original code and the paper differ and which one is the default.
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    default_hparams: ClassVar[Any] = None
+    trainable: ClassVar[bool] = False
+    quirks: ClassVar[dict[str, str]] = {}
+    notes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, hparams: Any = None, **overrides: Any) -> None:
+        base = hparams if hparams is not None else self.default_hparams
+        self.hp = self._apply(base, overrides) if base is not None else None
+
+    # hyper-parameters -----------------------------------------------------------------------------
+    def _apply(self, base: Any, overrides: dict[str, Any]) -> Any:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return base
+        known = {f.name for f in fields(base)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ZsrError(
+                f"Defense '{self.name}' has no hyper-parameter {', '.join(unknown)}; "
+                f"its hyper-parameters are: {', '.join(sorted(known))}."
+            )
+        return replace(base, **given)
+
+    def hparams(self, **overrides: Any) -> Any:
+        if self.default_hparams is None:
+            return None
+        base = getattr(self, "hp", None) or self.default_hparams
+        return self._apply(base, overrides)
+
+    def hparams_dict(self, hp: Any = None) -> dict[str, Any]:
+        hp = (getattr(self, "hp", None) or self.default_hparams) if hp is None else hp
+        return json.loads(json.dumps(asdict(hp))) if is_dataclass(hp) else {}
+
+    # training -------------------------------------------------------------------------------------
+    def text_prompts(self, classnames: tuple[str, ...] | list[str], info_prompts: list[list[str]]) -> dict[str, list[list[str]]]:
+        """The prompt sets whose text embeddings the loss needs; ``"class"`` is the classification head."""
+        template = getattr(self.hp, "template", None)
+        if template is None:
+            return {"class": info_prompts}
+        return {"class": [[template.format(c)] for c in classnames]}
+
+    def make_adversary(self, device: torch.device | str, generator: torch.Generator | None = None) -> Adversary:
+        hp = self.hp
+        return Adversary(
+            eps=hp.eps / 255.0, step=hp.attack_step / 255.0, steps=int(hp.attack_steps), momentum=hp.attack_momentum,
+            random_start=hp.attack_random_start, generator=generator, enabled=hp.attack != "none",
+        )
+
+    def loss(self, batch: Any, model: Any, frozen: Any, adversary: Adversary) -> LossOutput:
+        raise ZsrError(f"Defense '{self.name}' is not trainable (it has no training loss).")
+
+    def describe_training(self) -> dict[str, Any]:
+        return {"defense": self.name, "paper": self.paper, "hparams": self.hparams_dict(),
+                "quirks": dict(self.quirks), "notes": list(self.notes)}
+
+    # loading --------------------------------------------------------------------------------------
+    def load(self, spec: LoadSpec, *, device: str = "cpu") -> CLIPParts:
+        """The model to evaluate: the base CLIP with this defense's visual weights (if a checkpoint is given).
+
+        ``checkpoint`` may be a published checkpoint's catalogue name (``fare2-clip``, see
+        :mod:`zsrbench.defenses.catalogue`; downloaded on first use, cached, sha256 checked), a folder written by
+        ``zsrbench train`` (or ``local-dir:<folder>``), an ``hf-hub:`` id, or a visual-encoder state-dict file.
+        """
+        model, checkpoint = spec.model, spec.checkpoint
+        if checkpoint is not None:
+            from zsrbench.defenses import catalogue
+
+            entry = catalogue.lookup(str(checkpoint))
+            if entry is not None:
+                if self.trainable and entry.defense != self.name:
+                    raise ZsrError(
+                        f"Checkpoint '{entry.name}' is a published {entry.defense} checkpoint, not {self.name}. "
+                        f"Use --defense {entry.defense} (or --defense clip to evaluate it without a label)."
+                    )
+                return catalogue.load(entry, device=device, allow_download=spec.allow_download,
+                                      expected_sha256=spec.checkpoint_sha256)
+        if checkpoint is not None and str(checkpoint).startswith("local-dir:"):
+            return _load_folder(Path(str(checkpoint).split(":", 1)[1]), device=device, expected=spec.checkpoint_sha256)
+        if checkpoint is not None and Path(checkpoint).is_dir():
+            return _load_folder(Path(checkpoint), device=device, expected=spec.checkpoint_sha256)
+        if checkpoint is not None and str(checkpoint).startswith("hf-hub:"):
+            return build_clip(str(checkpoint), None, device=device)
+        return build_clip(
+            model, spec.pretrained, checkpoint=checkpoint, checkpoint_sha256=spec.checkpoint_sha256,
+            trust_checkpoint=spec.trust_checkpoint, device=device,
+        )
+
+
+def _load_folder(folder: Path, *, device: str, expected: str | None = None) -> CLIPParts:
+    """An open_clip ``local-dir`` folder; when ``zsrbench train`` wrote it, its manifest's sha256 is verified."""
+    if not folder.is_dir():
+        raise ZsrError(f"Model folder {folder} does not exist; pass a folder written by `zsrbench train`.")
+    manifest_path = folder / "manifest.json"
+    manifest: dict[str, Any] | None = None
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ZsrError(f"{manifest_path} is not valid JSON ({exc}); the training output is damaged.") from exc
+        wfile = folder / str(manifest.get("weights_file", ""))
+        want = manifest.get("weights_sha256")
+        if want and wfile.is_file():
+            got = sha256_file(wfile)
+            if got != want:
+                raise ZsrError(
+                    f"{wfile} has sha256 {got}, but its manifest says {want}: the weights changed after training. "
+                    "Re-run `zsrbench train` or restore the file."
+                )
+    parts = build_clip(f"local-dir:{folder}", None, device=device)
+    if expected:
+        got = parts.source.get("weights_sha256")
+        if got and got != expected.lower().removeprefix("sha256:"):
+            raise ZsrError(f"Weights in {folder} have sha256 {got}, but {expected} was expected.")
+    if manifest is not None:
+        parts.source["trained_by_zsrbench"] = {
+            k: manifest.get(k) for k in ("defense", "protocol", "train_dataset", "seed", "steps", "weights_sha256")
+        }
+    return parts

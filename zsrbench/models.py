@@ -1,0 +1,342 @@
+"""Building CLIP through open_clip, loading defense checkpoints, and the zero-shot classifier.
+
+Model names: an open_clip architecture (``ViT-B-32-quickgelu``) with a pretrained tag (``openai``), an
+``hf-hub:org/repo`` id, a ``local-dir:/path`` folder (``open_clip_config.json`` + weights, as ``zsrbench
+train`` writes), or one of zsrbench's own configs (``zsr-tiny``). A visual-encoder checkpoint file (the
+format the published defenses use) can then replace the visual weights, strictly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zsrbench.errors import ZsrError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+LOGIT_SCALE = 100.0
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+
+def cache_dir() -> Path:
+    """zsrbench's cache (text heads, downloads, fine-tuned defenses): ``$ZSRBENCH_CACHE`` or ~/.cache/zsrbench."""
+    return Path(os.environ.get("ZSRBENCH_CACHE", Path.home() / ".cache" / "zsrbench")).expanduser()
+
+
+def _open_clip():
+    import open_clip
+
+    if not getattr(open_clip, "_zsrbench_configs", False):
+        open_clip.add_model_config(CONFIG_DIR)
+        open_clip._zsrbench_configs = True
+    return open_clip
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_state(tensors: dict[str, torch.Tensor]) -> str:
+    """Digest of a state dict's names, shapes, dtypes and bytes (independent of device)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class CLIPParts:
+    """A loaded CLIP: the open_clip model, its tokenizer, and where it came from."""
+
+    model: nn.Module  # open_clip CLIP (``.visual`` is the encoder the defenses fine-tune)
+    tokenizer: Any
+    name: str
+    pretrained: str | None
+    image_size: int
+    mean: tuple[float, ...] = CLIP_MEAN
+    std: tuple[float, ...] = CLIP_STD
+    source: dict[str, Any] = field(default_factory=dict)  # checkpoint path, sha256, notes
+
+    @property
+    def visual(self) -> nn.Module:
+        return self.model.visual
+
+    def describe(self) -> dict[str, Any]:
+        return {"architecture": self.name, "pretrained": self.pretrained, "image_size": self.image_size, **self.source}
+
+
+def activation_is_quickgelu(model: nn.Module) -> bool:
+    from open_clip.transformer import QuickGELU
+
+    return any(isinstance(m, QuickGELU) for m in model.visual.modules())
+
+
+def resolve_arch(name: str, pretrained: str | None) -> tuple[str, list[str]]:
+    """OpenAI weights need QuickGELU: ``ViT-B-32`` + ``openai`` becomes ``ViT-B-32-quickgelu`` (noted)."""
+    notes: list[str] = []
+    oc = _open_clip()
+    if pretrained == "openai" and not name.endswith("-quickgelu") and ":" not in name:
+        qg = f"{name}-quickgelu"
+        if qg in oc.list_models():
+            notes.append(f"architecture {name} + openai weights: using {qg} (OpenAI CLIP uses QuickGELU)")
+            name = qg
+    return name, notes
+
+
+def build_clip(
+    name: str,
+    pretrained: str | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    checkpoint_sha256: str | None = None,
+    trust_checkpoint: bool = False,
+    device: str | torch.device = "cpu",
+) -> CLIPParts:
+    """Build CLIP with open_clip, then (optionally) load a visual-encoder checkpoint strictly."""
+    oc = _open_clip()
+    arch, notes = resolve_arch(name, pretrained)
+    schema = arch.split(":", 1)[0] if arch.startswith(("hf-hub:", "local-dir:")) else None
+    if schema is None and arch not in oc.list_models():
+        import difflib
+
+        close = difflib.get_close_matches(arch, oc.list_models(), n=3)
+        raise ZsrError(
+            f"Unknown model architecture '{arch}'. "
+            + (f"Did you mean {', '.join(close)}? " if close else "")
+            + "Use an open_clip name (e.g. ViT-B-32-quickgelu with --pretrained openai), hf-hub:org/repo, "
+            "local-dir:/path, or zsr-tiny."
+        )
+    if schema == "local-dir" and not Path(arch.split(":", 1)[1]).is_dir():
+        raise ZsrError(f"Model folder {arch.split(':', 1)[1]} does not exist; pass local-dir:<folder written by zsrbench train>.")
+    try:
+        logging.getLogger().disabled, was = True, logging.getLogger().disabled  # open_clip warns via root
+        model = oc.create_model(arch, pretrained=None if schema else pretrained, device="cpu")
+    except RuntimeError as exc:
+        raise ZsrError(f"Could not load pretrained weights '{pretrained}' for {arch}: {exc}") from exc
+    finally:
+        logging.getLogger().disabled = was
+    tokenizer = oc.get_tokenizer(arch)
+    source: dict[str, Any] = {"notes": notes}
+    if schema is None and not pretrained and checkpoint is None:
+        notes.append("random initialisation (no pretrained weights)")
+    if schema == "local-dir":
+        folder = Path(arch.split(":", 1)[1])
+        weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".pth", ".bin"))
+        if weights:
+            source["weights_sha256"] = sha256_file(weights[0])
+            source["weights_file"] = str(weights[0])
+    if pretrained == "openai" or arch.endswith("-quickgelu"):
+        if not activation_is_quickgelu(model):
+            raise ZsrError(f"{arch} was built without QuickGELU; OpenAI weights would silently change the model.")
+    if checkpoint is not None:
+        source.update(load_visual_checkpoint(model, checkpoint, expected_sha256=checkpoint_sha256, trust=trust_checkpoint))
+    model.eval().to(device)
+    size = model.visual.image_size
+    image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    pp = getattr(model.visual, "preprocess_cfg", {}) or {}
+    return CLIPParts(
+        model=model, tokenizer=tokenizer, name=arch, pretrained=pretrained, image_size=image_size,
+        mean=tuple(pp.get("mean", CLIP_MEAN)), std=tuple(pp.get("std", CLIP_STD)), source=source,
+    )
+
+
+VISUAL_KEYS = ("vision_encoder_state_dict", "visual_state_dict", "state_dict", "model_state_dict", "model")
+
+
+def extract_visual_state(obj: Any) -> dict[str, torch.Tensor]:
+    """The visual state dict from the formats published defenses use.
+
+    Accepts a raw visual state dict; a dict holding it under ``vision_encoder_state_dict`` (or ``state_dict``,
+    ``model``); ``module.`` (DataParallel) prefixes; a full CLIP state dict (``visual.`` prefix kept only).
+    """
+    if isinstance(obj, dict):
+        for key in VISUAL_KEYS:
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ZsrError("The checkpoint holds no state dict of tensors; expected a visual-encoder state dict.")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    if any(k.startswith("visual.") for k in state):
+        state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
+    return state
+
+
+def load_visual_checkpoint(
+    model: nn.Module, path: str | Path, *, expected_sha256: str | None = None, trust: bool = False
+) -> dict[str, Any]:
+    """Load a visual-encoder checkpoint into ``model.visual`` strictly; return its provenance."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZsrError(f"Checkpoint file {path} does not exist. Pass the path of a .pt/.pth visual-encoder checkpoint.")
+    digest = sha256_file(path)
+    if expected_sha256 and digest != expected_sha256.lower().removeprefix("sha256:"):
+        raise ZsrError(
+            f"Checkpoint {path} has sha256 {digest}, but {expected_sha256} was expected: the file is not the one "
+            "you named (corrupt or a different version). Download it again or drop --checkpoint-sha256."
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        obj: Any = load_file(str(path))
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=not trust)
+        except Exception as exc:  # pickle errors differ across torch versions
+            if trust:
+                raise ZsrError(f"Could not read checkpoint {path}: {exc}") from exc
+            raise ZsrError(
+                f"Checkpoint {path} could not be loaded with weights_only=True ({type(exc).__name__}). If you "
+                "trust its source, pass --trust-checkpoint to allow arbitrary pickled objects."
+            ) from exc
+    state = extract_visual_state(obj)
+    own = model.visual.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        def show(keys: Sequence[str]) -> str:
+            return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatch: {show(mismatched)}")
+        raise ZsrError(
+            f"Checkpoint {path} does not fit the visual encoder of this architecture ({'; '.join(parts)}). "
+            "Check --model matches the architecture the checkpoint was trained with."
+        )
+    model.visual.load_state_dict(state, strict=True)
+    return {"checkpoint": str(path), "checkpoint_sha256": digest, "checkpoint_trusted": bool(trust)}
+
+
+# --- the zero-shot classifier ------------------------------------------------------------------------------
+
+
+def text_tower_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("visual.") and k != "logit_scale"}
+
+
+@torch.no_grad()
+def compute_text_head(model: nn.Module, tokenizer: Any, prompts: list[list[str]], device: torch.device | str,
+                      batch: int = 256) -> torch.Tensor:
+    """C×D L2-normalised class embeddings: the mean of each class's normalised prompt embeddings, renormalised."""
+    flat = [p for ps in prompts for p in ps]
+    embs = []
+    for i in range(0, len(flat), batch):
+        tokens = tokenizer(flat[i : i + batch]).to(device)
+        embs.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
+    e = torch.cat(embs)
+    out, j = [], 0
+    for ps in prompts:
+        out.append(F.normalize(e[j : j + len(ps)].mean(0), dim=-1))
+        j += len(ps)
+    return torch.stack(out)
+
+
+def text_head(parts: CLIPParts, prompts: list[list[str]], *, device: torch.device | str = "cpu",
+              cache: Path | None | bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The class text head, cached on disk by (text-tower weights digest, prompts digest)."""
+    tower = sha256_state(text_tower_state(parts.model))
+    prompts_digest = hashlib.sha256(json.dumps(prompts, ensure_ascii=False).encode()).hexdigest()
+    key = hashlib.sha256(f"{tower}|{prompts_digest}".encode()).hexdigest()[:32]
+    info = {"text_tower_sha256": tower, "prompts_sha256": prompts_digest, "cache_hit": False}
+    path = None
+    if cache:
+        folder = (cache if isinstance(cache, Path) else cache_dir()) / "text_heads"
+        path = folder / f"{key}.pt"
+        if path.is_file():
+            head = torch.load(path, map_location="cpu", weights_only=True)
+            info["cache_hit"] = True
+            return head.to(device), info
+    model_device = next(parts.model.parameters()).device
+    head = compute_text_head(parts.model, parts.tokenizer, prompts, model_device).to(device)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(head.cpu(), tmp)
+            os.replace(tmp, path)
+        except OSError:
+            info["cache_write_failed"] = True
+    return head, info
+
+
+class ZeroShotClassifier(nn.Module):
+    """``logits(x) = s · normalize(f(N(resize(x)))) · Tᵀ`` for images ``x`` in [0,1] at native resolution.
+
+    The resize (bicubic, differentiable) and the normalisation are inside, so an attack acts on [0,1] pixels.
+    ``features(x)`` gives, from the same forward pass, the unnormalised image embedding and the projected
+    patch tokens (``ln_post(tokens) @ proj``) that text-guided attention needs.
+    """
+
+    def __init__(self, visual: nn.Module, head: torch.Tensor, *, image_size: int, logit_scale: float = LOGIT_SCALE,
+                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD, resize: bool = True) -> None:
+        super().__init__()
+        self.visual = visual
+        self.register_buffer("head", head.detach().float())
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.image_size = int(image_size)
+        self.logit_scale = float(logit_scale)
+        self.resize = resize
+        self.eval()
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resize and (x.shape[-1] != self.image_size or x.shape[-2] != self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
+        return (x - self.mean) / self.std
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(image embedding [B, D] unnormalised, projected patch tokens [B, P, D] or None)."""
+        v = self.visual
+        has_tokens = hasattr(v, "output_tokens")
+        if has_tokens:
+            previous = v.output_tokens
+            v.output_tokens = True
+        try:
+            out = v(self.prepare(x))
+        finally:
+            if has_tokens:
+                v.output_tokens = previous
+        if isinstance(out, tuple):
+            pooled, tokens = out
+            if getattr(v, "proj", None) is not None:
+                tokens = tokens @ v.proj
+            return pooled, tokens
+        return out, None
+
+    def logits_from_embedding(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale * F.normalize(emb.float(), dim=-1) @ self.head.t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_embedding(self.visual(self.prepare(x)))
+
+
+def make_classifier(parts: CLIPParts, prompts: list[list[str]], *, device: torch.device | str = "cpu",
+                    logit_scale: float = LOGIT_SCALE, cache: Path | None | bool = True,
+                    visual: nn.Module | None = None) -> tuple[ZeroShotClassifier, dict[str, Any]]:
+    """A :class:`ZeroShotClassifier` over ``parts`` (or a replacement ``visual``) for the given class prompts."""
+    head, info = text_head(parts, prompts, device=device, cache=cache)
+    clf = ZeroShotClassifier(visual if visual is not None else parts.visual, head, image_size=parts.image_size,
+                             logit_scale=logit_scale, mean=parts.mean, std=parts.std).to(device)
+    return clf, info

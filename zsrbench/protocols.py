@@ -1,0 +1,97 @@
+"""Evaluation protocols: which datasets, ε, attack settings and model defaults make numbers comparable."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zsrbench.registry import PROTOCOLS
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: int
+    description: str
+    datasets: tuple[str, ...]
+    eps: float = 1.0  # in units of 1/255
+    eps_sweep: tuple[float, ...] = ()
+    train_dataset: str | None = None  # the source task (also the first evaluation column)
+    default_model: str = "ViT-B-32-quickgelu"
+    default_pretrained: str | None = "openai"
+    needs_data_root: bool = True
+    n_samples: int | None = None  # None: full evaluation sets
+    seed: int = 0
+    attack_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    normalised_average: bool = False  # average normalised accuracy (acc-chance)/(1-chance) in tables
+
+    def settings(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["datasets"] = list(self.datasets)
+        d["eps_sweep"] = list(self.eps_sweep)
+        return d
+
+    def zero_shot_datasets(self) -> tuple[str, ...]:
+        return tuple(d for d in self.datasets if d != self.train_dataset)
+
+
+TGA16_DATASETS = (
+    "tinyimagenet", "cifar10", "cifar100", "stl10", "sun397", "food101", "oxford_pets", "flowers102",
+    "dtd", "eurosat", "fgvc_aircraft", "imagenet", "caltech101", "caltech256", "stanford_cars", "pcam",
+)
+
+PAPER_ATTACKS = {
+    "pgd": {"steps": 100, "step": 1.0},
+    "cw": {"steps": 100, "step": 1.0, "kappa": 50.0},
+}
+
+register = PROTOCOLS.add
+
+register(
+    "tga16",
+    Protocol(
+        name="tga16",
+        version=1,
+        description="16 zero-shot datasets of TeCoA/PMG-AFT/TGA-ZSR/Comp-TGA, ViT-B/32, eps 1/255",
+        datasets=TGA16_DATASETS,
+        eps=1.0,
+        eps_sweep=(1.0, 2.0, 4.0),
+        train_dataset="tinyimagenet",
+        attack_defaults=PAPER_ATTACKS,
+    ),
+)
+
+register(
+    "fare",
+    Protocol(
+        name="fare",
+        version=1,
+        description="RobustVLM protocol: aa-fare at eps 2/255 and 4/255, first 1000 samples after a seeded shuffle",
+        datasets=tuple(d for d in TGA16_DATASETS if d != "tinyimagenet"),
+        eps=2.0,
+        eps_sweep=(2.0, 4.0),
+        default_model="ViT-L-14-quickgelu",
+        n_samples=1000,
+        attack_defaults=PAPER_ATTACKS,
+    ),
+)
+
+register(
+    "synthetic",
+    Protocol(
+        name="synthetic",
+        version=1,
+        description="tiny generated images of a few coloured shapes; offline smoke test of the whole path",
+        datasets=("synthetic_shapes", "synthetic_colors"),
+        eps=1.0,
+        default_model="zsr-tiny",
+        default_pretrained=None,
+        needs_data_root=False,
+        train_dataset="synthetic_shapes",
+        attack_defaults={"pgd": {"steps": 10, "step": 1.0}, "cw": {"steps": 10, "step": 1.0, "kappa": 50.0}},
+    ),
+)
+
+
+def get_protocol(name: str) -> Protocol:
+    return PROTOCOLS.get(name)
