@@ -133,3 +133,12 @@ def test_plugin_from_examples_registers_and_runs(tmp_path):
     assert ran.returncode == 0, ran.stderr + ran.stdout
     rec = read_record(next((tmp_path / "r").rglob("synthetic_shapes.json")))
     assert rec.model.defense == "blur_clip" and rec.protocol.suite == "pgd+noise"
+
+
+def test_resume_skips_identical_evaluations(synthetic_run):
+    out, _ = synthetic_run
+    before = {f: f.stat().st_mtime_ns for f in out.rglob("*.json")}
+    res = invoke("run", "--attack", "pgd,cw", "--eps", "4", "--results-dir", str(out), "--resume", "--protocol",
+                 "synthetic", "--steps", "3")
+    assert res.exit_code == 0 and "skipped (--resume)" in res.output
+    assert {f: f.stat().st_mtime_ns for f in out.rglob("*.json")} == before

@@ -117,6 +117,37 @@ def show_results(results: list[Any]) -> None:
     console.print(table)
 
 
+@app.command("bench")
+@user_errors
+def bench_cmd(
+    model: str = typer.Option("zsr-tiny", "--model", "-m"),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    n_images: int = typer.Option(256, "--n-images"),
+    batch_size: int = typer.Option(64, "--batch-size", "-b"),
+    steps: int = typer.Option(10, "--steps"),
+    image_size: Optional[int] = typer.Option(None, "--image-size"),
+    json_out: bool = typer.Option(False, "--json", help="print the measurement as JSON"),
+) -> None:
+    """Measure the runner's throughput beside a plain reference loop and the device's matmul peak."""
+    import json
+
+    from zsrbench.bench import as_dict, run_benchmark
+    from zsrbench.runner import default_device
+
+    res = as_dict(run_benchmark(model=model, pretrained=pretrained, device=device or default_device(),
+                                n_images=n_images, batch_size=batch_size, steps=steps, image_size=image_size))
+    if json_out:
+        console.print_json(json.dumps(res))
+        return
+    table = Table(title="zsrbench bench (PGD, fp32)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for k, v in res.items():
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    console.print(table)
+
+
 LISTS = ("defenses", "attacks", "datasets", "protocols")
 
 

@@ -281,6 +281,13 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
             builder = DATASETS.get(name)
             evalset = builder.build(cfg.data_root, image_size=parts.image_size, download=cfg.download)
             indices = select_indices(len(evalset), n_samples, seed)
+            if cfg.resume:
+                done = _resumable(cfg.results_dir, mid, protocol, name, suite, eps, indices, params, cfg.precision)
+                if done is not None:
+                    results.append(done)
+                    if log:
+                        log(f"{name}: already evaluated with the same settings ({done.path}); skipped (--resume)")
+                    continue
             clf, head_info = make_classifier(parts, evalset.info.prompts(), device=device)
             task = bar.add_task(f"{name} [{suite} ε={eps_text(eps)}]", total=len(indices))
             t0 = time.perf_counter()
@@ -322,6 +329,24 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     return results
 
 
+def _resumable(results_dir: str, mid: str, protocol: Protocol, dataset: str, suite: str, eps: float,
+               indices: Sequence[int], params: dict[str, dict[str, Any]], precision: str) -> DatasetResult | None:
+    """The existing record of exactly this evaluation, if one is on disk (same samples, attacks, ε, precision)."""
+    from zsrbench.leaderboard.records import eps_dir, read_record, slug
+
+    path = (Path(results_dir) / protocol.name / slug(mid) / slug(suite) / eps_dir(eps_text(eps)) / f"{dataset}.json")
+    if not path.is_file():
+        return None
+    try:
+        rec = read_record(path)
+    except ZsrError:
+        return None
+    p = rec.protocol
+    same = (p.version == protocol.version and p.indices_digest == indices_digest(indices) and p.precision == precision
+            and [(a.name, a.params) for a in p.attacks] == [(k, v) for k, v in params.items()])
+    return DatasetResult(path=path, record=rec) if same else None
+
+
 def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
@@ -332,7 +357,8 @@ def _progress(enabled: bool):
         def render(self, task):  # type: ignore[override]
             from rich.text import Text
 
-            speed = task.finished_speed or task.speed
+            elapsed = task.finished_time if task.finished else task.elapsed
+            speed = task.completed / elapsed if elapsed else 0.0
             return Text(f"{speed:.1f} img/s" if speed else "- img/s")
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
