@@ -30,10 +30,12 @@ class DatasetInfo:
     # One fixed prompt per class instead of templates (PCAM); when set, templates are not used.
     fixed_prompts: tuple[str, ...] | None = None
     native_size: int | None = None  # pixels, for "native" datasets
+    # The class count the protocol fixes, for datasets whose names are only read from disk at build time.
+    expected_classes: int | None = None
 
     @property
     def num_classes(self) -> int:
-        return len(self.classnames)
+        return len(self.classnames) or (self.expected_classes or 0)
 
     def prompts(self) -> list[list[str]]:
         """The text prompts of each class (a list of prompts per class, averaged into the text head)."""

@@ -36,7 +36,7 @@ def found_instead(expected: Path, max_entries: int = 8) -> str:
     entries = sorted(parent.iterdir(), key=lambda p: p.name)
     missing_child = expected.relative_to(parent).parts[0]
     text = f"{parent} holds {_listing(entries, max_entries)} (no '{missing_child}')"
-    close = difflib.get_close_matches(missing_child.lower(), [e.name.lower() for e in entries], n=1, cutoff=0.6)
+    close = difflib.get_close_matches(missing_child.lower(), [e.name.lower() for e in entries], n=1, cutoff=0.75)
     if close:
         match = next(e for e in entries if e.name.lower() == close[0])
         text += f"; if {match} is this data under another name, rename or link it to {parent / missing_child}"

@@ -9,7 +9,7 @@ reference code (github.com/zhyblue424/TGA-ZSR, ``utils.py`` and ``replace/datase
   lower-case and replace "_" and "-" (not "/"); FGVC-Aircraft replaces only "_" (so "boeing 737-200").
 - Tiny-ImageNet's names are the first lemma of each wnid's entry in the dataset's ``words.txt`` (what the
   reference's ``tinyimagenet_classes_name.txt`` lists, e.g. "n02509815 lesser_panda").
-- ImageNet uses the class names OpenAI curated for CLIP (a data file, ``classnames/imagenet.tsv``) verbatim.
+- ImageNet uses the class names OpenAI curated for CLIP (a data file, ``classnames/imagenet.txt``) verbatim.
   (The reference code instead maps wnids through an ``imagenet_classes_names.txt`` it does not publish.)
 
 Runs of spaces are collapsed and ends stripped in every rule (the reference does not; it only matters for two
@@ -105,7 +105,7 @@ def read_words(path: Path, wnids: Iterable[str]) -> dict[str, str]:
 
 
 def _data_lines(filename: str) -> list[str]:
-    text = resources.files("zsrbench.data").joinpath("classnames", filename).read_text(encoding="utf-8")
+    text = resources.files("zsrbench.data").joinpath("classnames").joinpath(filename).read_text(encoding="utf-8")
     return [ln.rstrip("\n") for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
@@ -117,6 +117,6 @@ def flowers102_classes() -> tuple[str, ...]:
 
 @lru_cache(maxsize=None)
 def imagenet_classes() -> tuple[tuple[str, str], ...]:
-    """``(wnid, CLIP class name)`` for the 1000 ImageNet classes in class-index order (``imagenet.tsv``)."""
-    rows = [ln.split("\t") for ln in _data_lines("imagenet.tsv")]
+    """``(wnid, CLIP class name)`` for the 1000 ImageNet classes in class-index order (``imagenet.txt``)."""
+    rows = [ln.split("\t") for ln in _data_lines("imagenet.txt")]
     return tuple((wnid.strip(), name.strip()) for wnid, name in rows)

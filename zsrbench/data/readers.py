@@ -43,7 +43,9 @@ class FileListDataset(Dataset):
 class ArrayImageDataset(Dataset):
     """Images in a uint8 array N×H×W×C (in memory or a lazily opened memmap), with integer labels."""
 
-    def __init__(self, images: np.ndarray | Callable[[], np.ndarray], labels: Sequence[int], transform: Transform) -> None:
+    def __init__(
+        self, images: np.ndarray | Callable[[], np.ndarray], labels: Sequence[int], transform: Transform
+    ) -> None:
         self._images = images if isinstance(images, np.ndarray) else None
         self._open = None if isinstance(images, np.ndarray) else images
         self.labels = [int(y) for y in labels]
@@ -67,6 +69,20 @@ class ArrayImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
         return self.transform(Image.fromarray(np.ascontiguousarray(self.images[i]))), self.labels[i]
+
+
+class IntLabels(Dataset):
+    """Wraps a dataset so that labels are Python ints (torchvision returns numpy ints for some datasets)."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        image, label = self.base[i]
+        return image, int(label)
 
 
 # --- CIFAR -------------------------------------------------------------------------------------------------

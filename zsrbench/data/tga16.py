@@ -25,7 +25,7 @@ flowers102         flowers-102/                                 zsrbench (same f
 dtd                dtd/dtd/                                     torchvision.datasets.DTD
 eurosat            eurosat/2750/                                torchvision.datasets.EuroSAT
 fgvc_aircraft      fgvc-aircraft-2013b/                         torchvision.datasets.FGVCAircraft
-imagenet           imagenet/val/<wnid>/ (or ImageNet/val/...)    zsrbench (ImageFolder layout)
+imagenet           imagenet/val/<wnid>/ (or ImageNet/val/)      zsrbench (ImageFolder layout)
 caltech101         caltech101/101_ObjectCategories/             torchvision.datasets.Caltech101
 caltech256         caltech256/256_ObjectCategories/             torchvision.datasets.Caltech256
 stanford_cars      stanford_cars/ (devkit or cars_annos.mat)    torchvision.datasets.StanfordCars / zsrbench
@@ -46,6 +46,7 @@ from zsrbench.data import readers as rd
 from zsrbench.data.base import DatasetBuilder, DatasetInfo, EvalSet, eval_transform
 from zsrbench.data.layout import (
     DataLayoutError,
+    DataMissingError,
     data_root,
     first_existing,
     layout_error,
@@ -169,6 +170,7 @@ def _info(key: str, title: str, split: str, *, templates: tuple[str, ...] = (PHO
     return DatasetInfo(
         name=key, title=title, classnames=classnames, templates=templates, split=split,
         input_mode="native" if native else "crop", native_size=native, fixed_prompts=fixed_prompts,
+        expected_classes=SOURCES[key].n_classes,
     )
 
 
@@ -230,6 +232,11 @@ class Ctx:
     def error(self, where: Path, problem: str) -> DataLayoutError:
         return layout_error(self.title, where, problem, self.how)
 
+    def fetch(self, folder: Path, needed: list[Path], download: Callable[[], object]) -> None:
+        """With ``download=True``, run ``download`` (torchvision's) unless every ``needed`` path is there."""
+        if self.download and not all(p.exists() for p in needed):
+            self.call(folder, download)
+
     def call(self, where: Path, make: Callable[[], T]) -> T:
         """Run a torchvision constructor or download, turning its errors into ZsrErrors that say what to do."""
         try:
@@ -240,7 +247,11 @@ class Ctx:
             raise ZsrError(f"{self.title} needs a package that is not installed: {exc}") from exc
         except Exception as exc:  # torchvision raises RuntimeError, KeyError, ValueError, OSError
             doing = "downloading or reading" if self.download else "reading"
-            raise self.error(where, f"torchvision failed {doing} it: {type(exc).__name__}: {exc}") from exc
+            problem = f"torchvision failed {doing} it: {type(exc).__name__}: {exc}"
+            if not where.exists():  # e.g. a download that could not reach the server
+                raise DataMissingError(f"{self.title}: {problem}; {where} does not exist. How to obtain it: "
+                                       f"{self.how}") from exc
+            raise self.error(where, problem) from exc
 
 
 @dataclass
@@ -257,12 +268,11 @@ class Read:
 
 
 def _tinyimagenet(c: Ctx) -> Read:
-    folder = c.folder()
-    if c.download and not folder.is_dir():
-        from torchvision.datasets.utils import download_and_extract_archive
+    from torchvision.datasets.utils import download_and_extract_archive
 
-        url = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-        c.call(folder, lambda: download_and_extract_archive(url, str(c.root)))
+    folder = c.folder()
+    url = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+    c.fetch(folder, [folder], lambda: download_and_extract_archive(url, str(c.root)))
     c.need_folder(folder)
     c.need(folder / "wnids.txt", folder / "words.txt", folder / c.split)
     wnids = sorted({ln.strip() for ln in (folder / "wnids.txt").read_text().splitlines() if ln.strip()})
@@ -313,11 +323,11 @@ def _all_exist(c: Ctx, files: list[Path], where: Path) -> None:
 
 
 def _cifar(c: Ctx, test_file: str, meta_file: str, names_key: str, tv_class: str) -> Read:
-    folder = c.folder()
-    if c.download:
-        import torchvision.datasets as tvd
+    import torchvision.datasets as tvd
 
-        c.call(folder, lambda: getattr(tvd, tv_class)(str(c.root), train=False, download=True))
+    folder = c.folder()
+    c.fetch(folder, [folder / test_file, folder / meta_file],
+            lambda: getattr(tvd, tv_class)(str(c.root), train=False, download=True))
     c.need_folder(folder)
     c.need(folder / test_file, folder / meta_file)
     try:
@@ -338,13 +348,12 @@ def _cifar100(c: Ctx) -> Read:
 
 
 def _stl10(c: Ctx) -> Read:
-    folder = c.folder()
-    if c.download:
-        from torchvision.datasets import STL10
+    from torchvision.datasets import STL10
 
-        c.call(folder, lambda: STL10(str(c.root), split="test", download=True))
-    c.need_folder(folder)
+    folder = c.folder()
     x_path, y_path, names_path = folder / "test_X.bin", folder / "test_y.bin", folder / "class_names.txt"
+    c.fetch(folder, [x_path, y_path], lambda: STL10(str(c.root), split="test", download=True))
+    c.need_folder(folder)
     c.need(x_path, y_path)
     try:
         n = rd.stl10_count(x_path)
@@ -362,11 +371,10 @@ def _stl10(c: Ctx) -> Read:
 def _sun397(c: Ctx) -> Read:
     # Same files and labels as torchvision.datasets.SUN397, but in sorted order: torchvision keeps the order of
     # the file-system walk, which differs between machines and would change a seeded --n-samples subset.
-    folder = c.folder()
-    if c.download:
-        from torchvision.datasets import SUN397
+    from torchvision.datasets import SUN397
 
-        c.call(folder, lambda: SUN397(str(c.root), download=True))
+    folder = c.folder()
+    c.fetch(folder, [folder / "ClassName.txt"], lambda: SUN397(str(c.root), download=True))
     c.need_folder(folder)
     c.need(folder / "ClassName.txt")
     lines = (folder / "ClassName.txt").read_text().splitlines()
@@ -409,13 +417,13 @@ def _oxford_pets(c: Ctx) -> Read:
 
 
 def _flowers102(c: Ctx) -> Read:
-    folder = c.folder()
-    if c.download:
-        from torchvision.datasets import Flowers102
+    from torchvision.datasets import Flowers102
 
-        c.call(folder, lambda: Flowers102(str(c.root), split="test", download=True))
+    folder = c.folder()
+    needed = [folder / "jpg", folder / "imagelabels.mat", folder / "setid.mat"]
+    c.fetch(folder, needed, lambda: Flowers102(str(c.root), split="test", download=True))
     c.need_folder(folder)
-    c.need(folder / "jpg", folder / "imagelabels.mat", folder / "setid.mat")
+    c.need(*needed)
     try:
         ids, labels = rd.flowers102_split(folder / "setid.mat", folder / "imagelabels.mat", "tstid")
     except Exception as exc:
@@ -469,12 +477,11 @@ def _fgvc_aircraft(c: Ctx) -> Read:
 
 
 def _imagenet(c: Ctx) -> Read:
+    from torchvision.datasets import ImageNet
+
     folder = first_existing(c.root, ("imagenet", "ImageNet"))
     val = folder / "val"
-    if c.download and not val.is_dir():
-        from torchvision.datasets import ImageNet
-
-        c.call(folder, lambda: ImageNet(str(folder), split="val"))
+    c.fetch(folder, [val], lambda: ImageNet(str(folder), split="val"))  # only sorts the archives the user put there
     c.need_folder(folder)
     c.need(val)
     wnids = [w for w, _ in naming.imagenet_classes()]
@@ -488,7 +495,7 @@ def _imagenet(c: Ctx) -> Read:
         raise c.error(val, f"{len(unknown)} folders are not ImageNet-1k wnids, e.g. {unknown[0]}/")
     files, labels = _class_folder_samples(c, val, wnids)
     names = [n for _, n in naming.imagenet_classes()]
-    extra = {"classnames_from": "zsrbench/data/classnames/imagenet.tsv (CLIP names)"}
+    extra = {"classnames_from": "zsrbench/data/classnames/imagenet.txt (CLIP names)"}
     return Read(rd.FileListDataset(files, labels, c.transform), names, folder, extra)
 
 
@@ -583,6 +590,8 @@ def build(key: str, root: str | Path | None, *, image_size: int = 224, download:
     tf = transform or eval_transform(info.input_mode, image_size)
     ctx = Ctx(key=key, root=path, transform=tf, download=download, split=split)
     read = READERS[key](ctx)
+    if not isinstance(read.dataset, (rd.FileListDataset, rd.ArrayImageDataset)):
+        read.dataset = rd.IntLabels(read.dataset)
     _check_classes(ctx, read)
     if probe:
         _probe(ctx, read)

@@ -1,0 +1,85 @@
+"""``zsrbench data ...``: commands about the local datasets.
+
+cli.py mounts it as ``app.add_typer(data_app, name="data")``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zsrbench.data.check import FOUND, MISSING, DatasetStatus, check_data_root
+from zsrbench.errors import ZsrError
+
+data_app = typer.Typer(help="Inspect the local datasets the protocols read (--data-root).", no_args_is_help=True)
+
+STATUS_STYLE = {FOUND: "green", MISSING: "yellow"}
+
+
+@data_app.callback()
+def _data() -> None:
+    """Inspect the local datasets the protocols read (--data-root)."""
+
+
+@data_app.command("check")
+def check(
+    data_root: Annotated[Path, typer.Option("--data-root", help="Folder that holds the datasets.")],
+    datasets: Annotated[
+        Optional[str], typer.Option("--datasets", help="Comma-separated dataset names (default: the 16 of tga16).")
+    ] = None,
+) -> None:
+    """Report, per dataset, whether it is found under DATA_ROOT, with its number of images and classes.
+
+    Exits 1 when a dataset named in --datasets is missing or unusable; without --datasets it only reports.
+    """
+    names = [n.strip() for n in datasets.split(",") if n.strip()] if datasets else None
+    console = Console()
+    try:
+        statuses = check_data_root(data_root, names)
+    except ZsrError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    console.print(status_table(statuses, data_root))
+    for s in statuses:  # the full story of every problem; of a missing dataset only when it was asked for
+        if not s.ok and (names or s.status != MISSING):
+            console.print(f"[bold]{s.name}[/bold] ({s.status}): {s.message}", soft_wrap=True, highlight=False)
+    n_ok = sum(s.ok for s in statuses)
+    console.print(f"{n_ok} of {len(statuses)} datasets found under {data_root}", highlight=False)
+    missing = [s.name for s in statuses if s.status == MISSING]
+    if missing and not names:
+        console.print(f"To see where each missing dataset is expected and how to obtain it: zsrbench data check "
+                      f"--data-root {data_root} --datasets {','.join(missing)}", soft_wrap=True, highlight=False)
+    if names and n_ok < len(statuses):
+        raise typer.Exit(1)
+
+
+def status_table(statuses: list[DatasetStatus], data_root: Path) -> Table:
+    table = Table(title=f"datasets under {data_root}")
+    table.add_column("dataset", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("images", justify="right", no_wrap=True)
+    table.add_column("classes", justify="right", no_wrap=True)
+    table.add_column("folder", overflow="fold")
+    for s in statuses:
+        style = STATUS_STYLE.get(s.status, "red")
+        table.add_row(
+            s.name,
+            f"[{style}]{s.status}[/{style}]",
+            "" if s.n_images is None else f"{s.n_images:,}",
+            "" if s.n_classes is None else str(s.n_classes),
+            _relative(s.path, data_root),
+        )
+    return table
+
+
+def _relative(path: str | None, data_root: Path) -> str:
+    if not path:
+        return ""
+    try:
+        return str(Path(path).relative_to(data_root))
+    except ValueError:
+        return path
