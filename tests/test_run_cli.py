@@ -142,3 +142,23 @@ def test_resume_skips_identical_evaluations(synthetic_run):
                  "synthetic", "--steps", "3")
     assert res.exit_code == 0 and "skipped (--resume)" in res.output
     assert {f: f.stat().st_mtime_ns for f in out.rglob("*.json")} == before
+
+
+def test_tga16_run_on_a_data_root(tmp_path):
+    """`zsrbench run --protocol tga16 --data-root DIR` end to end on tiny copies of two datasets' layouts."""
+    from fake_layouts import make_all
+
+    make_all(tmp_path / "data", ["cifar10", "pcam"])
+    res = invoke("run", "--protocol", "tga16", "--data-root", str(tmp_path / "data"), "--datasets", "cifar10,pcam",
+                 "--model", "zsr-tiny", "--steps", "2", "--eps", "1", "--results-dir", str(tmp_path / "r"), "--quiet")
+    assert res.exit_code == 0, res.output
+    recs = {p.stem: read_record(p) for p in (tmp_path / "r").rglob("*.json")}
+    assert set(recs) == {"cifar10", "pcam"}
+    assert recs["pcam"].protocol.templates == [["This is a photo of healthy lymph node tissue."],
+                                               ["This is a photo of lymph node tumor tissue."]]
+    assert recs["cifar10"].protocol.input_mode == "native" and recs["pcam"].protocol.input_mode == "crop"
+    assert recs["cifar10"].protocol.settings["version"] == 1
+    # a dataset missing from the root: a clear error naming the path, nothing written for it
+    res = invoke("run", "--protocol", "tga16", "--data-root", str(tmp_path / "data"), "--datasets", "dtd",
+                 "--model", "zsr-tiny", "--results-dir", str(tmp_path / "r2"), "--quiet")
+    assert res.exit_code == 2 and str(tmp_path / "data") in res.output and "Traceback" not in res.output
