@@ -13,6 +13,12 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ZSRBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "zsrbench-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _cwd_outside_the_repository(tmp_path_factory, monkeypatch):
+    """Default output folders (results/, leaderboards/) land in a temp dir, never in the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="session")
 def tiny_parts():
     from zsrbench.models import build_clip

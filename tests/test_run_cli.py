@@ -24,13 +24,17 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    res = invoke("run", "--attack", "pgd,cw", "--eps", "4", "--results-dir", str(out), *FAST)
+    board = tmp_path_factory.mktemp("board")
+    res = invoke("run", "--attack", "pgd,cw", "--eps", "4", "--results-dir", str(out), "--leaderboard-dir", str(board),
+                 *FAST)
     assert res.exit_code == 0, res.output
-    return out, res
+    return out, res, board
 
 
 def test_run_writes_valid_records(synthetic_run):
-    out, res = synthetic_run
+    out, res, board = synthetic_run
+    revisions = sorted(board.rglob("r0001.json"))
+    assert len(revisions) == 1 and "synthetic" in str(revisions[0])  # one leaderboard entry, first revision
     files = sorted(out.rglob("*.json"))
     assert [f.stem for f in files] == ["synthetic_colors", "synthetic_shapes"]
     for f in files:
@@ -51,8 +55,8 @@ def test_run_writes_valid_records(synthetic_run):
 
 
 def test_seeded_runs_are_deterministic(synthetic_run, tmp_path):
-    out, _ = synthetic_run
-    res = invoke("run", "--attack", "pgd,cw", "--eps", "4", "--results-dir", str(tmp_path), *FAST)
+    out, _, board = synthetic_run
+    res = invoke("run", "--attack", "pgd,cw", "--eps", "4", "--results-dir", str(tmp_path), "--no-leaderboard", *FAST)
     assert res.exit_code == 0
     for f in out.rglob("*.json"):
         g = tmp_path / f.relative_to(out)
@@ -78,7 +82,7 @@ def test_bad_input_exit_2_without_traceback(args, needle, tmp_path):
     res = invoke("run", "--protocol", "synthetic", "--quiet", "--results-dir", str(out), *args)
     assert res.exit_code == 2, res.output
     assert needle in res.output and "Traceback" not in res.output
-    assert not out.exists()  # nothing written
+    assert not out.exists() and not Path("leaderboards").exists()  # nothing written
 
 
 def test_missing_data_root(tmp_path):
@@ -124,7 +128,7 @@ def test_plugin_from_examples_registers_and_runs(tmp_path):
         capture_output=True, text=True,
     )
     assert pip.returncode == 0, pip.stderr
-    env = {**__import__("os").environ, "PYTHONPATH": str(target)}
+    env = {**__import__("os").environ, "PYTHONPATH": str(target), "COLUMNS": "300"}
     cmd = [sys.executable, "-m", "zsrbench.cli"]
     listed = subprocess.run(cmd + ["list", "defenses"], capture_output=True, text=True, env=env)
     assert "blur_clip" in listed.stdout and "plugin zsrbench-example-plugin" in listed.stdout
@@ -136,7 +140,7 @@ def test_plugin_from_examples_registers_and_runs(tmp_path):
 
 
 def test_resume_skips_identical_evaluations(synthetic_run):
-    out, _ = synthetic_run
+    out, _, board = synthetic_run
     before = {f: f.stat().st_mtime_ns for f in out.rglob("*.json")}
     res = invoke("run", "--attack", "pgd,cw", "--eps", "4", "--results-dir", str(out), "--resume", "--protocol",
                  "synthetic", "--steps", "3")

@@ -86,6 +86,8 @@ def run_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (recorded)"),
     results_dir: str = typer.Option("results", "--results-dir", help="where result records are written"),
+    leaderboard_dir: str = typer.Option("leaderboards", "--leaderboard-dir", help="the versioned leaderboard"),
+    no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="write result records only"),
     resume: bool = typer.Option(False, "--resume", help="skip datasets already evaluated with the same settings"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
@@ -98,7 +100,7 @@ def run_cmd(
         model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
         trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
         n_samples=n_samples, seed=seed, batch_size=batch_size, device=device, precision=precision,
-        results_dir=results_dir, resume=resume,
+        results_dir=results_dir, leaderboard_dir=None if no_leaderboard else leaderboard_dir, resume=resume,
     )
     results = run(cfg, progress=not quiet, log=None if quiet else console.print)
     show_results(results)

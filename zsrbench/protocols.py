@@ -71,6 +71,7 @@ register(
         eps=2.0,
         eps_sweep=(2.0, 4.0),
         default_model="ViT-L-14-quickgelu",
+        train_dataset="imagenet",  # FARE fine-tunes on ImageNet: the zero-shot average leaves it out
         n_samples=1000,
         attack_defaults=PAPER_ATTACKS,
     ),

@@ -26,7 +26,7 @@ import zsrbench
 from zsrbench.attacks.base import AttackSpec, eps_text, validate_eps
 from zsrbench.data.base import EvalSet, indices_digest, select_indices
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard.records import write_result
+from zsrbench.leaderboard.records import read_record, write_result
 from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, Metrics, ModelInfo, ProtocolInfo, ResultRecord
 from zsrbench.models import LOGIT_SCALE, CLIPParts, make_classifier
 from zsrbench.protocols import Protocol
@@ -58,6 +58,7 @@ class RunConfig:
     device: str | None = None
     precision: str = "fp32"
     results_dir: str = "results"
+    leaderboard_dir: str | None = "leaderboards"  # None: write result records only
     resume: bool = False
     num_workers: int | None = None
 
@@ -323,18 +324,24 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
                         **{k: round(v, 3) for k, v in timing.items()}},
             )
             path = write_result(cfg.results_dir, record, flags)
-            results.append(DatasetResult(path=path, record=record))
+            results.append(DatasetResult(path=path, record=read_record(path)))
             if log:
                 log(f"{name}: clean {metrics.clean_accuracy:.2%}  robust {metrics.robust_accuracy:.2%}  -> {path}")
+    if cfg.leaderboard_dir is not None and results:
+        from zsrbench.leaderboard.store import add_measured
+
+        for rev in add_measured(cfg.leaderboard_dir, [(r.path, r.record) for r in results]):
+            if log:
+                log(f"leaderboard: {rev}")
     return results
 
 
 def _resumable(results_dir: str, mid: str, protocol: Protocol, dataset: str, suite: str, eps: float,
                indices: Sequence[int], params: dict[str, dict[str, Any]], precision: str) -> DatasetResult | None:
     """The existing record of exactly this evaluation, if one is on disk (same samples, attacks, ε, precision)."""
-    from zsrbench.leaderboard.records import eps_dir, read_record, slug
+    from zsrbench.leaderboard.records import result_path
 
-    path = (Path(results_dir) / protocol.name / slug(mid) / slug(suite) / eps_dir(eps_text(eps)) / f"{dataset}.json")
+    path = result_path(results_dir, protocol.name, protocol.version, mid, suite, eps_text(eps), dataset)
     if not path.is_file():
         return None
     try:

@@ -1,3 +1,10 @@
-"""Result records, the versioned leaderboard store and its tables."""
+"""Result records, the versioned leaderboard store and its tables.
 
-from zsrbench.leaderboard.schema import SCHEMA_VERSION, ResultRecord  # noqa: F401
+The runner writes result records (:mod:`.records`); :func:`add_measured` turns them into revisions of
+leaderboard entries (:mod:`.store`); :mod:`.reported` imports published numbers; :mod:`.tables` and
+:mod:`.render` make the tables; :mod:`.validate` checks everything on disk; :mod:`.combine` takes the worst
+case of several attack suites from the per-sample flags.
+"""
+
+from zsrbench.leaderboard.schema import ENTRY_SCHEMA_VERSION, SCHEMA_VERSION, LeaderboardEntry, ResultRecord  # noqa: F401
+from zsrbench.leaderboard.store import add_measured  # noqa: F401

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from zsrbench.errors import ZsrError
+from zsrbench.leaderboard.migrate import migrate
 from zsrbench.leaderboard.schema import ResultRecord, Sidecar
 
 
@@ -26,9 +27,16 @@ def eps_dir(eps_text: str) -> str:
     return "eps" + eps_text.replace("/255", "").replace(".", "p")
 
 
+def result_path(results_dir: str | Path, protocol: str, version: int, model_id: str, suite: str, eps_text: str,
+                dataset: str) -> Path:
+    """Where the record of one (protocol version, model, suite, ε, dataset) lives under ``results_dir``."""
+    return (Path(results_dir) / protocol / f"v{version}" / slug(model_id) / slug(suite) / eps_dir(eps_text)
+            / f"{dataset}.json")
+
+
 def record_path(results_dir: Path, record: ResultRecord) -> Path:
     p = record.protocol
-    return Path(results_dir) / p.name / slug(record.model.id) / slug(p.suite) / eps_dir(p.eps_text) / f"{p.dataset}.json"
+    return result_path(results_dir, p.name, p.version, record.model.id, p.suite, p.eps_text, p.dataset)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -75,15 +83,29 @@ def write_result(results_dir: str | Path, record: ResultRecord, flags: dict[str,
 def read_record(path: str | Path) -> ResultRecord:
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise ZsrError(f"{path}: not a readable JSON result record ({exc}).") from exc
+    return parse_record(data, path)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first schema error of ``exc`` in one line: ``field.path: message (N error(s))``."""
+    first = exc.errors()[0]
+    where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    return f"{where}: {first['msg']} ({exc.error_count()} error(s))"
+
+
+def parse_record(data: Any, path: str | Path = "<record>") -> ResultRecord:
+    """A parsed JSON result record, migrated from older schema versions and validated."""
+    try:
+        data = migrate(data, "record")
+    except ZsrError as exc:
+        raise ZsrError(f"{path}: {exc}") from exc
     try:
         return ResultRecord.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise ZsrError(f"{path}: invalid result record: {where}: {first['msg']} ({exc.error_count()} error(s)).") from exc
+        raise ZsrError(f"{path}: invalid result record: {validation_message(exc)}.") from exc
 
 
 def read_flags(record_file: str | Path, record: ResultRecord | None = None) -> dict[str, np.ndarray]:
@@ -98,14 +120,23 @@ def read_flags(record_file: str | Path, record: ResultRecord | None = None) -> d
         raise ZsrError(f"{record_file}: its flags sidecar {side} is missing ({exc.strerror}).") from exc
     if hashlib.sha256(blob).hexdigest() != record.sidecar.sha256:
         raise ZsrError(f"{side}: sha256 does not match the one its record {record_file.name} names.")
-    with np.load(io.BytesIO(blob)) as z:
-        return {k: z[k] for k in z.files}
+    return flags_from_bytes(blob, side)
+
+
+def flags_from_bytes(blob: bytes, where: str | Path = "<flags>") -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # a damaged zip/npy raises many kinds of error
+        raise ZsrError(f"{where}: not a readable flags file ({type(exc).__name__}: {exc}).") from exc
 
 
 def iter_records(root: str | Path) -> list[tuple[Path, ResultRecord | ZsrError]]:
     """Every ``*.json`` record under ``root``, parsed; bad files come back as their error (nothing is lost)."""
     out: list[tuple[Path, Any]] = []
     for path in sorted(Path(root).rglob("*.json")):
+        if path.name.endswith(".schema.json"):
+            continue
         try:
             out.append((path, read_record(path)))
         except ZsrError as exc:

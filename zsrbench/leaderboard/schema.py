@@ -110,3 +110,155 @@ class ResultRecord(_Strict):
     env: Env
     sidecar: Sidecar | None = None
     timing: dict[str, float] = Field(default_factory=dict)  # seconds, images/s
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Leaderboard entries: one JSON file per revision of (model × attack suite × ε) under one protocol version.
+# ------------------------------------------------------------------------------------------------------------
+
+ENTRY_SCHEMA_VERSION = 1
+
+
+class EntryProtocol(_Strict):
+    """The protocol an entry was measured (or reported) under; entries of different versions never share a column."""
+
+    name: str
+    version: int = Field(ge=0)
+    datasets: list[str]  # the protocol's datasets, in column order
+    train_dataset: str | None = None  # excluded from the zero-shot average
+    normalised_average: bool = False  # averages use (acc - chance) / (1 - chance)
+
+
+class EntryModel(_Strict):
+    id: str  # measured: ModelInfo.id; reported: "reported:<source_id>:<method>"
+    name: str  # the row label
+    defense: str | None = None
+    architecture: str | None = None
+    checkpoint_sha256: str | None = None
+    description: str | None = None  # reported: what the source says the model is
+
+
+class FileRef(_Strict):
+    path: str  # relative to the entry's directory (or to the results directory for a raw view)
+    sha256: str
+
+
+class DatasetMeasurement(_Strict):
+    """One dataset of a measured entry: a summary of its result record, and the record + flags it came from."""
+
+    record: FileRef
+    sidecar: FileRef
+    measured_at: str  # the record's created_at
+    zsrbench_version: str
+    git_sha: str | None = None
+    n_samples: int = Field(ge=0)
+    indices_digest: str
+    metrics: Metrics
+    flags: Flags = Field(default_factory=Flags)
+    deviations: list[str] = Field(default_factory=list)  # settings that differ from the protocol's
+
+
+class MeasuredData(_Strict):
+    attacks: list[AttackConfig]
+    precision: str
+    seed: int
+    datasets: dict[str, DatasetMeasurement]
+
+
+class ReportedNumbers(_Strict):
+    """Published numbers, in percent exactly as printed by the source."""
+
+    per_dataset: dict[str, float] = Field(default_factory=dict)
+    average: float | None = None  # the printed average (what people cite)
+    average_scope: Literal["all", "zero-shot"] = "all"
+    per_dataset_mean: float | None = None  # mean of per_dataset, computed at import (shows inconsistencies)
+    notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _percent(self) -> "ReportedNumbers":
+        for k, v in [*self.per_dataset.items(), ("average", self.average)]:
+            if v is not None and not 0 <= v <= 100:
+                raise ValueError(f"{k}: {v} is not a percentage in [0, 100]")
+        return self
+
+
+class ReportedData(_Strict):
+    source: str  # full citation
+    source_id: str  # short stable key, e.g. "tga-zsr-neurips24"
+    method: str
+    attack: str  # as printed by the source, e.g. "pgd100"
+    attack_description: str | None = None
+    unit: Literal["percent"] = "percent"
+    clean: ReportedNumbers | None = None
+    robust: ReportedNumbers | None = None
+    imported_from: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class PreviousRevision(_Strict):
+    revision: int = Field(ge=1)
+    file: str  # relative to the entry's directory
+    sha256: str  # of the previous revision's file: history cannot be rewritten unnoticed
+
+
+class LeaderboardEntry(_Strict):
+    """One revision of a leaderboard entry. Files are immutable: a new measurement adds a revision."""
+
+    schema_version: Literal[1] = ENTRY_SCHEMA_VERSION
+    kind: Literal["measured", "reported"]
+    entry: str  # the entry's slug (its directory name)
+    revision: int = Field(ge=1)
+    created_at: str  # ISO 8601, UTC
+    previous: PreviousRevision | None = None
+    changes: list[str] = Field(default_factory=list)  # what changed vs the previous revision
+    protocol: EntryProtocol
+    model: EntryModel
+    suite: str  # zsrbench's attack suite ("pgd", "pgd+cw"); reported: the equivalent suite, else the printed name
+    eps: float | None = Field(default=None, gt=0, le=1)  # pixel units; None for clean-only reported numbers
+    eps_text: str | None = None
+    zsrbench_version: str
+    measured: MeasuredData | None = None
+    reported: ReportedData | None = None
+    digest: str = ""  # sha256 of the canonical JSON of every other field
+
+    @model_validator(mode="after")
+    def _payload(self) -> "LeaderboardEntry":
+        if self.kind == "measured" and (self.measured is None or self.reported is not None):
+            raise ValueError("a measured entry needs 'measured' and no 'reported'")
+        if self.kind == "reported" and (self.reported is None or self.measured is not None):
+            raise ValueError("a reported entry needs 'reported' and no 'measured'")
+        if (self.eps is None) != (self.eps_text is None):
+            raise ValueError("eps and eps_text go together")
+        return self
+
+
+SCHEMA_FILES: dict[str, type[BaseModel]] = {"result.schema.json": ResultRecord, "entry.schema.json": LeaderboardEntry}
+
+
+def json_schemas() -> dict[str, str]:
+    """The JSON Schema files' text, by file name (committed next to this module; a test checks they match)."""
+    import json
+
+    out = {}
+    for name, model in SCHEMA_FILES.items():
+        schema = model.model_json_schema()
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"zsrbench/{name}", **schema}
+        out[name] = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return out
+
+
+def write_json_schemas(directory: str | None = None) -> list[str]:
+    """Regenerate ``zsrbench/leaderboard/*.schema.json`` (``python -m zsrbench.leaderboard.schema``)."""
+    from pathlib import Path
+
+    d = Path(directory) if directory else Path(__file__).parent
+    written = []
+    for name, text in json_schemas().items():
+        (d / name).write_text(text)
+        written.append(str(d / name))
+    return written
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for p in write_json_schemas():
+        print(p)

@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""Import the published numbers of ``../shared/data/reported/*.csv`` as *reported* leaderboard entries.
+
+    python scripts/import_reported.py [--csv-dir ../shared/data/reported] [--leaderboard-dir leaderboards]
+
+The output under ``leaderboards/<protocol>/reported__*`` is committed, so installed users (who have no
+``../shared``) see the reported rows too. Re-running with unchanged CSVs adds nothing; a corrected number adds a
+new revision of its entry (the old one stays, see ``zsrbench history``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from zsrbench.errors import ZsrError  # noqa: E402
+from zsrbench.leaderboard.reported import import_reported  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--csv-dir", type=Path, default=REPO.parent / "shared" / "data" / "reported")
+    ap.add_argument("--leaderboard-dir", type=Path, default=REPO / "leaderboards")
+    args = ap.parse_args(argv)
+    try:
+        before = {p for p in args.leaderboard_dir.rglob("r*.json")} if args.leaderboard_dir.exists() else set()
+        paths = import_reported(args.csv_dir, args.leaderboard_dir)
+    except ZsrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    new = [p for p in paths if p not in before]
+    for p in new:
+        print(f"added {p.relative_to(args.leaderboard_dir) if p.is_relative_to(args.leaderboard_dir) else p}")
+    print(f"{len(paths)} reported entries, {len(new)} new revision(s), {len(paths) - len(new)} unchanged.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

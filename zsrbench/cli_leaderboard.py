@@ -1,0 +1,298 @@
+"""The leaderboard commands: ``zsrbench table``, ``show``, ``history`` and ``validate``.
+
+Plain typer command functions; ``register(app)`` adds them to the main app. A :class:`ZsrError` is printed
+without a traceback and exits 2; ``validate`` exits 1 when a file is bad.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from zsrbench.errors import ZsrError
+
+DEFAULT_LEADERBOARD = "leaderboards"
+
+
+def _console() -> Console:
+    return Console()
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
+
+def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ZsrError as exc:
+            _err().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _warn(text: str) -> None:
+    _err().print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+FORMATS = ("markdown", "csv", "latex", "html", "json")
+
+
+def table(
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="only this protocol (e.g. tga16)"),
+    attack: Optional[str] = typer.Option(None, "--attack", "-a", help="only this attack suite (pgd, cw, pgd+cw, aa-lite…)"),
+    eps: Optional[str] = typer.Option(None, "--eps", help="only this ε, in units of 1/255 (1, 4, 1/255)"),
+    markdown: bool = typer.Option(False, "--markdown", help="print markdown"),
+    csv_: bool = typer.Option(False, "--csv", help="print CSV"),
+    latex: bool = typer.Option(False, "--latex", help="print LaTeX (booktabs)"),
+    html_: bool = typer.Option(False, "--html", help="print a self-contained HTML page (sortable columns)"),
+    json_: bool = typer.Option(False, "--json", help="print JSON"),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="tabulate raw results instead of a leaderboard"),
+    leaderboard_dir: Optional[Path] = typer.Option(None, "--leaderboard-dir", help=f"leaderboard (default: {DEFAULT_LEADERBOARD})"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="an earlier state: a date/time (UTC) or a revision (r0002)"),
+    worst_of: Optional[str] = typer.Option(None, "--worst-of", help="worst case of suites from per-sample flags, e.g. pgd,cw"),
+    metric: str = typer.Option("both", "--metric", help="robust | clean | both"),
+    no_reported: bool = typer.Option(False, "--no-reported", help="leave out reported (published) numbers"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file instead of stdout"),
+) -> None:
+    """Leaderboard tables: rows = models ranked by average robust accuracy, columns = datasets + averages."""
+    from zsrbench.leaderboard import combine, render, store, tables
+
+    fmts = [f for f, on in zip(FORMATS, (markdown, csv_, latex, html_, json_)) if on]
+    if len(fmts) > 1:
+        raise ZsrError(f"Choose one output format; got --{' --'.join(fmts)}.")
+    if metric not in ("robust", "clean", "both"):
+        raise ZsrError(f"--metric takes robust, clean or both; got {metric!r}.")
+    if results_dir is not None and leaderboard_dir is not None:
+        raise ZsrError("Pass either --results-dir or --leaderboard-dir, not both.")
+    if results_dir is not None and as_of is not None:
+        raise ZsrError("--as-of needs a leaderboard (raw results have no revisions); drop --results-dir.")
+    if worst_of is not None and attack is not None:
+        raise ZsrError("--worst-of already names the suites; drop --attack.")
+    if results_dir is not None:
+        view = store.entries_from_results(results_dir, protocol)
+    else:
+        view = store.load_store(leaderboard_dir or Path(DEFAULT_LEADERBOARD), protocol, store.parse_as_of(as_of))
+    for path, reason in view.problems:
+        _warn(f"{path}: {reason} — not shown; run `zsrbench validate` (nothing was changed)")
+    warnings: list[str] = []
+    if worst_of is not None:
+        suites = combine.parse_suites(worst_of)
+        chosen = tables.select(view.entries, protocol=protocol, eps=eps)
+        entries, warnings = combine.worst_of(chosen, suites)
+    else:
+        entries = tables.select(view.entries, protocol=protocol, attack=attack, eps=eps,
+                                include_reported=not no_reported)
+    ts = tables.build_tables(entries, metrics=tables.METRICS if metric == "both" else (metric,))
+    for w in [*warnings, *ts.warnings]:
+        _warn(w)
+    if not fmts:
+        if output is not None:
+            raise ZsrError("--output needs a format (--markdown, --csv, --latex, --html or --json).")
+        render.to_rich(ts, _console())
+        return
+    text = render.render(ts, fmts[0])
+    if output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ZsrError(f"Cannot write {output} ({exc.strerror or exc}).") from exc
+        _err().print(f"wrote {output}", highlight=False)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _fmt_pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def show(
+    entry: str = typer.Argument(..., help="entry slug (or a unique part of it, protocol/slug, a path); @r0002 for a revision"),
+    leaderboard_dir: Path = typer.Option(Path(DEFAULT_LEADERBOARD), "--leaderboard-dir", help="the leaderboard"),
+    json_: bool = typer.Option(False, "--json", help="print the entry and its records as JSON"),
+) -> None:
+    """Everything behind a number: settings, checkpoint, samples, environment, revisions."""
+    from zsrbench.leaderboard import records, store
+
+    edir, revision = store.resolve_entry(leaderboard_dir, entry)
+    hist = store.history(edir)
+    pick = [h for h in hist if revision is None or h[0] == revision]
+    if not pick:
+        raise ZsrError(f"{edir.name} has no revision {revision}; it has {', '.join(store.rev_name(n) for n, _, _ in hist)}.")
+    n, path, e = pick[-1]
+    if isinstance(e, ZsrError):
+        raise ZsrError(f"{e} (run `zsrbench validate {path}`)")
+    recs: dict[str, Any] = {}
+    if e.measured is not None:
+        for ds, m in e.measured.datasets.items():
+            try:
+                recs[ds] = records.read_record(edir / m.record.path)
+            except ZsrError as exc:
+                recs[ds] = exc
+    if json_:
+        data = {"file": str(path), "entry": e.model_dump(mode="json"),
+                "records": {ds: (r.model_dump(mode="json") if not isinstance(r, ZsrError) else {"error": str(r)})
+                            for ds, r in recs.items()},
+                "revisions": [{"revision": k, "file": str(p), "valid": not isinstance(x, ZsrError)} for k, p, x in hist]}
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return
+    c = _console()
+    c.print(f"[bold]{escape(e.entry)}[/]  ({e.kind})", highlight=False)
+    kv = Table.grid(padding=(0, 2))
+    kv.add_column(style="bold", no_wrap=True)
+    kv.add_column(overflow="fold")
+    rows: list[tuple[str, str]] = [
+        ("file", str(path)), ("revision", f"{store.rev_name(n)} of {len(hist)}"), ("created", e.created_at),
+        ("protocol", f"{e.protocol.name} v{e.protocol.version} ({len(e.protocol.datasets)} datasets"
+                     f"{', train: ' + e.protocol.train_dataset if e.protocol.train_dataset else ''}"
+                     f"{', normalised averages' if e.protocol.normalised_average else ''})"),
+        ("attack suite", e.suite), ("ε", e.eps_text or "– (clean)"), ("model", e.model.id),
+    ]
+    for label, val in (("defense", e.model.defense), ("architecture", e.model.architecture),
+                       ("checkpoint sha256", e.model.checkpoint_sha256), ("model description", e.model.description)):
+        if val:
+            rows.append((label, val))
+    rows += [("written by", f"zsrbench {e.zsrbench_version}"), ("digest", e.digest)]
+    if e.previous:
+        rows.append(("previous", f"{e.previous.file} (sha256 {e.previous.sha256[:16]}…)"))
+    if e.measured is not None:
+        ms = e.measured
+        rows.append(("attacks", "; ".join(f"{a.name} [{a.family}] " + ", ".join(f"{k}={v}" for k, v in sorted(a.params.items()))
+                                          for a in ms.attacks)))
+        rows.append(("precision, seed", f"{ms.precision}, {ms.seed}"))
+        good = [r for r in recs.values() if not isinstance(r, ZsrError)]
+        for label, vals in (
+            ("env", {f"python {r.env.python}, torch {r.env.torch}, open_clip {r.env.open_clip}, pyautoattack "
+                     f"{r.env.pyautoattack}" for r in good}),
+            ("device", {f"{r.env.device} · {r.env.platform}" for r in good}),
+            ("checkpoint", {_checkpoint_text(r) for r in good}),
+            ("text tower sha256", {str(r.model.text_tower_sha256) for r in good}),
+            ("git sha", {str(r.git_sha) for r in good}),
+            ("success criterion", {r.protocol.success_criterion for r in good}),
+            ("input", {f"{r.protocol.input_mode}, {r.protocol.input_size}px, logit scale {r.protocol.logit_scale:g}" for r in good}),
+        ):
+            if vals:
+                rows.append((label, " | ".join(sorted(vals))))
+    if e.reported is not None:
+        r = e.reported
+        rows += [("source", r.source), ("source id", r.source_id), ("method", r.method),
+                 ("attack (as printed)", f"{r.attack}" + (f" — {r.attack_description}" if r.attack_description else "")),
+                 ("imported from", r.imported_from or "–")]
+        rows += [("note", note) for note in r.notes]
+    for k, v in rows:
+        kv.add_row(k, escape(v))
+    c.print(kv)
+    if e.measured is not None:
+        c.print("[bold]per dataset[/] (accuracy in %)", highlight=False)
+        for ds, m in e.measured.datasets.items():
+            rec = recs.get(ds)
+            per = ", ".join(f"{a} {_fmt_pct(v)}" for a, v in m.metrics.per_attack.items())
+            lines = [f"{ds}: n={m.n_samples} of {rec.protocol.n_total if not isinstance(rec, ZsrError) else '?'}, "
+                     f"clean {_fmt_pct(m.metrics.clean_accuracy)}, robust {_fmt_pct(m.metrics.robust_accuracy)}"
+                     + (f" ({per})" if per else "")]
+            lines.append(f"    samples {m.indices_digest}")
+            if rec is not None and not isinstance(rec, ZsrError):
+                lines.append(f"    templates {rec.protocol.templates_digest} · split {rec.protocol.split}")
+            lines.append(f"    measured {m.measured_at} · git {m.git_sha} · zsrbench {m.zsrbench_version}")
+            lines.append(f"    record {m.record.path} (sha256 {m.record.sha256[:16]}…) · flags {m.sidecar.path}")
+            for label, items in (("fallbacks", m.flags.fallbacks), ("AutoAttack warnings", m.flags.autoattack_warnings),
+                                 ("notes", m.flags.notes), ("differs from the protocol", m.deviations)):
+                if items:
+                    lines.append(f"    {label}: {'; '.join(items)}")
+            if isinstance(rec, ZsrError):
+                lines.append(f"    record unreadable: {rec}")
+            c.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+    if e.reported is not None:
+        for metric in ("robust", "clean"):
+            nums = getattr(e.reported, metric)
+            if nums is None:
+                continue
+            line = ", ".join(f"{d} {v:.2f}" for d, v in nums.per_dataset.items())
+            avg = f"average {nums.average:.2f} ({nums.average_scope})" if nums.average is not None else "no average"
+            mean = f"; per-dataset mean {nums.per_dataset_mean:.2f}" if nums.per_dataset_mean is not None else ""
+            c.print(f"[bold]{metric} (%, as printed):[/] {escape(avg + mean)}" + (f"\n  {escape(line)}" if line else ""),
+                    highlight=False)
+            for note in nums.notes:
+                c.print(f"  note: {escape(note)}", highlight=False)
+    _print_history(c, hist, title="revisions")
+
+
+def _checkpoint_text(r: Any) -> str:
+    m = r.model
+    parts = [f"checkpoint {m.checkpoint}" if m.checkpoint else None, f"pretrained {m.pretrained}" if m.pretrained else None,
+             f"checkpoint sha256 {m.checkpoint_sha256}" if m.checkpoint_sha256 else None,
+             f"weights sha256 {m.weights_sha256}" if m.weights_sha256 else None]
+    return ", ".join(p for p in parts if p) or "none (randomly initialised or unnamed weights)"
+
+
+def _print_history(c: Console, hist: list[tuple[int, Path, Any]], title: str) -> None:
+    from zsrbench.leaderboard.store import rev_name
+
+    t = Table(title=title, title_justify="left")
+    for col in ("revision", "created", "what changed"):
+        t.add_column(col)
+    for n, p, e in hist:
+        if isinstance(e, ZsrError):
+            t.add_row(rev_name(n), "?", f"[red]INVALID[/]: {escape(str(e).removeprefix(f'{p}: '))}")
+        else:
+            t.add_row(rev_name(n), e.created_at, escape("\n".join(e.changes) or "–"))
+    c.print(t)
+
+
+def history(
+    entry: str = typer.Argument(..., help="entry slug (or a unique part of it, protocol/slug, a path)"),
+    leaderboard_dir: Path = typer.Option(Path(DEFAULT_LEADERBOARD), "--leaderboard-dir", help="the leaderboard"),
+    json_: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The revisions of an entry, oldest first, with what each one changed."""
+    from zsrbench.leaderboard import store
+
+    edir, _ = store.resolve_entry(leaderboard_dir, entry)
+    hist = store.history(edir)
+    if json_:
+        data = [{"revision": n, "file": str(p), "created_at": getattr(e, "created_at", None),
+                 "changes": getattr(e, "changes", None), "error": str(e) if isinstance(e, ZsrError) else None}
+                for n, p, e in hist]
+        sys.stdout.write(json.dumps({"entry": f"{edir.parent.name}/{edir.name}", "revisions": data}, indent=2,
+                                    ensure_ascii=False) + "\n")
+        return
+    _print_history(_console(), hist, title=f"{edir.parent.name}/{edir.name}")
+
+
+def validate(
+    path: Path = typer.Argument(Path(DEFAULT_LEADERBOARD), help="a leaderboard, a results directory or one file"),
+) -> None:
+    """Check every file against the schema and every number against its per-sample flags (exit 1 if any is bad)."""
+    from zsrbench.leaderboard.validate import validate_path
+
+    report = validate_path(path)
+    err = _err()
+    for p in report.warnings:
+        err.print(f"[yellow]warning:[/] {escape(f'{p.path}: {p.reason}')}", highlight=False, soft_wrap=True)
+    for p in report.errors:
+        err.print(f"[bold red]invalid:[/] {escape(f'{p.path}: {p.reason}')}", highlight=False, soft_wrap=True)
+    bad = sorted({str(p.path) for p in report.errors})
+    if bad:
+        err.print(f"{len(bad)} of {report.checked} file(s) invalid under {path}. Nothing was changed.", highlight=False)
+        raise typer.Exit(1)
+    _console().print(f"{report.checked} file(s) under {path} valid.", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``table``, ``show``, ``history`` and ``validate`` to ``app``."""
+    app.command("table")(_errors(table))
+    app.command("show")(_errors(show))
+    app.command("history")(_errors(history))
+    app.command("validate")(_errors(validate))

@@ -1,0 +1,307 @@
+"""Leaderboard tables as data: groups (protocol version × suite × ε), rows (models), cells (numbers + marks).
+
+One group never mixes protocol versions, attack suites or ε. Rows are ranked by average robust accuracy.
+Reported (published) rows are marked and carry their source; their numbers never enter a measured average.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from zsrbench.leaderboard.schema import EntryProtocol, LeaderboardEntry, ReportedNumbers
+from zsrbench.leaderboard.store import LoadedEntry, rev_name
+
+DAGGER, DDAGGER, STAR, SECTION = "†", "‡", "*", "§"
+MARK_TITLES = {
+    DAGGER: "AutoAttack warnings or attack fallbacks",
+    DDAGGER: "settings differ from the protocol's",
+    STAR: "average over fewer datasets than the protocol's",
+    SECTION: "printed average differs from the mean of the printed per-dataset values",
+}
+PRINTED_TOL = 0.01  # percentage points: 2-decimal rounding of the values and of the average
+METRICS = ("robust", "clean")
+
+
+@dataclass
+class Cell:
+    value: float | None  # a fraction in [0, 1]
+    marks: list[str] = field(default_factory=list)
+
+    def number(self) -> str:
+        return "" if self.value is None else f"{100 * self.value:.2f}"
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str  # "measured" | "reported"
+    source: str  # "measured r0002" | "reported [1]"
+    entry: str
+    revision: int | None
+    cells: dict[str, dict[str, Cell]]  # metric -> column key -> cell
+    rank: int = 0
+    source_text: str | None = None  # reported: the citation
+    notes: dict[str, list[str]] = field(default_factory=lambda: {m: [] for m in METRICS})  # per metric, plain text
+
+    def add_note(self, metrics: Sequence[str], text: str) -> None:
+        for m in metrics:
+            if text not in self.notes[m]:
+                self.notes[m].append(text)
+
+
+@dataclass
+class Footnote:
+    mark: str
+    title: str
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Group:
+    protocol: str
+    version: int
+    suite: str
+    eps_text: str | None
+    datasets: list[str]
+    train_dataset: str | None
+    normalised: bool
+    avg_columns: list[tuple[str, str]]  # (key, label)
+    rows: list[Row] = field(default_factory=list)
+    footnotes: dict[str, list[Footnote]] = field(default_factory=dict)  # per metric
+    sources: list[str] = field(default_factory=list)  # index + 1 = reference number
+
+    @property
+    def title(self) -> str:
+        eps = f"ε = {self.eps_text}" if self.eps_text else "clean"
+        return f"{self.protocol} v{self.version} · {self.suite} · {eps}"
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        return [(d, d) for d in self.datasets] + self.avg_columns
+
+
+@dataclass
+class TableSet:
+    groups: list[Group] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    metrics: tuple[str, ...] = METRICS
+
+
+def normalise_eps(text: str | None) -> str | None:
+    """``"1"``, ``"1/255"``, ``"1.0"`` -> ``"1/255"``."""
+    if text is None:
+        return None
+    t = text.strip().replace(" ", "")
+    if t.endswith("/255"):
+        t = t[:-4]
+    try:
+        return f"{float(t):g}/255"
+    except ValueError:
+        from zsrbench.errors import ZsrError
+
+        raise ZsrError(f"--eps takes ε in units of 1/255 (e.g. 1, 4, 1/255); got {text!r}.") from None
+
+
+def matches_attack(e: LeaderboardEntry, attack: str) -> bool:
+    a = attack.strip().lower()
+    return e.suite.lower() == a or (e.reported is not None and e.reported.attack.lower() == a)
+
+
+def select(entries: Sequence[LoadedEntry], *, protocol: str | None = None, attack: str | None = None,
+           eps: str | None = None, include_reported: bool = True) -> list[LoadedEntry]:
+    want_eps = normalise_eps(eps)
+    out = []
+    for le in entries:
+        e = le.entry
+        if protocol and e.protocol.name != protocol:
+            continue
+        if attack and not matches_attack(e, attack):
+            continue
+        if want_eps and e.eps_text != want_eps:
+            continue
+        if not include_reported and e.kind == "reported":
+            continue
+        out.append(le)
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _protocol_for(entries: Sequence[LeaderboardEntry], warnings: list[str]) -> EntryProtocol:
+    measured = [e.protocol for e in entries if e.kind == "measured"] or [e.protocol for e in entries]
+    first = measured[0]
+    datasets = list(first.datasets)
+    for p in measured[1:]:
+        extra = [d for d in p.datasets if d not in datasets]
+        if extra or p.train_dataset != first.train_dataset or p.normalised_average != first.normalised_average:
+            warnings.append(f"entries of {first.name} v{first.version} disagree on the protocol's datasets or averages; "
+                            "showing the union of datasets")
+            datasets += extra
+    return first.model_copy(update={"datasets": datasets})
+
+
+def _suite_order(suite: str) -> tuple[int, str]:
+    order = ["pgd", "cw", "pgd+cw", "aa-lite", "autoattack", "aa-fare"]
+    return (order.index(suite) if suite in order else len(order), suite)
+
+
+def build_tables(entries: Sequence[LoadedEntry], *, metrics: Sequence[str] = METRICS) -> TableSet:
+    """Group, rank and annotate ``entries`` (already selected) into tables."""
+    ts = TableSet(metrics=tuple(metrics))
+    groups: dict[tuple[str, int, str, str | None], list[LoadedEntry]] = {}
+    for le in entries:
+        e = le.entry
+        groups.setdefault((e.protocol.name, e.protocol.version, e.suite, e.eps_text), []).append(le)
+    versions: dict[str, set[int]] = {}
+    for name, version, _, _ in groups:
+        versions.setdefault(name, set()).add(version)
+    for name, vs in sorted(versions.items()):
+        if len(vs) > 1:
+            ts.warnings.append(f"protocol {name} has entries under versions {', '.join(map(str, sorted(vs)))}: they are "
+                               "shown in separate tables, never in one column")
+    keys = sorted(groups, key=lambda k: (k[0], -k[1], float(k[3].split("/")[0]) if k[3] else -1.0, _suite_order(k[2])))
+    for key in keys:
+        ts.groups.append(_build_group(key, groups[key], ts.warnings))
+    return ts
+
+
+def _build_group(key: tuple[str, int, str, str | None], members: list[LoadedEntry], warnings: list[str]) -> Group:
+    name, version, suite, eps_text = key
+    proto = _protocol_for([m.entry for m in members], warnings)
+    datasets = proto.datasets
+    train = proto.train_dataset if proto.train_dataset in datasets else None
+    zs = [d for d in datasets if d != train]
+    zs_reported = any(
+        m.entry.reported is not None and any(
+            n is not None and n.average is not None and n.average_scope == "zero-shot"
+            for n in (m.entry.reported.clean, m.entry.reported.robust))
+        for m in members)
+    norm = " (norm.)" if proto.normalised_average else ""
+    avg_cols = [("avg", f"Avg{norm}")]
+    if train or zs_reported:
+        avg_cols.append(("avg_zs", f"Avg zero-shot{norm}"))
+    g = Group(protocol=name, version=version, suite=suite, eps_text=eps_text, datasets=datasets, train_dataset=train,
+              normalised=proto.normalised_average, avg_columns=avg_cols)
+    notes: dict[str, dict[str, list[str]]] = {metric: {m: [] for m in MARK_TITLES} for metric in METRICS}
+    for le in members:
+        e = le.entry
+        if e.kind == "measured":
+            g.rows.append(_measured_row(le, g, zs, notes))
+        else:
+            g.rows.append(_reported_row(le, g, zs, notes))
+    g.rows.sort(key=lambda r: (-_rank_value(r), r.label, r.source))
+    for i, r in enumerate(g.rows, 1):
+        r.rank = i
+    g.footnotes = {metric: [Footnote(m, MARK_TITLES[m], list(dict.fromkeys(items))) for m, items in by_mark.items() if items]
+                   for metric, by_mark in notes.items()}
+    return g
+
+
+def _rank_value(row: Row) -> float:
+    cells = row.cells.get("robust", {})
+    for k in ("avg", "avg_zs"):
+        c = cells.get(k)
+        if c is not None and c.value is not None:
+            return c.value
+    return float("-inf")
+
+
+def _measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict[str, list[str]]]) -> Row:
+    e = le.entry
+    assert e.measured is not None
+    label = e.model.name
+    if e.suite.startswith("worst-of("):
+        rev = "combined from flags"
+    else:
+        rev = f"measured {rev_name(e.revision)}" if le.file is not None else "measured"
+    row = Row(label=label, kind="measured", source=rev, entry=e.entry, revision=e.revision if le.file else None,
+              cells={m: {} for m in METRICS})
+    ds_map = e.measured.datasets
+    for d in g.datasets:
+        m = ds_map.get(d)
+        if m is None:
+            row.cells["robust"][d] = Cell(None)
+            row.cells["clean"][d] = Cell(None)
+            continue
+        rmarks, cmarks = [], []
+        warn = [*m.flags.fallbacks, *m.flags.autoattack_warnings]
+        if warn:
+            rmarks.append(DAGGER)
+            notes["robust"][DAGGER].append(f"{label}, {d}: {'; '.join(warn)}")
+            row.add_note(["robust"], f"{DAGGER} {d}: {'; '.join(warn)}")
+        if m.deviations:
+            rmarks.append(DDAGGER)
+            cmarks.append(DDAGGER)
+            for metric in METRICS:
+                notes[metric][DDAGGER].append(f"{label}, {d}: {'; '.join(m.deviations)}")
+            row.add_note(METRICS, f"{DDAGGER} {d}: {'; '.join(m.deviations)}")
+        row.cells["robust"][d] = Cell(m.metrics.robust_accuracy, rmarks)
+        row.cells["clean"][d] = Cell(m.metrics.clean_accuracy, cmarks)
+    extra = [d for d in ds_map if d not in g.datasets]
+    if extra:
+        row.add_note(METRICS, f"not columns of the protocol: {', '.join(extra)}")
+    for metric in METRICS:
+        attr = f"{metric}_normalised" if g.normalised else f"{metric}_accuracy"
+        for key, cols in (("avg", g.datasets), ("avg_zs", zs)):
+            if key not in dict(g.avg_columns):
+                continue
+            vals = [getattr(ds_map[d].metrics, attr) for d in cols if d in ds_map]
+            cell = Cell(_mean(vals))
+            if vals and len(vals) < len(cols):
+                cell.marks.append(STAR)
+                missing = [d for d in cols if d not in ds_map]
+                text = f"{label}: {key.replace('avg_zs', 'zero-shot average').replace('avg', 'average')} over " \
+                       f"{len(vals)} of {len(cols)} datasets (missing: {', '.join(missing)})"
+                notes[metric][STAR].append(text)
+                row.add_note([metric], f"{STAR} {text}")
+            row.cells[metric][key] = cell
+    return row
+
+
+def _reported_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict[str, list[str]]]) -> Row:
+    e = le.entry
+    r = e.reported
+    assert r is not None
+    if r.source not in g.sources:
+        g.sources.append(r.source)
+    ref = g.sources.index(r.source) + 1
+    label = e.model.name
+    row = Row(label=label, kind="reported", source=f"reported [{ref}]", entry=e.entry, revision=e.revision,
+              cells={m: {} for m in METRICS}, source_text=r.source)
+    for note in r.notes:
+        row.add_note(METRICS, note)
+    for metric in METRICS:
+        nums: ReportedNumbers | None = getattr(r, metric)
+        per = nums.per_dataset if nums else {}
+        for d in g.datasets:
+            v = per.get(d)
+            row.cells[metric][d] = Cell(None if v is None else v / 100.0)
+        avg = Cell(None)
+        avg_zs = Cell(None)
+        if nums is not None and g.normalised:
+            row.add_note([metric], "reported numbers are not normalised; no average shown")
+        elif nums is not None:
+            if nums.average is not None and nums.average_scope == "all":
+                avg = Cell(nums.average / 100.0)
+                mean = nums.per_dataset_mean
+                if mean is not None and len(per) == len(g.datasets) and abs(nums.average - mean) > PRINTED_TOL:
+                    avg.marks.append(SECTION)
+                    why = "; ".join(nums.notes)
+                    text = (f"{label} ({metric}, {r.source_id}): printed {nums.average:.2f}, mean of the printed "
+                            f"per-dataset values {mean:.2f}" + (f" — {why}" if why else ""))
+                    notes[metric][SECTION].append(text)
+                    row.add_note([metric], f"{SECTION} {text}")
+            elif all(d in per for d in g.datasets) and per:
+                avg = Cell(_mean([per[d] for d in g.datasets]) / 100.0)  # type: ignore[operator]
+            if nums.average is not None and nums.average_scope == "zero-shot":
+                avg_zs = Cell(nums.average / 100.0)
+                row.add_note([metric], "zero-shot average as printed by the source")
+            elif zs and all(d in per for d in zs):
+                avg_zs = Cell(_mean([per[d] for d in zs]) / 100.0)  # type: ignore[operator]
+        row.cells[metric]["avg"] = avg
+        if "avg_zs" in dict(g.avg_columns):
+            row.cells[metric]["avg_zs"] = avg_zs
+    return row

@@ -1,0 +1,220 @@
+"""``zsrbench validate``: every file against the schema, every number against the per-sample flags behind it.
+
+Checks, for a leaderboard (``leaderboards/``) or a raw results directory (``results/``):
+
+* each JSON file parses, migrates and validates against its schema (records and entries);
+* each entry's content matches its ``digest`` (entries are immutable), its name and place in the store match
+  its content, and the previous revision it names exists with the sha256 it names (history is intact);
+* each record's flags sidecar exists, matches its sha256, and the accuracies recomputed from the flags equal the
+  stored ones; each measured entry's numbers equal those of the records it references;
+* reported entries only name datasets of their protocol.
+
+Nothing is ever modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from zsrbench.errors import ZsrError
+from zsrbench.leaderboard.records import flags_from_bytes, parse_record
+from zsrbench.leaderboard.schema import LeaderboardEntry, ResultRecord
+from zsrbench.leaderboard.store import REV_DIR_RE, REV_FILE_RE, check_flags, read_entry
+
+MEAN_TOL = 1e-4  # per_dataset_mean is stored rounded to 4 decimals
+
+
+@dataclass
+class Problem:
+    path: Path
+    reason: str
+    level: str = "error"  # "error" | "warning"
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _sha(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def check_record(path: Path, expected_sha256: str | None = None) -> tuple[ResultRecord | None, list[str]]:
+    """The record at ``path`` and the reasons it is bad (empty: good)."""
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        return None, [f"missing or unreadable ({exc.strerror or exc})"]
+    if expected_sha256 is not None and _sha(blob) != expected_sha256:
+        return None, ["sha256 differs from the one its leaderboard entry names (the record was changed)"]
+    try:
+        record = parse_record(json.loads(blob), path)
+    except ValueError as exc:
+        return None, [f"not valid JSON ({exc})"]
+    except ZsrError as exc:
+        return None, [str(exc).removeprefix(f"{path}: ")]
+    reasons = []
+    p = record.protocol
+    if f"{round(p.eps * 255, 6):g}/255" != p.eps_text:
+        reasons.append(f"protocol.eps {p.eps} does not match eps_text {p.eps_text}")
+    if p.suite != "+".join(a.name for a in p.attacks):
+        reasons.append(f"protocol.suite '{p.suite}' is not the attacks {'+'.join(a.name for a in p.attacks)}")
+    if record.sidecar is None:
+        return record, reasons + ["names no flags sidecar, so its numbers cannot be re-derived"]
+    side = path.parent / record.sidecar.file
+    try:
+        sblob = side.read_bytes()
+    except OSError as exc:
+        return record, reasons + [f"flags sidecar {record.sidecar.file} is missing ({exc.strerror or exc})"]
+    if _sha(sblob) != record.sidecar.sha256:
+        return record, reasons + [f"flags sidecar {record.sidecar.file} does not match the sha256 the record names"]
+    try:
+        flags = flags_from_bytes(sblob, side)
+    except ZsrError as exc:
+        return record, reasons + [str(exc)]
+    reasons += check_flags(record, flags)
+    return record, reasons
+
+
+def _safe_rel(base: Path, rel: str) -> Path | None:
+    pp = PurePosixPath(rel)
+    if pp.is_absolute() or ".." in pp.parts:
+        return None
+    return base / Path(*pp.parts)
+
+
+def check_entry(path: Path, cache: dict[Path, tuple[ResultRecord | None, list[str]]] | None = None) -> list[str]:
+    """Reasons the entry revision at ``path`` is bad (empty: good)."""
+    cache = {} if cache is None else cache
+    try:
+        entry = read_entry(path)
+    except ZsrError as exc:
+        return [str(exc).removeprefix(f"{path}: ")]
+    reasons: list[str] = []
+    edir = path.parent
+    if entry.previous is None:
+        if entry.revision > 1:
+            reasons.append(f"revision {entry.revision} names no previous revision")
+    else:
+        prev = _safe_rel(edir, entry.previous.file)
+        if prev is None or not REV_FILE_RE.match(prev.name) or int(REV_FILE_RE.match(prev.name).group(1)) != entry.previous.revision:  # type: ignore[union-attr]
+            reasons.append(f"previous revision reference {entry.previous.file!r} is malformed")
+        elif entry.previous.revision >= entry.revision:
+            reasons.append(f"previous revision {entry.previous.revision} is not older than {entry.revision}")
+        elif not prev.is_file():
+            reasons.append(f"previous revision {entry.previous.file} is missing: history was deleted")
+        elif _sha(prev.read_bytes()) != entry.previous.sha256:
+            reasons.append(f"previous revision {entry.previous.file} was changed after this revision was written "
+                           "(sha256 differs)")
+    if entry.kind == "measured":
+        reasons += _check_measured(entry, edir, cache)
+    else:
+        reasons += _check_reported(entry)
+    return reasons
+
+
+def _check_measured(entry: LeaderboardEntry, edir: Path, cache: dict) -> list[str]:
+    assert entry.measured is not None
+    out = []
+    for ds, m in entry.measured.datasets.items():
+        rp = _safe_rel(edir, m.record.path)
+        sp = _safe_rel(edir, m.sidecar.path)
+        if rp is None or sp is None:
+            out.append(f"{ds}: file reference outside the entry directory")
+            continue
+        key = rp.resolve()
+        if key not in cache:
+            cache[key] = check_record(rp, m.record.sha256)
+        record, reasons = cache[key]
+        out += [f"{ds}: record {m.record.path}: {r}" for r in reasons]
+        if record is None:
+            continue
+        if record.sidecar is None or rp.parent / record.sidecar.file != sp:
+            out.append(f"{ds}: the entry's sidecar {m.sidecar.path} is not the record's")
+        elif sp.is_file() and _sha(sp.read_bytes()) != m.sidecar.sha256:
+            out.append(f"{ds}: sidecar {m.sidecar.path} does not match the sha256 the entry names")
+        p = record.protocol
+        want = (entry.protocol.name, entry.protocol.version, entry.model.id, entry.suite, entry.eps_text, ds)
+        have = (p.name, p.version, record.model.id, p.suite, p.eps_text, p.dataset)
+        if want != have:
+            out.append(f"{ds}: record {m.record.path} is of {have}, not of this entry {want}")
+        if record.metrics != m.metrics:
+            diffs = [k for k in type(m.metrics).model_fields if getattr(record.metrics, k) != getattr(m.metrics, k)]
+            out.append(f"{ds}: the entry's metrics ({', '.join(diffs)}) differ from those of its record")
+        if record.flags != m.flags:
+            out.append(f"{ds}: the entry's warnings/fallbacks differ from those of its record")
+    return out
+
+
+def _check_reported(entry: LeaderboardEntry) -> list[str]:
+    assert entry.reported is not None
+    out = []
+    known = set(entry.protocol.datasets)
+    for metric in ("clean", "robust"):
+        nums = getattr(entry.reported, metric)
+        if nums is None:
+            continue
+        unknown = [d for d in nums.per_dataset if d not in known]
+        if unknown:
+            out.append(f"reported {metric}: {', '.join(unknown)} not datasets of protocol {entry.protocol.name}")
+        if nums.per_dataset and nums.per_dataset_mean is not None:
+            mean = sum(nums.per_dataset.values()) / len(nums.per_dataset)
+            if abs(mean - nums.per_dataset_mean) > MEAN_TOL / 2 + 1e-9:
+                out.append(f"reported {metric}: per_dataset_mean {nums.per_dataset_mean} is not the mean of "
+                           f"per_dataset ({mean:.4f})")
+    if entry.reported.clean is None and entry.reported.robust is None:
+        out.append("a reported entry without any numbers")
+    return out
+
+
+def validate_path(path: str | Path) -> Report:
+    """Validate a leaderboard, a results directory or one file; problems name each bad file and why."""
+    root = Path(path)
+    report = Report()
+    if not root.exists():
+        raise ZsrError(f"{root} does not exist.")
+    cache: dict[Path, tuple[ResultRecord | None, list[str]]] = {}
+    files = [root] if root.is_file() else sorted(root.rglob("*"))
+    for p in files:
+        if p.is_dir():
+            if REV_DIR_RE.match(p.name) and not (p.parent / f"{p.name}.json").exists():
+                report.problems.append(Problem(p, "revision directory without its entry file (an interrupted "
+                                                  "write?); it is ignored", "warning"))
+            elif p.name.startswith(".r") and ".tmp-" in p.name:
+                report.problems.append(Problem(p, "leftover of an interrupted write; it is ignored", "warning"))
+            continue
+        if p.suffix != ".json" or p.name.endswith(".schema.json") or any(
+            part.startswith(".") for part in p.relative_to(root).parts[:-1]
+        ) or p.name.startswith("."):
+            continue
+        if REV_FILE_RE.match(p.name):
+            report.checked += 1
+            for reason in check_entry(p, cache):
+                report.problems.append(Problem(p, reason))
+            continue
+        if REV_DIR_RE.match(p.parent.name) and (p.parent.parent / f"{p.parent.name}.json").exists():
+            continue  # a record copied into an entry's revision: checked through that entry
+        report.checked += 1
+        key = p.resolve()
+        if key not in cache:
+            cache[key] = check_record(p)
+        for reason in cache[key][1]:
+            report.problems.append(Problem(p, reason))
+    return report
