@@ -60,8 +60,9 @@ def normalise_tokens(feats: torch.Tensor, norm: str = "token_axis") -> torch.Ten
 
 def patch_scores(feats: torch.Tensor, text: torch.Tensor, norm: str = "token_axis") -> torch.Tensor:
     """Raw text-guided scores ``a`` [B, P]: normalised patch features (CLS dropped after normalising) · text."""
-    f = normalise_tokens(feats.float(), norm)
-    return torch.einsum("bpd,bd->bp", f[:, 1:], text.float().to(f.device))
+    with torch.autocast(feats.device.type, enabled=False):  # fp32 even inside the training loop's autocast
+        f = normalise_tokens(feats.float(), norm)
+        return torch.einsum("bpd,bd->bp", f[:, 1:], text.float().to(f.device))
 
 
 def minmax(a: torch.Tensor, eps: float = MINMAX_EPS) -> torch.Tensor:
@@ -82,7 +83,8 @@ def upsample(a: torch.Tensor, size: int) -> torch.Tensor:
     """[B, P] row-major √P×√P maps → bilinear (align_corners=False) at size×size → [B, size*size]."""
     b, p = a.shape
     side = grid_side(p)
-    up = F.interpolate(a.reshape(b, 1, side, side), size=(size, size), mode="bilinear", align_corners=False)
+    with torch.autocast(a.device.type, enabled=False):
+        up = F.interpolate((a if a.dtype in (torch.float32, torch.float64) else a.float()).reshape(b, 1, side, side), size=(size, size), mode="bilinear", align_corners=False)
     return up.reshape(b, size * size)
 
 
@@ -127,7 +129,8 @@ def map_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def upsampled_l2(a_small: torch.Tensor, b_small: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
     """``‖U(a − b)‖₂`` per image from grid maps [B, P] without materialising the upsampled maps."""
     d = (a_small - b_small).float()
-    q = ((d @ gram.to(d)) * d).sum(dim=1)
+    with torch.autocast(d.device.type, enabled=False):
+        q = ((d @ gram.to(d)) * d).sum(dim=1)
     positive = q > 0
     # safe sqrt: the gradient at a zero distance is 0 (as for torch's norm), not NaN
     return torch.where(positive, q.clamp_min(1e-30).sqrt(), torch.zeros_like(q))

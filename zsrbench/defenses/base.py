@@ -63,6 +63,11 @@ class TrainHparams:
     attack_steps: int = 2
     attack_momentum: float = 0.0  # 0: plain sign-PGD; >0: RobustVLM momentum rule v <- sign(μv + sign(g))
     attack_random_start: bool = True
+    # how training images reach the model (builders holding tensors, e.g. synthetic, ignore it):
+    #  "resize256-crop": Resize(S·256/224, bilinear) + CenterCrop(S), S = input size (TeCoA/PMG-AFT/TGA-ZSR code)
+    #  "resize-crop":    Resize(S, bicubic) + CenterCrop(S) (open_clip preprocessing; FARE)
+    #  "dataset":        the dataset's own evaluation handling (e.g. Tiny-ImageNet native 64 px, upsampled inside)
+    train_input: str = "resize256-crop"
     # the classifier used during training
     template: str | None = TECOA_TEMPLATE  # None: the training set's own prompts (info.prompts())
     train_logit_scale: float = 100.0
@@ -77,6 +82,8 @@ class TrainHparams:
             raise ZsrError(f"precision must be 'amp', 'amp-fp16' or 'fp32', got {self.precision!r}.")
         if self.attack not in ("pgd", "none"):
             raise ZsrError(f"attack must be 'pgd' or 'none', got {self.attack!r}.")
+        if self.train_input not in ("resize256-crop", "resize-crop", "dataset"):
+            raise ZsrError(f"train_input must be 'resize256-crop', 'resize-crop' or 'dataset', got {self.train_input!r}.")
         if self.train_normalization not in ("clip", "imagenet"):
             raise ZsrError(f"train_normalization must be 'clip' or 'imagenet', got {self.train_normalization!r}.")
         if self.batch_size < 1:
@@ -213,11 +220,12 @@ class Defense:
 
     def __init__(self, hparams: Any = None, **overrides: Any) -> None:
         base = hparams if hparams is not None else self.default_hparams
-        self.hp = self._apply(base, overrides) if base is not None else None
+        self.hp = self._apply(base, overrides, keep_none=True) if base is not None else None
 
     # hyper-parameters -----------------------------------------------------------------------------
-    def _apply(self, base: Any, overrides: dict[str, Any]) -> Any:
-        given = {k: v for k, v in overrides.items() if v is not None}
+    def _apply(self, base: Any, overrides: dict[str, Any], keep_none: bool = False) -> Any:
+        """``base`` with ``overrides``; None values are ignored unless ``keep_none`` (explicit constructor args)."""
+        given = {k: v for k, v in overrides.items() if keep_none or v is not None}
         if not given:
             return base
         known = {f.name for f in fields(base)}

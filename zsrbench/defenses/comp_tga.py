@@ -39,7 +39,7 @@ class CompTGAHparams(TGAHparams):
             raise ZsrError("Comp-TGA's map is a product of upsampled maps (not linear): use distance='explicit'.")
 
 
-@DEFENSES.register("comp_tga", "comp-tga", "comptga")
+@DEFENSES.register("comp_tga", "comptga")
 class CompTGA(TGAZSR):
     name = "comp_tga"
     paper = "Yu, Zhang, Xu, Comp-TGA (complementary text-guided attention), arXiv 2603.18598, 2026"

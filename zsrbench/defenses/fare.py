@@ -33,6 +33,7 @@ class FAREHparams(TrainHparams):
     warmup_steps: int = 1400
     drop_last: bool = True  # RobustVLM's DataLoader(drop_last=True)
     precision: str = "fp32"
+    train_input: str = "resize-crop"  # open_clip preprocessing without Normalize (RobustVLM)
     eps: float = 2.0  # FARE² (use 4.0 for FARE⁴)
     attack_step: float = 1.0
     attack_steps: int = 10

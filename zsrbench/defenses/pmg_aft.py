@@ -66,7 +66,7 @@ class PMGAFTHparams(TrainHparams):
     detach_clean: bool = False  # quirk kept: the clean branch carries gradient
 
 
-@DEFENSES.register("pmg_aft", "pmg-aft", "pmgaft")
+@DEFENSES.register("pmg_aft", "pmgaft")
 class PMGAFT(Defense):
     name = "pmg_aft"
     paper = "Wang et al., Pre-trained Model Guided Fine-Tuning for Zero-Shot Adversarial Robustness, CVPR 2024"

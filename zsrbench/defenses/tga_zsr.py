@@ -71,7 +71,7 @@ class TGAHparams(TrainHparams):
             raise ZsrError(f"distance must be one of {DISTANCES}, got {self.distance!r}.")
 
 
-@DEFENSES.register("tga_zsr", "tga-zsr", "tga")
+@DEFENSES.register("tga_zsr", "tga")
 class TGAZSR(Defense):
     name = "tga_zsr"
     paper = "Yu, Zhang, Xu, Text-Guided Attention is All You Need for Zero-Shot Robustness in Vision-Language Models, NeurIPS 2024"

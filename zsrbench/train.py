@@ -1,0 +1,623 @@
+"""The one adversarial fine-tuning loop every trained defense uses.
+
+It knows no defense by name: the defense supplies its hyper-parameters (:class:`~zsrbench.defenses.base.TrainHparams`:
+optimiser, schedule, budget, training adversary, precision, training classifier) and its loss
+(:meth:`~zsrbench.defenses.base.Defense.loss`). The loop
+
+* builds the base CLIP, trains **only the visual encoder** (text tower, logit scale and the frozen copy of the
+  original visual encoder never change; the class head comes from the original text tower);
+* draws batches from the protocol's training set in a seeded order (one permutation per epoch);
+* sets the learning rate per step (linear warm-up ``lr·(s+1)/warmup`` then cosine to 0, as TeCoA/open_clip);
+* runs the loss under autocast on CUDA (bf16, or fp16 with a GradScaler) and in fp32 on CPU;
+* zeroes parameter gradients between the attack and the backward pass (the adversary takes input gradients
+  only, so nothing from the attack can reach the update);
+* checkpoints every epoch (or every N steps) with model, optimiser, scheduler, GradScaler, all RNG states,
+  the step and the data-order position, and resumes from the last checkpoint exactly (CPU: bit-identical);
+* keeps the final weights (no selection on test data) and writes an open_clip ``local-dir`` folder
+  (``open_clip_config.json`` + ``open_clip_model.safetensors`` with the FULL CLIP state dict) and a
+  ``manifest.json`` (defense, hyper-parameters with quirk choices, protocol, data, seed, steps, versions,
+  sha256 of the weights, the loss curve).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from zsrbench.errors import ZsrError
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FILE = "last.pt"
+WEIGHTS_FILE = "open_clip_model.safetensors"
+CONFIG_FILE = "open_clip_config.json"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    completed: bool = True  # False when stopped early (stop_after_*): resume by calling again
+
+
+class StopTraining(Exception):
+    """Raise from a ``callback`` to stop after the current step (a checkpoint is written first)."""
+
+
+# --- schedule ----------------------------------------------------------------------------------------------
+
+
+def lr_at(step: int, *, base_lr: float, warmup: int, total: int, schedule: str = "cosine") -> float:
+    """TeCoA/open_clip ``cosine_lr``: ``base·(s+1)/warmup`` for s < warmup, then ``½(1+cos(π·e/es))·base``."""
+    if schedule == "constant":
+        return base_lr
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    e, es = step - warmup, total - warmup
+    if es <= 0:
+        return base_lr
+    return 0.5 * (1 + math.cos(math.pi * e / es)) * base_lr
+
+
+class WarmupCosine:
+    """The per-step learning-rate schedule as a tiny stateful object (saved in checkpoints)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, base_lr: float, warmup: int, total: int, schedule: str) -> None:
+        self.optimizer, self.base_lr, self.warmup, self.total, self.schedule = optimizer, base_lr, warmup, total, schedule
+        self.last_step = -1
+
+    def set(self, step: int) -> float:
+        lr = lr_at(step, base_lr=self.base_lr, warmup=self.warmup, total=self.total, schedule=self.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.last_step = step
+        return lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base_lr": self.base_lr, "warmup": self.warmup, "total": self.total, "schedule": self.schedule,
+                "last_step": self.last_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base_lr, self.warmup, self.total = state["base_lr"], state["warmup"], state["total"]
+        self.schedule, self.last_step = state["schedule"], state["last_step"]
+
+
+# --- data order --------------------------------------------------------------------------------------------
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The seeded permutation of epoch ``epoch`` (independent of any global RNG, so resumable)."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=g)
+
+
+def batches_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+class _IndexedDataset(torch.utils.data.Dataset):
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        x, y = self.dataset[i][:2]
+        return x, y, i
+
+
+def _epoch_loader(dataset: Any, order: torch.Tensor, batch_size: int, start_batch: int, n_batches: int,
+                  num_workers: int, pin: bool):
+    batches = [order[b * batch_size:(b + 1) * batch_size].tolist() for b in range(start_batch, n_batches)]
+    # its own generator: creating the iterator must not consume the global RNG (saved in checkpoints)
+    gen = torch.Generator().manual_seed(int(order[0]) * 7 + start_batch)
+    return torch.utils.data.DataLoader(_IndexedDataset(dataset), batch_sampler=batches, num_workers=num_workers,
+                                       pin_memory=pin, generator=gen)
+
+
+class _ToRGB:
+    def __call__(self, im: Any) -> Any:
+        return im.convert("RGB")
+
+
+def train_transform(kind: str, size: int) -> Callable[[Any], torch.Tensor] | None:
+    """PIL → [0,1] tensor for the training set (``TrainHparams.train_input``); None: the dataset's own."""
+    if kind == "dataset":
+        return None
+    from torchvision import transforms as T
+
+    if kind == "resize256-crop":  # torchvision's default (bilinear) Resize, as the TeCoA-family code
+        resize = T.Resize(round(size * 256 / 224))
+    elif kind == "resize-crop":  # open_clip's preprocessing (bicubic), as RobustVLM
+        resize = T.Resize(size, interpolation=T.InterpolationMode.BICUBIC)
+    else:
+        raise ZsrError(f"Unknown train_input {kind!r}.")
+    return T.Compose([_ToRGB(), resize, T.CenterCrop(size), T.ToTensor()])
+
+
+# --- RNG state ---------------------------------------------------------------------------------------------
+
+
+def _rng_state(adversary_gen: torch.Generator | None) -> dict[str, Any]:
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if adversary_gen is not None:
+        state["adversary"] = adversary_gen.get_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], adversary_gen: torch.Generator | None) -> None:
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if adversary_gen is not None and "adversary" in state:
+        adversary_gen.set_state(state["adversary"])
+
+
+# --- outputs -----------------------------------------------------------------------------------------------
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def model_config(parts: Any) -> dict[str, Any]:
+    """The open_clip ``model_cfg`` of the model that was fine-tuned (written next to the weights)."""
+    from zsrbench.models import _open_clip
+
+    oc = _open_clip()
+    name = parts.name
+    if name.startswith("local-dir:"):
+        cfg = json.loads((Path(name.split(":", 1)[1]) / CONFIG_FILE).read_text())
+        return copy.deepcopy(cfg.get("model_cfg", cfg))
+    if name.startswith("hf-hub:"):
+        from open_clip.factory import _get_hf_config
+
+        cfg = _get_hf_config(name.split(":", 1)[1])
+        return copy.deepcopy(cfg.get("model_cfg", cfg))
+    cfg = oc.get_model_config(name)
+    if cfg is None:
+        raise ZsrError(f"No open_clip config for '{name}'; cannot write a loadable training output.")
+    return copy.deepcopy(cfg)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("open_clip_torch", "numpy", "safetensors", "zsrbench"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    if "zsrbench" not in out:
+        import zsrbench
+
+        out["zsrbench"] = zsrbench.__version__
+    return out
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _state_digest(module: nn.Module) -> str:
+    from zsrbench.models import sha256_state
+
+    return sha256_state(module.state_dict())
+
+
+# --- the loop ----------------------------------------------------------------------------------------------
+
+
+def _coerce(hp_cls: type, key: str, value: Any) -> Any:
+    """Convert a CLI string to the hyper-parameter's declared type (bool/int/float/tuple/str, or None)."""
+    if not isinstance(value, str):
+        return value
+    kind = str(hp_cls.__dataclass_fields__[key].type)
+    v = value.strip()
+    if v.lower() in ("none", "null") and "None" in kind:
+        return None
+    try:
+        if kind.startswith("bool"):
+            if v.lower() in ("1", "true", "yes", "on"):
+                return True
+            if v.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(v)
+        if kind.startswith("int"):
+            return int(v)
+        if kind.startswith("float"):
+            return float(v)
+        if kind.startswith("tuple"):
+            return tuple(float(p) for p in v.strip("()").split(","))
+    except ValueError as exc:
+        raise ZsrError(f"Hyper-parameter {key} expects {kind}; cannot read {value!r}.") from exc
+    return v
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ZsrError("--device cuda was requested but no CUDA device is available; use --device cpu.")
+    return dev
+
+
+def _precision(hp_precision: str, device: torch.device) -> tuple[str, torch.dtype | None, bool]:
+    """(precision used, autocast dtype or None, use GradScaler)."""
+    if device.type != "cuda" or hp_precision == "fp32":
+        return "fp32", None, False
+    if hp_precision == "amp-fp16" or not torch.cuda.is_bf16_supported():
+        return "amp-fp16", torch.float16, True
+    return "amp-bf16", torch.bfloat16, False
+
+
+def train_defense(
+    defense_name: str,
+    *,
+    protocol: str | Any = "tga16",
+    model: str | None = None,
+    pretrained: str | None = "__protocol__",
+    data_root: str | Path | None = None,
+    out_dir: str | Path,
+    hparams: dict[str, Any] | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    eps: float | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    resume: bool = True,
+    checkpoint_every: int | None = None,
+    stop_after_epochs: int | None = None,
+    stop_after_steps: int | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    num_workers: int = 0,
+    keep_checkpoints: bool = True,
+    text_cache: bool | Path = True,
+    progress: bool = False,
+    **hparam_overrides: Any,
+) -> TrainResult:
+    """Fine-tune CLIP's visual encoder with defense ``defense_name`` on the protocol's training set.
+
+    ``hparams`` (or extra keyword arguments, e.g. ``alpha=0.1``) override any of the defense's hyper-parameters
+    (``steps``, ``epochs``, ``batch_size``, ``lr``, ``eps`` are shortcuts; values may be CLI strings).
+    ``checkpoint_every`` (steps) adds checkpoints inside epochs; one is always written at the end of every epoch. ``stop_after_epochs``/``stop_after_steps`` stop early (after a checkpoint) and
+    return ``completed=False``; calling again with the same arguments resumes. A finished ``out_dir`` is
+    returned as is when ``resume`` is true; ``resume=False`` starts over.
+    """
+    from zsrbench.registry import DATASETS, DEFENSES, PROTOCOLS, load_builtins
+
+    load_builtins()
+    out = Path(out_dir)
+    defense_cls = DEFENSES.get(defense_name)
+    if not getattr(defense_cls, "trainable", False):
+        trainable = [n for n in DEFENSES.names() if getattr(DEFENSES.get(n), "trainable", False)]
+        raise ZsrError(f"Defense '{defense_name}' cannot be trained. Trainable defenses: {', '.join(trainable)}.")
+    overrides = {**(hparams or {}), **hparam_overrides}
+    for key, value in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("eps", eps)):
+        if value is not None:
+            overrides[key] = value
+    # one budget: steps given → epochs unused; epochs given (and no steps) → the default step budget is dropped
+    if overrides.get("steps") is not None and "epochs" not in overrides:
+        overrides["epochs"] = None
+    if overrides.get("epochs") is not None and "steps" not in overrides:
+        overrides["steps"] = None
+    hp_cls = type(defense_cls.default_hparams)
+    known = {f.name for f in fields(hp_cls)}
+    overrides = {k: (_coerce(hp_cls, k, v) if k in known else v) for k, v in overrides.items()}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ZsrError(f"Defense '{defense_name}' has no hyper-parameter {', '.join(unknown)}; "
+                       f"its hyper-parameters are: {', '.join(sorted(known))}.")
+    from dataclasses import replace
+
+    defense = defense_cls(replace(defense_cls.default_hparams, **overrides))
+    hp = defense.hp
+    hp.validate()
+
+    proto = PROTOCOLS.get(protocol) if isinstance(protocol, str) else protocol
+    if not getattr(proto, "train_dataset", None):
+        raise ZsrError(f"Protocol '{proto.name}' names no training set (train_dataset); pick a protocol that does, "
+                       "e.g. tga16 (Tiny-ImageNet) or synthetic.")
+    model_name = model or proto.default_model
+    if pretrained == "__protocol__":
+        pretrained = proto.default_pretrained if model is None else None
+    dev = _device(device)
+    precision, amp_dtype, use_scaler = _precision(hp.precision, dev)
+
+    fingerprint = {
+        "defense": defense.name, "hparams": defense.hparams_dict(), "protocol": proto.name,
+        "protocol_version": getattr(proto, "version", None), "train_dataset": proto.train_dataset,
+        "model": model_name, "pretrained": pretrained, "seed": int(seed), "precision": precision,
+    }
+    ckpt_path = out / CHECKPOINT_DIR / CHECKPOINT_FILE
+    manifest_path = out / MANIFEST_FILE
+    if resume and manifest_path.is_file():
+        try:
+            done = json.loads(manifest_path.read_text())
+        except ValueError:
+            done = None
+        if done and done.get("fingerprint_sha256") == _digest(fingerprint) and done.get("completed"):
+            return TrainResult(out, done, True)
+    if not resume:
+        for stale in (ckpt_path, manifest_path):
+            if stale.exists():
+                stale.unlink()
+
+    # model ------------------------------------------------------------------------------------------
+    from zsrbench.defenses import catalogue
+    from zsrbench.defenses.base import TrainBatch
+    from zsrbench.models import ZeroShotClassifier, build_clip, text_head
+
+    torch.manual_seed(int(seed))  # random-init configs (zsr-tiny) are then reproducible
+    entry = catalogue.lookup(model_name)
+    if entry is not None:
+        folder, _prov = catalogue.fetch(entry)
+        model_name = f"local-dir:{folder}"
+        pretrained = None
+    parts = build_clip(model_name, pretrained, device=dev)
+    clip_model = parts.model
+    clip_model.requires_grad_(False)
+    visual = parts.visual
+    frozen_visual = copy.deepcopy(visual).eval().requires_grad_(False)
+    visual.requires_grad_(True)
+    base_digest = _state_digest(frozen_visual)
+
+    # data -------------------------------------------------------------------------------------------
+    builder = DATASETS.get(proto.train_dataset)
+    tf = train_transform(hp.train_input, parts.image_size)
+    train_set = builder.build(data_root, image_size=parts.image_size, split="train",
+                              **({"transform": tf} if tf is not None else {}))
+    n = len(train_set)
+    if n == 0:
+        raise ZsrError(f"The training set {proto.train_dataset} is empty (root {data_root}).")
+    info = train_set.info
+    prompt_sets = defense.text_prompts(tuple(info.classnames), info.prompts())
+    texts = {k: text_head(parts, v, device=dev, cache=text_cache)[0].float() for k, v in prompt_sets.items()}
+    head = texts["class"]
+    norm = hp.normalization()
+    mean, std = norm if norm is not None else (parts.mean, parts.std)
+    clf = ZeroShotClassifier(visual, head, image_size=parts.image_size, logit_scale=hp.train_logit_scale,
+                             mean=mean, std=std).to(dev)
+    frozen = ZeroShotClassifier(frozen_visual, head, image_size=parts.image_size, logit_scale=hp.train_logit_scale,
+                                mean=mean, std=std).to(dev).eval()
+
+    bpe = batches_per_epoch(n, hp.batch_size, hp.drop_last)
+    if bpe == 0:
+        raise ZsrError(f"batch_size {hp.batch_size} is larger than the training set ({n} images) with drop_last.")
+    total = int(hp.steps) if hp.steps is not None else int(hp.epochs) * bpe
+
+    # optimisation -----------------------------------------------------------------------------------
+    params = [p for p in visual.parameters() if p.requires_grad]
+    if hp.optimizer == "adamw":
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay,
+                                                             betas=tuple(hp.adam_betas))
+    else:
+        optimizer = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    scheduler = WarmupCosine(optimizer, base_lr=hp.lr, warmup=int(hp.warmup_steps), total=total, schedule=hp.schedule)
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    adv_gen = torch.Generator(device=dev).manual_seed(int(seed) + 7919)
+    adversary = defense.make_adversary(dev, adv_gen)
+
+    step, curve = 0, []
+    resumed_from: list[int] = []
+    if resume and ckpt_path.is_file():
+        try:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated or foreign file
+            raise ZsrError(f"Cannot read the training checkpoint {ckpt_path} ({type(exc).__name__}: {exc}). Delete it "
+                           "or pass --no-resume to start over.") from exc
+        if state.get("fingerprint") != fingerprint:
+            raise ZsrError(
+                f"{ckpt_path} belongs to a different training run (other defense, hyper-parameters, protocol, "
+                "model or seed). Use another --out folder, or pass --no-resume to start over here."
+            )
+        if state.get("base_visual_sha256") != base_digest:
+            raise ZsrError(f"{ckpt_path} was trained from different base weights than {model_name}; cannot resume.")
+        visual.load_state_dict(state["visual"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"], adv_gen)
+        step, curve = int(state["step"]), list(state["curve"])
+        resumed_from = list(state.get("resumed_from", [])) + [step]
+
+    def save_checkpoint() -> None:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        blob = {
+            "format": "zsrbench-train-checkpoint", "version": 1, "fingerprint": fingerprint,
+            "base_visual_sha256": base_digest, "step": step, "epoch": step // bpe, "batch_in_epoch": step % bpe,
+            "visual": visual.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None, "rng": _rng_state(adv_gen),
+            "curve": curve, "resumed_from": resumed_from,
+        }
+        tmp = ckpt_path.with_name(f".{ckpt_path.name}.{os.getpid()}.tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, ckpt_path)
+
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn(f"train {defense.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       TextColumn("{task.fields[loss]}"))
+        task = bar.add_task("train", total=total, completed=step, loss="")
+        bar.start()
+    started = time.time()
+    steps_this_run = epochs_this_run = 0
+    stopped = False
+    try:
+        while step < total and not stopped:
+            epoch, pos = step // bpe, step % bpe
+            order = epoch_order(n, seed, epoch)
+            loader = _epoch_loader(train_set.dataset, order, hp.batch_size, pos, bpe, num_workers, dev.type == "cuda")
+            for xb, yb, ib in loader:
+                x = xb.to(dev, non_blocking=True).float()
+                y = torch.as_tensor(yb).to(dev, non_blocking=True).long()
+                batch_ = TrainBatch(x=x, y=y, index=torch.as_tensor(ib), texts=texts)
+                lr_now = scheduler.set(step)
+                clf.train()
+                frozen.eval()
+                with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    out_loss = defense.loss(batch_, clf, frozen, adversary)
+                optimizer.zero_grad(set_to_none=True)  # nothing from the attack reaches the update
+                loss_value = out_loss.total.float()
+                if not torch.isfinite(loss_value.detach()):
+                    raise ZsrError(f"The training loss became {float(loss_value)} at step {step}; lower the "
+                                   "learning rate or use --precision fp32.")
+                if scaler is not None:
+                    scaler.scale(loss_value).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss_value.backward()
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                steps_this_run += 1
+                record = {"step": step, "epoch": epoch, "lr": lr_now, "loss": float(loss_value.detach()),
+                          **{k: float(v) for k, v in out_loss.terms.items()}}
+                curve.append(record)
+                if bar is not None:
+                    bar.update(task, completed=step, loss=f"loss {record['loss']:.4f}")
+                end_of_epoch = step % bpe == 0 or step >= total
+                if end_of_epoch or (checkpoint_every and step % int(checkpoint_every) == 0):
+                    save_checkpoint()
+                if callback is not None:
+                    try:
+                        callback({**record, "end_of_epoch": end_of_epoch, "total_steps": total})
+                    except StopTraining:
+                        if not end_of_epoch:
+                            save_checkpoint()
+                        stopped = True
+                        break
+                if stop_after_steps is not None and steps_this_run >= stop_after_steps and step < total:
+                    if not end_of_epoch:
+                        save_checkpoint()
+                    stopped = True
+                    break
+                epochs_this_run += int(step % bpe == 0)
+                if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step < total:
+                    stopped = True
+                    break
+                if step >= total:
+                    break
+    finally:
+        if bar is not None:
+            bar.stop()
+
+    if _state_digest(frozen_visual) != base_digest:  # the frozen original must never change
+        raise RuntimeError("internal error: the frozen original visual encoder changed during training")
+    manifest = _manifest(
+        defense=defense, hp=hp, proto=proto, fingerprint=fingerprint, parts=parts, train_set=train_set,
+        prompt_sets=prompt_sets, seed=seed, step=step, total=total, bpe=bpe, curve=curve, precision=precision,
+        device=dev, adversary=adversary, resumed_from=resumed_from, data_root=data_root, completed=step >= total,
+        elapsed=time.time() - started, base_digest=base_digest, model_name=model_name, pretrained=pretrained,
+    )
+    if step < total:
+        return TrainResult(out, manifest, False)
+    _write_outputs(out, parts, visual, manifest)
+    if not keep_checkpoints and ckpt_path.exists():
+        ckpt_path.unlink()
+    return TrainResult(out, manifest, True)
+
+
+def _manifest(*, defense, hp, proto, fingerprint, parts, train_set, prompt_sets, seed, step, total, bpe, curve,
+              precision, device, adversary, resumed_from, data_root, completed, elapsed, base_digest, model_name,
+              pretrained) -> dict[str, Any]:
+    from zsrbench.data.base import digest_json
+
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "completed": completed,
+        "defense": defense.name,
+        "paper": defense.paper,
+        "hparams": defense.hparams_dict(),
+        "quirks": dict(defense.quirks),
+        "notes": list(defense.notes),
+        "protocol": proto.name,
+        "protocol_version": getattr(proto, "version", None),
+        "train_dataset": proto.train_dataset,
+        "train_set": {"name": train_set.info.name, "n": len(train_set), "classes": train_set.info.num_classes,
+                      "split": "train", "data_root": str(data_root) if data_root is not None else None,
+                      "prompts": {k: digest_json(v) for k, v in prompt_sets.items()},
+                      "prompt_examples": {k: v[0] for k, v in prompt_sets.items()}},
+        "base_model": {"architecture": model_name, "pretrained": pretrained, "image_size": parts.image_size,
+                       "visual_sha256": base_digest, **{k: v for k, v in parts.source.items() if k != "notes"},
+                       "notes": parts.source.get("notes", [])},
+        "seed": int(seed),
+        "steps": step,
+        "total_steps": total,
+        "steps_per_epoch": bpe,
+        "epochs": step / bpe,
+        "batch_size": hp.batch_size,
+        "precision": precision,
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "adversary": adversary.describe(),
+        "trained_parameters": "visual encoder (all parameters); text tower and logit scale frozen",
+        "frozen_original_unchanged": True,  # verified against base_model.visual_sha256 at the end of the run
+        "model_selection": "final weights (no selection on test data)",
+        "resumed_at_steps": resumed_from,
+        "elapsed_s_last_run": round(elapsed, 3),
+        "fingerprint_sha256": _digest(fingerprint),
+        "versions": _versions(),
+        "argv": sys.argv[:],
+        "loss_curve": curve,
+    }
+
+
+def _write_outputs(out: Path, parts: Any, visual: nn.Module, manifest: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    from zsrbench.models import sha256_file, sha256_state
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in parts.model.state_dict().items()}
+    tmp = out / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
+    save_file(state, str(tmp), metadata={"format": "pt", "producer": "zsrbench train", "defense": manifest["defense"]})
+    os.replace(tmp, out / WEIGHTS_FILE)
+    cfg = {
+        "model_cfg": model_config(parts),
+        "preprocess_cfg": {"size": parts.image_size, "mode": "RGB", "mean": list(parts.mean), "std": list(parts.std),
+                           "interpolation": "bicubic", "resize_mode": "shortest"},
+        "zsrbench": {"defense": manifest["defense"], "manifest": MANIFEST_FILE},
+    }
+    _atomic_write_text(out / CONFIG_FILE, json.dumps(cfg, indent=2))
+    manifest["weights_file"] = WEIGHTS_FILE
+    manifest["weights_sha256"] = sha256_file(out / WEIGHTS_FILE)
+    manifest["visual_sha256"] = sha256_state(visual.state_dict())
+    _atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
