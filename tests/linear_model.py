@@ -6,9 +6,9 @@ box [0, 1] does not block the step. :func:`make_linear_problem` places every sam
 
 * one *decisive* competitor ``j`` has ``m_j = ratio · ε ‖w_y − w_j‖₁`` with ratio 0.5 (breakable: any reasonable
   attack breaks it) or 1.5 (unbreakable: no attack can, whatever it does);
-* every other competitor ``k`` has ``m_k = 4 · ε ‖w_y − w_k‖₁`` (far out of reach and, with a logit gap of several
+* every other competitor ``k`` has ``m_k = 3 · ε ‖w_y − w_k‖₁`` (far out of reach and, with a logit gap of several
   units, an obviously weaker competitor than ``j``);
-* all pixels lie in [0.1, 0.9] and ε ≤ 0.05, so the box never binds.
+* all pixels lie in [ε + 0.02, 1 − ε − 0.02], so the box never binds.
 
 So a sample is breakable exactly when its ratio is 0.5; ``breakable_mask`` is the known answer.
 """
@@ -20,7 +20,7 @@ from torch import nn
 
 BREAKABLE_RATIO = 0.5
 UNBREAKABLE_RATIO = 1.5
-FAR_RATIO = 4.0
+FAR_RATIO = 3.0
 
 
 class LinearLogits(nn.Module):
@@ -49,8 +49,8 @@ def make_linear_problem(
     ``(y + 1 + i // C) mod C`` (never ``y``); even samples are breakable, odd ones are not. ``x`` has shape
     ``[n, *image_shape]`` (default 3×8×8 when ``dim == 192``, else ``[n, 1, 1, dim]``) and is correctly classified.
     """
-    if not 0 < eps <= 0.05:
-        raise ValueError("eps must be in (0, 0.05] so that the [0,1] box never blocks the perturbation")
+    if not 0 < eps <= 0.1:
+        raise ValueError("eps must be in (0, 0.1]")
     c = int(n_classes)
     n = 2 * c if n is None else int(n)
     if image_shape is None:
@@ -58,7 +58,7 @@ def make_linear_problem(
     assert image_shape[0] * image_shape[1] * image_shape[2] == dim
     g = torch.Generator().manual_seed(int(seed))
     w = torch.randn(c, dim, generator=g, dtype=torch.float64)
-    b = torch.zeros(c, dtype=torch.float64)
+    b = -0.5 * w.sum(1)  # logits centred on the grey image: small corrections below
     x = torch.empty(n, dim, dtype=torch.float64)
     y = torch.arange(n) % c
     breakable = torch.arange(n) % 2 == 0
@@ -69,12 +69,15 @@ def make_linear_problem(
         d = torch.stack([w[yi] - w[k] for k in others])  # [C-1, dim]: rows whose margins we set
         ratio = torch.tensor([(BREAKABLE_RATIO if breakable[i] else UNBREAKABLE_RATIO) if k == j else FAR_RATIO
                               for k in others], dtype=torch.float64)
-        target = ratio * eps * d.abs().sum(1)
-        x0 = 0.5 + 0.1 * (2 * torch.rand(dim, generator=g, dtype=torch.float64) - 1)
-        # least-norm correction so that d @ x = target exactly
+        target = ratio * eps * d.abs().sum(1) - (b[yi] - b[others])
+        x0 = 0.5 + 0.05 * (2 * torch.rand(dim, generator=g, dtype=torch.float64) - 1)
+        # least-norm correction so that d @ x + b_y - b_k = ratio · ε ‖d‖₁ exactly
         x[i] = x0 + torch.linalg.lstsq(d, (target - d @ x0).unsqueeze(1), driver="gelsd").solution.squeeze(1)
-    if not (x.min() > 0.1 and x.max() < 0.9):
-        raise RuntimeError("the construction left the safe pixel range; use another seed or a larger dim")
+    if not (x.min() > eps + 0.02 and x.max() < 1 - eps - 0.02):  # the box never binds
+        raise RuntimeError(
+            f"the construction left the pixel range [ε + 0.02, 1 − ε − 0.02] (n_classes={c}, ε={eps:.4f}, "
+            f"seed={seed}); use a smaller ε or another seed"
+        )
     model = LinearLogits(w.float(), b.float())
     x = x.float().view(n, *image_shape)
     with torch.no_grad():

@@ -46,3 +46,35 @@ def test_builtin_attacks_and_defenses_registered():
         assert name in ATTACKS, name
     assert "clip" in DEFENSES
     assert ATTACKS.origin("pgd") == "zsrbench"
+
+
+def test_prefix_resolver_registers_on_first_use():
+    reg = Registry("widget")
+
+    class Obj:
+        def __init__(self, name):
+            self.name = name
+
+    calls = []
+
+    def resolve(name):
+        calls.append(name)
+        if name.lower() == "x:bad":
+            raise ZsrError("no such thing")
+        return Obj("x:" + name.split(":", 1)[1].upper())
+
+    reg.add_resolver("x:", resolve, origin="resolver")
+    assert reg.get("x:foo").name == "x:FOO" and reg.origin("x:foo") == "resolver"
+    assert reg.get("x:FOO").name == "x:FOO" and len(calls) == 1  # cached after the first use
+    with pytest.raises(ZsrError, match="no such thing"):
+        reg.get("x:bad")
+
+
+def test_torchattacks_prefix_without_the_extra_says_what_to_install():
+    import importlib.util
+
+    load_builtins()
+    if importlib.util.find_spec("torchattacks") is not None:
+        pytest.skip("torchattacks is installed here")
+    with pytest.raises(ZsrError, match=r"zsrbench\[torchattacks\]"):
+        ATTACKS.get("ta:FGSM")

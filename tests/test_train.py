@@ -195,6 +195,7 @@ def test_resume_mid_epoch_with_momentum_adversary_is_exact(tmp_path):
     done = run("fare", tmp_path / "part", steps=5)
     assert done.completed and done.manifest["resumed_at_steps"] == [4]
     _same_weights(tmp_path / "full", tmp_path / "part")
+    assert [e["loss"] for e in done.manifest["loss_curve"]] == [e["loss"] for e in full.manifest["loss_curve"]]
 
 
 def test_no_resume_starts_over(tmp_path):

@@ -5,40 +5,17 @@ Errors a user can cause are :class:`zsrbench.errors.ZsrError`: printed as one pa
 
 from __future__ import annotations
 
-import functools
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from zsrbench.cli_common import console, err_console, fail, user_errors  # noqa: F401
 from zsrbench.errors import ZsrError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, invoke_without_command=True,
                   help="Zero-shot adversarial robustness benchmark for CLIP-like models.")
-console = Console()
-err_console = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ZsrError into a clean message and exit code 2 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ZsrError as exc:
-            fail(str(exc))
-
-    return wrapper
-
-
 def _default_protocol() -> str:
     from zsrbench.registry import PROTOCOLS, load_builtins
 
@@ -199,8 +176,10 @@ def main() -> None:
     try:
         app()
     except ZsrError as exc:  # raised outside a command (e.g. while mounting)
-        err_console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+        try:
+            fail(str(exc))
+        except typer.Exit as e:
+            sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

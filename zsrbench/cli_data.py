@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zsrbench.data.check import FOUND, MISSING, DatasetStatus, check_data_root
+from zsrbench.cli_common import fail
 from zsrbench.errors import ZsrError
 
 data_app = typer.Typer(help="Inspect the local datasets the protocols read (--data-root).", no_args_is_help=True)
@@ -41,8 +42,7 @@ def check(
     try:
         statuses = check_data_root(data_root, names)
     except ZsrError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        fail(str(exc))
     console.print(status_table(statuses, data_root))
     for s in statuses:  # the full story of every problem; of a missing dataset only when it was asked for
         if not s.ok and (names or s.status != MISSING):

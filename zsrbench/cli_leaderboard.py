@@ -6,17 +6,17 @@ without a traceback and exits 2; ``validate`` exits 1 when a file is bad.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from zsrbench.cli_common import user_errors
 from zsrbench.errors import ZsrError
 
 DEFAULT_LEADERBOARD = "leaderboards"
@@ -30,16 +30,7 @@ def _err() -> Console:
     return Console(stderr=True)
 
 
-def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ZsrError as exc:
-            _err().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+_errors = user_errors
 
 
 def _warn(text: str) -> None:

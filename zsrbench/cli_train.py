@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from zsrbench.cli_common import fail
 from zsrbench.errors import ZsrError
 
 console = Console(stderr=True)
@@ -65,8 +66,7 @@ def train(
             keep_checkpoints=keep_checkpoints, progress=console.is_terminal, **kwargs,
         )
     except ZsrError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        fail(str(exc))
     m = result.manifest
     last = m["loss_curve"][-1]["loss"] if m.get("loss_curve") else float("nan")
     status = "finished" if result.completed else "stopped early (run again to resume)"

@@ -58,6 +58,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
         self._plugins_loaded = group is None
+        self._resolvers: dict[str, tuple[Callable[[str], Any], str]] = {}
 
     # registration -------------------------------------------------------------------------------
     def register(self, name: str, *aliases: str, origin: str = "zsrbench") -> Callable[[T], T]:
@@ -83,6 +84,14 @@ class Registry(Generic[T]):
     def _norm(name: str) -> str:
         return name.strip().lower().replace("-", "_") if ":" not in name else name.strip()
 
+    def add_resolver(self, prefix: str, resolve: Callable[[str], Any], origin: str) -> None:
+        """Names starting with ``prefix`` (e.g. ``ta:``) are resolved on first use by ``resolve(name)``.
+
+        ``resolve`` returns the object (with a ``name`` attribute giving its canonical spelling) or raises
+        :class:`ZsrError`.
+        """
+        self._resolvers[prefix.lower()] = (resolve, origin)
+
     # plugins ------------------------------------------------------------------------------------
     def load_plugins(self) -> None:
         if self._plugins_loaded:
@@ -102,7 +111,15 @@ class Registry(Generic[T]):
         key = self._norm(name)
         if key in self._entries:
             return key
-        return self._aliases.get(key)
+        if key in self._aliases:
+            return self._aliases[key]
+        for prefix, (resolve, origin) in self._resolvers.items():
+            if name.strip().lower().startswith(prefix):
+                obj = resolve(name.strip())
+                canonical = getattr(obj, "name", name.strip())
+                self.add(canonical, obj, *([name.strip()] if name.strip() != canonical else []), origin=origin)
+                return self._norm(canonical)
+        return None
 
     def __contains__(self, name: str) -> bool:
         return self._key(name) is not None

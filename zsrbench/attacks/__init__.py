@@ -23,7 +23,14 @@ ATTACKS.add(
     ),
 )
 
-try:  # the official AutoAttack adapter (aa-lite, aa-fare, autoattack)
-    from zsrbench.attacks import autoattack  # noqa: F401
-except ImportError:  # pragma: no cover - written separately
-    pass
+from zsrbench.attacks import autoattack  # noqa: E402,F401  (registers autoattack, aa-lite, aa-fare)
+
+
+def _torchattacks(name: str) -> AttackSpec:
+    from zsrbench.attacks.torchattacks_ext import resolve_torchattacks
+
+    return resolve_torchattacks(name)
+
+
+# `--attack ta:FGSM`: torchattacks' attacks, through the optional extra zsrbench[torchattacks]
+ATTACKS.add_resolver("ta:", _torchattacks, origin="torchattacks (optional extra zsrbench[torchattacks])")

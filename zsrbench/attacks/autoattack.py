@@ -37,7 +37,7 @@ exists: the DLR-based attacks are dropped and APGD-CE is what remains (the spec'
 not DLR-based and stay in ``autoattack``. Every drop, substitution and reduction of the number of target classes is
 recorded in ``info["adjustments"]`` (``info["dropped"]``, ``info["substituted"]``, ``info["fallback"]``).
 AutoAttack's own ``check_n_classes`` warns for ``C = 3`` whenever any DLR attack runs, also the untargeted one
-(its check is coarse); that warning is recorded and explained in the adjustments.
+(its check is coarse); that warning is recorded and explained in ``info["notes"]``.
 
 Other properties
 ----------------
@@ -368,7 +368,7 @@ def run_autoattack(
     ``eps`` in pixel units; the whole batch is one AutoAttack batch (the runner chooses the batch size).
     """
     if pyautoattack is None:
-        raise ZsrError("The official AutoAttack package is missing: `pip install pyautoattack` (a zsrbench dependency).")
+        raise ZsrError("The official AutoAttack package is missing: `pip install pyautoattack` (a zsrbench dependency)")
     if protocol not in PROTOCOL_ATTACKS:
         raise ValueError(f"unknown AutoAttack protocol {protocol!r}")
     if not (eps > 0 and math.isfinite(eps)):
@@ -390,14 +390,14 @@ def run_autoattack(
         with attack_mode(model):
             n_cls = num_classes(model, x)
             plan = plan_attacks(PROTOCOL_ATTACKS[protocol], n_cls, n_target_classes)
-            aa = _configure(model, protocol, plan, eps=eps, seed=int(seed), device=device, n_iter=n_iter,
-                            n_restarts=n_restarts, n_queries=n_queries)
-            for k in list(_aa_checks.funcs):  # the dynamic-defense check's counters are module globals
-                _aa_checks.funcs[k] = 0
             old_trace = sys.gettrace()
             with preserved_rng(device), _captured_autoattack_log() as log, \
                     warnings.catch_warnings(record=True) as py_warnings:
                 warnings.simplefilter("always")
+                aa = _configure(model, protocol, plan, eps=eps, seed=int(seed), device=device, n_iter=n_iter,
+                                n_restarts=n_restarts, n_queries=n_queries)
+                for k in list(_aa_checks.funcs):  # the dynamic-defense check's counters are module globals
+                    _aa_checks.funcs[k] = 0
                 try:
                     x_aa, y_aa = aa.run_standard_evaluation(x, y, batch_size=int(x.shape[0]))
                 finally:
@@ -415,9 +415,9 @@ def run_autoattack(
     initial = next((float(h.group(1)) / 100.0 for h in map(_ACC_INITIAL.search, messages) if h), None)
     adjustments = list(plan.adjustments)
     if n_cls == 3 and "apgd-dlr" in plan.attacks and any(_flag(w) == "n_classes" for w in aa_warnings):
-        adjustments.append(
+        notes.append(
             "AutoAttack's check_n_classes warns for C = 3 whenever a DLR attack runs; only the untargeted DLR "
-            "(defined for 3 classes) is run here"
+            "(defined for 3 classes) is run here, so the warning is expected"
         )
     disagree = int(((y_aa.to(device) != y) != success).sum())
     if disagree:

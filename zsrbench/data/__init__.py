@@ -3,7 +3,4 @@
 from zsrbench.data import synthetic  # noqa: F401
 from zsrbench.data.base import DatasetBuilder, DatasetInfo, EvalSet, select_indices  # noqa: F401
 
-try:  # the tga16 builders
-    from zsrbench.data import tga16  # noqa: F401
-except ImportError:  # pragma: no cover - module written separately
-    pass
+from zsrbench.data import tga16  # noqa: F401,E402
