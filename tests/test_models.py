@@ -1,4 +1,3 @@
-import pickle
 
 import pytest
 import torch
@@ -75,7 +74,7 @@ class Opaque:
 
 def test_pickled_objects_need_explicit_trust(tmp_path, tiny_parts):
     obj = {"vision_encoder_state_dict": tiny_parts.visual.state_dict(), "args": Opaque()}
-    torch.save(obj, tmp_path / "pickled.pt", pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    torch.save(obj, tmp_path / "pickled.pt")
     with pytest.raises(ZsrError, match="--trust-checkpoint"):
         load_visual_checkpoint(tiny_parts.model, tmp_path / "pickled.pt")
     info = load_visual_checkpoint(tiny_parts.model, tmp_path / "pickled.pt", trust=True)

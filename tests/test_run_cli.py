@@ -166,3 +166,20 @@ def test_tga16_run_on_a_data_root(tmp_path):
     res = invoke("run", "--protocol", "tga16", "--data-root", str(tmp_path / "data"), "--datasets", "dtd",
                  "--model", "zsr-tiny", "--results-dir", str(tmp_path / "r2"), "--quiet")
     assert res.exit_code == 2 and str(tmp_path / "data") in res.output and "Traceback" not in res.output
+
+
+def test_trainable_defense_is_fine_tuned_on_demand_and_cached(tmp_path):
+    """Under a protocol with train_on_demand, `run --defense tecoa` fine-tunes once, then reuses the cache."""
+    args = ["run", "--defense", "tecoa", "--results-dir", str(tmp_path / "r"), "--no-leaderboard", *FAST]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    rec = read_record(next((tmp_path / "r").rglob("synthetic_shapes.json")))
+    assert rec.model.defense == "tecoa" and rec.model.id.startswith("tecoa/zsr-tiny/")
+    assert rec.model.hparams["template"] == "This is a photo of a {}" and rec.model.hparams["steps"] == 2
+    folder = Path(rec.model.checkpoint)
+    stamp = (folder / "manifest.json").stat().st_mtime_ns
+    second = invoke(*args)
+    assert second.exit_code == 0 and (folder / "manifest.json").stat().st_mtime_ns == stamp  # cache hit
+    # a protocol without on-demand training says how to get weights
+    res = invoke("run", "--defense", "tecoa", "--protocol", "tga16", "--data-root", str(tmp_path), "--quiet")
+    assert res.exit_code == 2 and "zsrbench train --defense tecoa" in res.output

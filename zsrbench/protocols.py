@@ -24,6 +24,11 @@ class Protocol:
     seed: int = 0
     attack_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     normalised_average: bool = False  # average normalised accuracy (acc-chance)/(1-chance) in tables
+    # Fine-tuning: hyper-parameters every defense trained under this protocol shares (optimiser, lr, steps,
+    # batch, training adversary); each defense keeps its own loss weights. With ``train_on_demand``,
+    # `zsrbench run --defense X` fine-tunes X (once, cached) when no checkpoint is given.
+    train_recipe: dict[str, Any] = field(default_factory=dict)
+    train_on_demand: bool = False
 
     def settings(self) -> dict[str, Any]:
         d = asdict(self)
@@ -90,6 +95,8 @@ register(
         needs_data_root=False,
         train_dataset="synthetic_shapes",
         attack_defaults={"pgd": {"steps": 10, "step": 1.0}, "cw": {"steps": 10, "step": 1.0, "kappa": 50.0}},
+        train_recipe={"steps": 2, "batch_size": 16, "warmup_steps": 1, "lr": 1e-4, "epochs": None},
+        train_on_demand=True,
     ),
 )
 

@@ -166,7 +166,9 @@ def model_id(defense: str, parts: CLIPParts) -> str:
         tag = src["weights_sha256"][:12]
     else:
         tag = parts.pretrained or "random"
-    arch = parts.name.split("/")[-1] if parts.name.startswith("local-dir:") else parts.name
+    arch = parts.name
+    if arch.startswith("local-dir:"):  # a trained folder: name it by the architecture it was trained from
+        arch = src.get("base_architecture") or Path(arch.split(":", 1)[1]).name
     return f"{defense}/{arch}/{tag}"
 
 
@@ -264,10 +266,21 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     seed = protocol.seed if cfg.seed is None else cfg.seed
     n_samples = cfg.n_samples if cfg.n_samples is not None else protocol.n_samples
     defense = DEFENSES.get(cfg.defense)()
+    checkpoint = cfg.checkpoint
+    if checkpoint is None and getattr(defense, "trainable", False):
+        from zsrbench.train import ensure_trained
+
+        if cfg.model is not None and cfg.model != protocol.default_model:
+            raise ZsrError(
+                f"Defense '{defense.name}' with --model {cfg.model} needs its fine-tuned weights: pass --checkpoint "
+                f"(a folder written by `zsrbench train`, a visual checkpoint file or a published checkpoint name)."
+            )
+
+        checkpoint = str(ensure_trained(defense.name, protocol, seed=seed, device=device, progress=progress, log=log))
     torch.manual_seed(seed)  # a model without pretrained weights is initialised from the run's seed
     model_name = cfg.model or protocol.default_model
     pretrained = cfg.pretrained if cfg.pretrained is not None else (protocol.default_pretrained if cfg.model is None else None)
-    parts = defense.load(LoadSpec(model=model_name, pretrained=pretrained, checkpoint=cfg.checkpoint,
+    parts = defense.load(LoadSpec(model=model_name, pretrained=pretrained, checkpoint=checkpoint,
                                   checkpoint_sha256=cfg.checkpoint_sha256, trust_checkpoint=cfg.trust_checkpoint),
                          device=device)
     mid = model_id(defense.name, parts)
@@ -302,7 +315,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
                 zsrbench_version=zsrbench.__version__, git_sha=git_sha(),
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 model=ModelInfo(id=mid, defense=defense.name, architecture=parts.name, pretrained=parts.pretrained,
-                                checkpoint=parts.source.get("checkpoint") or cfg.checkpoint,
+                                checkpoint=parts.source.get("checkpoint") or checkpoint,
                                 checkpoint_sha256=parts.source.get("checkpoint_sha256"),
                                 weights_sha256=parts.source.get("weights_sha256"),
                                 text_tower_sha256=head_info["text_tower_sha256"], image_size=parts.image_size,

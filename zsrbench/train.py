@@ -621,3 +621,39 @@ def _write_outputs(out: Path, parts: Any, visual: nn.Module, manifest: dict[str,
     manifest["weights_sha256"] = sha256_file(out / WEIGHTS_FILE)
     manifest["visual_sha256"] = sha256_state(visual.state_dict())
     _atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
+
+
+def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
+    """The cache folder of a defense fine-tuned on demand under ``proto`` (keyed by everything that shapes it)."""
+    from zsrbench.data.base import digest_json
+    from zsrbench.models import cache_dir
+
+    key = digest_json({"defense": defense_name, "protocol": proto.name, "version": proto.version,
+                       "recipe": proto.train_recipe, "model": proto.default_model,
+                       "pretrained": proto.default_pretrained, "seed": int(seed)}).split(":")[1][:12]
+    return cache_dir() / "defenses" / f"{proto.name}-v{proto.version}" / f"{defense_name}-s{seed}-{key}"
+
+
+def ensure_trained(defense_name: str, protocol: str | Any, *, seed: int = 0, device: str | torch.device = "cpu",
+                   progress: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """The protocol's fine-tuned ``defense_name``: trained with the protocol's shared recipe on first use, then
+    taken from the cache (an interrupted training resumes). Returns the ``local-dir`` folder."""
+    from zsrbench.registry import PROTOCOLS, load_builtins
+
+    load_builtins()
+    proto = PROTOCOLS.get(protocol) if isinstance(protocol, str) else protocol
+    if not proto.train_on_demand:
+        raise ZsrError(
+            f"Defense '{defense_name}' needs fine-tuned weights under protocol '{proto.name}': pass --checkpoint "
+            f"(a folder written by `zsrbench train`, a visual checkpoint file, or a published checkpoint name), "
+            f"or train it first: zsrbench train --defense {defense_name} --protocol {proto.name} --data-root DIR."
+        )
+    out = on_demand_dir(defense_name, proto, seed)
+    manifest = out / "manifest.json"
+    if log and not (manifest.is_file() and json.loads(manifest.read_text()).get("completed")):
+        log(f"fine-tuning {defense_name} on {proto.train_dataset} with the {proto.name} recipe -> {out}")
+    result = train_defense(defense_name, protocol=proto, out_dir=out, hparams=dict(proto.train_recipe), seed=seed,
+                           device=device, resume=True, progress=progress, keep_checkpoints=False)
+    if not result.completed:  # pragma: no cover - only a callback can stop it
+        raise ZsrError(f"Fine-tuning {defense_name} did not finish; run the command again to resume it.")
+    return out

@@ -331,4 +331,8 @@ def _load_folder(folder: Path, *, device: str, expected: str | None = None) -> C
         parts.source["trained_by_zsrbench"] = {
             k: manifest.get(k) for k in ("defense", "protocol", "train_dataset", "seed", "steps", "weights_sha256")
         }
+        # every training choice (quirks included) travels into the result records
+        parts.source["hparams"] = dict(manifest.get("hparams") or {})
+        parts.source["base_architecture"] = (manifest.get("base_model") or {}).get("architecture")
+        parts.source.setdefault("notes", []).extend(str(n) for n in manifest.get("notes") or [])
     return parts
