@@ -183,3 +183,23 @@ def test_trainable_defense_is_fine_tuned_on_demand_and_cached(tmp_path):
     # a protocol without on-demand training says how to get weights
     res = invoke("run", "--defense", "tecoa", "--protocol", "tga16", "--data-root", str(tmp_path), "--quiet")
     assert res.exit_code == 2 and "zsrbench train --defense tecoa" in res.output
+
+
+def test_shards_split_datasets_and_share_one_leaderboard_entry(tmp_path):
+    board = tmp_path / "board"
+    for k in (0, 1):
+        res = invoke("run", "--shard", f"{k}/2", "--results-dir", str(tmp_path / "r"), "--leaderboard-dir", str(board),
+                     *FAST)
+        assert res.exit_code == 0, res.output
+    assert sorted(p.stem for p in (tmp_path / "r").rglob("*.json")) == ["synthetic_colors", "synthetic_shapes"]
+    table = invoke("table", "--protocol", "synthetic", "--leaderboard-dir", str(board), "--csv")
+    assert table.exit_code == 0, table.output
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(table.output)))
+    robust = [r for r in rows if r["metric"] == "robust"]
+    assert len(robust) == 1  # one entry holds both shards' datasets
+    assert robust[0]["synthetic_shapes"] not in ("", "–") and robust[0]["synthetic_colors"] not in ("", "–")
+    bad = invoke("run", "--shard", "2/2", *FAST)
+    assert bad.exit_code == 2 and "0 ≤ K < N" in bad.output

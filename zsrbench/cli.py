@@ -65,6 +65,7 @@ def run_cmd(
     results_dir: str = typer.Option("results", "--results-dir", help="where result records are written"),
     leaderboard_dir: str = typer.Option("leaderboards", "--leaderboard-dir", help="the versioned leaderboard"),
     no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="write result records only"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: evaluate every N-th dataset from the K-th (0-based), for N processes"),
     resume: bool = typer.Option(False, "--resume", help="skip datasets already evaluated with the same settings"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
@@ -78,9 +79,20 @@ def run_cmd(
         trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
         n_samples=n_samples, seed=seed, batch_size=batch_size, device=device, precision=precision,
         results_dir=results_dir, leaderboard_dir=None if no_leaderboard else leaderboard_dir, resume=resume,
+        shard=_shard(shard),
     )
     results = run(cfg, progress=not quiet, log=None if quiet else console.print)
     show_results(results)
+
+
+def _shard(value: Optional[str]) -> Optional[tuple[int, int]]:
+    if value is None:
+        return None
+    try:
+        k, n = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise ZsrError(f"--shard takes K/N, e.g. --shard 0/4; got '{value}'.") from None
+    return k, n
 
 
 def show_results(results: list[Any]) -> None:

@@ -61,6 +61,7 @@ class RunConfig:
     leaderboard_dir: str | None = "leaderboards"  # None: write result records only
     resume: bool = False
     num_workers: int | None = None
+    shard: tuple[int, int] | None = None  # (k, n): this process evaluates datasets k, k+n, k+2n, ... (0-based)
 
 
 @dataclass
@@ -133,6 +134,10 @@ def check_config(cfg: RunConfig) -> tuple[Protocol, list[AttackSpec], float, dic
     datasets = cfg.datasets or protocol.datasets
     for d in datasets:
         DATASETS.get(d)
+    if cfg.shard is not None:
+        k, n = cfg.shard
+        if not (n >= 1 and 0 <= k < n):
+            raise ZsrError(f"--shard K/N needs 0 ≤ K < N (e.g. --shard 0/4 … 3/4); got {k}/{n}.")
     if protocol.needs_data_root and cfg.data_root is None and any(DATASETS.get(d).needs_root for d in datasets):
         raise ZsrError(
             f"Protocol '{protocol.name}' reads its datasets from disk: pass --data-root DIR (the folder holding "
@@ -288,6 +293,8 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     env = environment(device)
     results: list[DatasetResult] = []
     datasets = cfg.datasets or protocol.datasets
+    if cfg.shard is not None:  # processes with the same settings and other shards write disjoint datasets
+        datasets = datasets[cfg.shard[0]::cfg.shard[1]]
     workers = cfg.num_workers if cfg.num_workers is not None else (0 if device == "cpu" else 4)
     bar = _progress(progress)
     with bar:
