@@ -59,7 +59,7 @@ def run_cmd(
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="allow pickled objects in the checkpoint"),
     n_samples: Optional[int] = typer.Option(None, "--n-samples", help="seeded subset size per dataset"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed for sample selection and attacks"),
-    batch_size: int = typer.Option(64, "--batch-size", "-b"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="evaluation batch (default: the protocol's)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (recorded)"),
     results_dir: str = typer.Option("results", "--results-dir", help="where result records are written"),

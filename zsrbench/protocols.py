@@ -21,6 +21,7 @@ class Protocol:
     default_pretrained: str | None = "openai"
     needs_data_root: bool = True
     n_samples: int | None = None  # None: full evaluation sets
+    batch_size: int = 64  # evaluation batch (AutoAttack's Square costs ~5000 queries per batch: bigger is cheaper)
     seed: int = 0
     attack_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     normalised_average: bool = False  # average normalised accuracy (acc-chance)/(1-chance) in tables

@@ -54,7 +54,7 @@ class RunConfig:
     download: bool = False
     n_samples: int | None = None
     seed: int | None = None
-    batch_size: int = 64
+    batch_size: int | None = None  # None: the protocol's
     device: str | None = None
     precision: str = "fp32"
     results_dir: str = "results"
@@ -111,7 +111,7 @@ def check_config(cfg: RunConfig) -> tuple[Protocol, list[AttackSpec], float, dic
     eps = validate_eps(cfg.eps if cfg.eps is not None else protocol.eps)
     if cfg.precision not in PRECISIONS:
         raise ZsrError(f"Unknown precision '{cfg.precision}'; use one of {', '.join(PRECISIONS)}.")
-    if cfg.batch_size < 1:
+    if cfg.batch_size is not None and cfg.batch_size < 1:
         raise ZsrError(f"--batch-size must be at least 1; got {cfg.batch_size}.")
     if cfg.n_samples is not None and cfg.n_samples < 1:
         raise ZsrError(f"--n-samples must be at least 1; got {cfg.n_samples}.")
@@ -313,7 +313,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
             task = bar.add_task(f"{name} [{suite} ε={eps_text(eps)}]", total=len(indices))
             t0 = time.perf_counter()
             flags, infos, timing = evaluate_dataset(
-                clf, evalset, indices, specs, params, eps=eps, seed=seed, batch_size=cfg.batch_size, device=device,
+                clf, evalset, indices, specs, params, eps=eps, seed=seed, batch_size=cfg.batch_size or protocol.batch_size, device=device,
                 precision=cfg.precision, num_workers=workers, on_batch=lambda b, t=task: bar.advance(t, b))
             wall = time.perf_counter() - t0
             metrics = metrics_from_flags(flags, evalset.info.num_classes, [s.name for s in specs])
@@ -336,6 +336,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
                     attacks=[AttackConfig(name=s.name, family=s.family, params=params[s.name]) for s in specs],
                     precision=cfg.precision,
                     success_criterion=str(params[specs[0].name].get("criterion", "any misclassified output")),
+                    batch_size=cfg.batch_size or protocol.batch_size,
                     settings=protocol.settings()),
                 metrics=metrics,
                 flags=Flags(**infos),

@@ -57,6 +57,7 @@ class ProtocolInfo(_Strict):
     attacks: list[AttackConfig]
     precision: str
     success_criterion: str
+    batch_size: int | None = None  # evaluation batch: AutoAttack's Square attacks a batch's survivors jointly
     settings: dict[str, Any] = Field(default_factory=dict)  # the protocol's full expanded settings
 
 
