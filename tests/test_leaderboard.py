@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+
+from zsrbench.leaderboard.records import metrics_from_flags
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -71,7 +73,7 @@ def make(model: str = "clip/ViT-B-32/openai", dataset: str = "shapes", *, attack
         flags[f"robust__{a}"] = r & cc
         worst &= r
     flags["robust"] = worst
-    metrics = store.recompute_metrics(flags, num_classes, attacks)
+    metrics = metrics_from_flags(flags, num_classes, attacks)
     idx = list(range(n)) if indices is None else indices
     digest = "sha256:" + hashlib.sha256(json.dumps(idx).encode()).hexdigest()
     rec = ResultRecord(
@@ -158,13 +160,6 @@ def test_v0_record_is_migrated(tmp_path):
         records.read_record(tmp_path / "f.json")
 
 
-def test_recompute_metrics_equals_runner():
-    runner = pytest.importorskip("zsrbench.runner")
-    _, flags = make(attacks=("pgd", "cw"), robust=(9, 7), clean=15)
-    assert runner.metrics_from_flags(flags, 4, ["pgd", "cw"]) == store.recompute_metrics(flags, 4, ["pgd", "cw"])
-
-
-# ------------------------------------------------------------------------------------------------ store
 def test_layout_and_rerun_adds_revision(tmp_path):
     lb, res = tmp_path / "lb", tmp_path / "res"
     first = write(res, *[make(dataset=d) for d in TOY_DATASETS])

@@ -10,8 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from zsrbench.cli import app
-from zsrbench.leaderboard.records import read_flags, read_record
-from zsrbench.runner import metrics_from_flags
+from zsrbench.leaderboard.records import metrics_from_flags, read_flags, read_record
 
 runner = CliRunner()
 FAST = ["--protocol", "synthetic", "--steps", "3", "--quiet"]

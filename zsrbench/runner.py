@@ -26,8 +26,8 @@ import zsrbench
 from zsrbench.attacks.base import AttackSpec, eps_text, validate_eps
 from zsrbench.data.base import EvalSet, indices_digest, select_indices
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard.records import read_record, write_result
-from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, Metrics, ModelInfo, ProtocolInfo, ResultRecord
+from zsrbench.leaderboard.records import metrics_from_flags, read_record, write_result
+from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, ModelInfo, ProtocolInfo, ResultRecord
 from zsrbench.models import LOGIT_SCALE, CLIPParts, make_classifier
 from zsrbench.protocols import Protocol
 from zsrbench.registry import ATTACKS, DATASETS, DEFENSES, PROTOCOLS, load_builtins
@@ -240,23 +240,6 @@ def _collect(infos: dict[str, list[str]], attack: str, info: dict[str, Any]) -> 
         infos["fallbacks"].append(f"{attack}: {item}")
     for item in info.get("warnings", []):
         infos["autoattack_warnings"].append(f"{attack}: {item}")
-
-
-def metrics_from_flags(flags: dict[str, np.ndarray], num_classes: int, attacks: Sequence[str]) -> Metrics:
-    """Clean, worst-case and per-attack robust accuracy, re-derivable from the sidecar alone."""
-    n = int(flags["labels"].shape[0])
-    chance = 1.0 / num_classes
-
-    def acc(mask: np.ndarray) -> float:
-        return float(mask.sum()) / n if n else 0.0
-
-    def norm(a: float) -> float:
-        return (a - chance) / (1 - chance) if num_classes > 1 else 0.0
-
-    clean, rob = acc(flags["clean_correct"]), acc(flags["robust"])
-    return Metrics(n=n, num_classes=num_classes, chance=chance, clean_accuracy=clean, robust_accuracy=rob,
-                   per_attack={a: acc(flags[f"robust__{a}"]) for a in attacks},
-                   clean_normalised=norm(clean), robust_normalised=norm(rob))
 
 
 def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> list[DatasetResult]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.schema import DatasetMeasurement, Flags, LeaderboardEntry, MeasuredData
-from zsrbench.leaderboard.store import LoadedEntry, measured_slug, read_flags_ref, recompute_metrics
+from zsrbench.leaderboard.records import metrics_from_flags
+from zsrbench.leaderboard.store import LoadedEntry, measured_slug, read_flags_ref
 
 
 def combined_suite_name(suites: Sequence[str]) -> str:
@@ -93,7 +94,7 @@ def worst_of(entries: Sequence[LoadedEntry], suites: Sequence[str]) -> tuple[lis
                                "suites on the same samples: re-run them with the same --n-samples and --seed.")
             flags, notes = combine_flags([read_flags_ref(p, m) for p, m in zip(parts, ms)], suites, where)
             attacks = sorted(k.removeprefix("robust__") for k in flags if k.startswith("robust__"))
-            metrics = recompute_metrics(flags, ms[0].metrics.num_classes, attacks)
+            metrics = metrics_from_flags(flags, ms[0].metrics.num_classes, attacks)
             fl = Flags(fallbacks=sorted({x for m in ms for x in m.flags.fallbacks}),
                        autoattack_warnings=sorted({x for m in ms for x in m.flags.autoattack_warnings}),
                        notes=sorted({x for m in ms for x in m.flags.notes}) + notes)

@@ -8,14 +8,31 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from pydantic import ValidationError
 
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.migrate import migrate
-from zsrbench.leaderboard.schema import ResultRecord, Sidecar
+from zsrbench.leaderboard.schema import Metrics, ResultRecord, Sidecar
+
+
+def metrics_from_flags(flags: dict[str, np.ndarray], num_classes: int, attacks: Sequence[str]) -> Metrics:
+    """Clean, worst-case and per-attack robust accuracy, re-derived from a per-sample flags sidecar alone."""
+    n = int(flags["labels"].shape[0])
+    chance = 1.0 / num_classes
+
+    def acc(mask: np.ndarray) -> float:
+        return float(np.asarray(mask).sum()) / n if n else 0.0
+
+    def norm(a: float) -> float:
+        return (a - chance) / (1 - chance) if num_classes > 1 else 0.0
+
+    clean, rob = acc(flags["clean_correct"]), acc(flags["robust"])
+    return Metrics(n=n, num_classes=num_classes, chance=chance, clean_accuracy=clean, robust_accuracy=rob,
+                   per_attack={a: acc(flags[f"robust__{a}"]) for a in attacks},
+                   clean_normalised=norm(clean), robust_normalised=norm(rob))
 
 
 def slug(text: str) -> str:

@@ -39,11 +39,10 @@ import zsrbench
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.migrate import migrate
 from zsrbench.leaderboard.records import (
-    atomic_write_bytes, eps_dir, flags_from_bytes, parse_record, slug, validation_message,
+    atomic_write_bytes, eps_dir, flags_from_bytes, metrics_from_flags, parse_record, slug, validation_message,
 )
 from zsrbench.leaderboard.schema import (
-    AttackConfig, DatasetMeasurement, EntryModel, EntryProtocol, FileRef, LeaderboardEntry, MeasuredData, Metrics,
-    PreviousRevision, ResultRecord,
+    AttackConfig, DatasetMeasurement, EntryModel, EntryProtocol, FileRef, LeaderboardEntry, MeasuredData, PreviousRevision, ResultRecord,
 )
 
 REV_FILE_RE = re.compile(r"^r(\d{4,})\.json$")
@@ -253,23 +252,6 @@ def _previous(entry_dir: Path) -> Previous:
 
 
 # ---------------------------------------------------------------------------------------------------- measured
-def recompute_metrics(flags: dict[str, np.ndarray], num_classes: int, attacks: Sequence[str]) -> Metrics:
-    """Same as :func:`zsrbench.runner.metrics_from_flags`, without importing torch (a test keeps them equal)."""
-    n = int(flags["labels"].shape[0])
-    chance = 1.0 / num_classes
-
-    def acc(mask: np.ndarray) -> float:
-        return float(np.asarray(mask).sum()) / n if n else 0.0
-
-    def norm(a: float) -> float:
-        return (a - chance) / (1 - chance) if num_classes > 1 else 0.0
-
-    clean, rob = acc(flags["clean_correct"]), acc(flags["robust"])
-    return Metrics(n=n, num_classes=num_classes, chance=chance, clean_accuracy=clean, robust_accuracy=rob,
-                   per_attack={a: acc(flags[f"robust__{a}"]) for a in attacks},
-                   clean_normalised=norm(clean), robust_normalised=norm(rob))
-
-
 def check_flags(record: ResultRecord, flags: dict[str, np.ndarray]) -> list[str]:
     """Reasons the per-sample flags do not back the record's numbers (empty when they do)."""
     attacks = [a.name for a in record.protocol.attacks]
@@ -296,7 +278,7 @@ def check_flags(record: ResultRecord, flags: dict[str, np.ndarray]) -> list[str]
         out.append("flags: robust is not clean_correct ∧ every robust__<attack>")
     if out:
         return out
-    again = recompute_metrics(flags, m.num_classes, attacks)
+    again = metrics_from_flags(flags, m.num_classes, attacks)
     for name in ("clean_accuracy", "robust_accuracy", "clean_normalised", "robust_normalised", "chance"):
         a, b = getattr(m, name), getattr(again, name)
         if abs(a - b) > METRIC_TOL:
