@@ -59,10 +59,14 @@ def pretrain(
     from rich.table import Table
 
     table = Table(title=f"zsr-micro clean zero-shot accuracy (seed {seed}, {steps} steps)")
-    for col in ("task", "classes", "acc", "normalised"):
+    check = manifest["clean_zero_shot_check"]
+    n_test = next(iter(manifest["clean_zero_shot"].values()))["n"]
+    n_check = next(iter(check.values()))["n"]
+    for col in ("task", "classes", f"acc (test, {n_test})", "normalised (test)", f"normalised (check, {n_check})"):
         table.add_column(col)
     for name, r in manifest["clean_zero_shot"].items():
-        table.add_row(name, str(r["num_classes"]), f"{100 * r['acc']:.1f}", f"{r['normalised']:.3f}")
+        table.add_row(name, str(r["num_classes"]), f"{100 * r['acc']:.1f}", f"{r['normalised']:.3f}",
+                      f"{check[name]['normalised']:.3f}")
     console.print(table)
     console.print(f"weights sha256 {manifest['weights_sha256']} ({manifest['weights_bytes'] / 1e6:.1f} MB)")
 

@@ -26,6 +26,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 LOGIT_SCALE = 100.0
 CONFIG_DIR = Path(__file__).parent / "model_configs"
+SHIPPED_TAG = "zsrbench"  # pretrained tag of the weights that ship inside the package
 
 
 def cache_dir() -> Path:
@@ -124,9 +125,15 @@ def build_clip(
         )
     if schema == "local-dir" and not Path(arch.split(":", 1)[1]).is_dir():
         raise ZsrError(f"Model folder {arch.split(':', 1)[1]} does not exist; pass local-dir:<folder written by zsrbench train>.")
+    weights = None if schema else pretrained
+    shipped = None
+    if pretrained == SHIPPED_TAG:  # weights that ship inside zsrbench (the micro CLIP)
+        from zsrbench.micro.pretrained import resolve_pretrained
+
+        weights = shipped = resolve_pretrained(arch, pretrained)
     try:
         logging.getLogger().disabled, was = True, logging.getLogger().disabled  # open_clip warns via root
-        model = oc.create_model(arch, pretrained=None if schema else pretrained, device="cpu")
+        model = oc.create_model(arch, pretrained=weights, device="cpu")
     except RuntimeError as exc:
         raise ZsrError(f"Could not load pretrained weights '{pretrained}' for {arch}: {exc}") from exc
     finally:
@@ -135,6 +142,9 @@ def build_clip(
     source: dict[str, Any] = {"notes": notes}
     if schema is None and not pretrained and checkpoint is None:
         notes.append("random initialisation (no pretrained weights)")
+    if shipped is not None:
+        source["weights_sha256"] = sha256_file(shipped)
+        source["weights_file"] = f"zsrbench:{Path(shipped).parent.name}/{Path(shipped).name}"
     if schema == "local-dir":
         folder = Path(arch.split(":", 1)[1])
         weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".pth", ".bin"))

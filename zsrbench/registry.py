@@ -183,3 +183,4 @@ def load_builtins() -> None:
     importlib.import_module("zsrbench.defenses")
     importlib.import_module("zsrbench.data")
     importlib.import_module("zsrbench.protocols")
+    importlib.import_module("zsrbench.micro")

@@ -628,9 +628,17 @@ def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
     from zsrbench.data.base import digest_json
     from zsrbench.models import cache_dir
 
+    from zsrbench.models import SHIPPED_TAG, sha256_file
+
+    base_weights = None
+    if proto.default_pretrained == SHIPPED_TAG:  # re-trained when the shipped base model changes
+        from zsrbench.micro.pretrained import resolve_pretrained
+
+        base_weights = sha256_file(resolve_pretrained(proto.default_model, SHIPPED_TAG))
     key = digest_json({"defense": defense_name, "protocol": proto.name, "version": proto.version,
                        "recipe": proto.train_recipe, "model": proto.default_model,
-                       "pretrained": proto.default_pretrained, "seed": int(seed)}).split(":")[1][:12]
+                       "pretrained": proto.default_pretrained, "base_weights": base_weights,
+                       "seed": int(seed)}).split(":")[1][:12]
     return cache_dir() / "defenses" / f"{proto.name}-v{proto.version}" / f"{defense_name}-s{seed}-{key}"
 
 

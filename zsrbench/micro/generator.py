@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Mapping
 
 import torch
 
@@ -54,7 +54,7 @@ BACKGROUNDS: dict[str, tuple[float, float, float]] = {
 CONFLICTS = {"grass": "green", "sand": "yellow", "water": "blue", "snow": "white", "bricks": "red"}
 
 # object half-extent in pixels
-SIZE_RANGE = {"small": (3.0, 4.5), "large": (6.0, 7.5)}
+SIZE_RANGE = {"small": (4.0, 5.0), "large": (6.5, 7.0)}
 P_LONE = 0.4  # probability that a pretraining scene holds a single object (which then has a position)
 
 ATTRIBUTES = ("shape", "color", "pattern", "size", "count", "position", "background")
@@ -158,6 +158,57 @@ def sample_scenes(n: int, g: torch.Generator, *, balanced: str | None = None,
                   background=background)
 
 
+# attributes varied inside a pretraining group, and how often each is the one varied
+GROUP_VARY = {"shape": 3.0, "pattern": 3.0, "position": 2.0, "count": 0.5, "size": 1.5, "color": 0.25,
+              "background": 0.25}
+GROUP_SIZE = 4
+GROUP_FRACTION = 0.5
+
+
+def sample_groups(n: int, g: torch.Generator, group_size: int = GROUP_SIZE,
+                  group_fraction: float = GROUP_FRACTION) -> tuple[Scenes, list[str | None]]:
+    """Pretraining scenes in groups of ``group_size`` that differ in exactly one attribute.
+
+    A fraction ``group_fraction`` of the groups copies one random scene and gives its members distinct values
+    of one attribute (drawn with the weights :data:`GROUP_VARY`), so a contrastive batch holds hard negatives
+    for every attribute, not only for the easy ones (colour, background); the other groups are independent
+    scenes. Returns the scenes and, per scene, the varied attribute (its caption must name it) or None.
+    """
+    base = sample_scenes(n, g)
+    names = list(GROUP_VARY)
+    weights = torch.tensor(list(GROUP_VARY.values()))
+    n_groups = (n + group_size - 1) // group_size
+    which = torch.multinomial(weights, n_groups, replacement=True, generator=g)
+    table = _conflict_table()
+    cols = {f.name: getattr(base, f.name).clone() for f in fields(Scenes)}
+    varied: list[str | None] = []
+    for gi in range(n_groups):
+        lo, hi = gi * group_size, min(n, (gi + 1) * group_size)
+        k = hi - lo
+        if float(torch.rand(1, generator=g)) >= group_fraction:  # an ordinary group of independent scenes
+            varied += [None] * k
+            continue
+        attr = names[int(which[gi])]
+        for name in cols:  # members copy the group's first scene
+            cols[name][lo:hi] = cols[name][lo]
+        if attr == "color":
+            allowed = (~table[cols["background"][lo]]).nonzero().squeeze(1)
+        elif attr == "background":
+            allowed = (~table[:, cols["color"][lo]]).nonzero().squeeze(1)
+        else:
+            allowed = torch.arange(len(CLASSNAMES[attr]))
+        perm = allowed[torch.randperm(len(allowed), generator=g)]
+        values = perm.repeat((k + len(perm) - 1) // len(perm))[:k]
+        if attr == "position":
+            cols["count"][lo:hi] = 0
+        cols[attr][lo:hi] = values
+        if attr == "count":
+            lone_pos = int(torch.randint(len(POSITIONS), (1,), generator=g))
+            cols["position"][lo:hi] = torch.where(values == 0, lone_pos, -1)
+        varied += [attr] * k
+    return Scenes(**cols), varied
+
+
 # --- pixels --------------------------------------------------------------------------------------------------
 
 
@@ -176,16 +227,16 @@ def _backgrounds(scenes: Scenes, g: torch.Generator, s: int) -> torch.Tensor:
     fine = torch.randn(n, 1, s, s, generator=g)
     streaks = torch.randn(n, 1, s // 4 + 1, s, generator=g).repeat_interleave(4, dim=2)[:, :, :s]
     phase = 2 * math.pi * torch.rand(n, 1, 1, 1, generator=g)
-    stars = torch.rand(n, 1, s, s, generator=g) < 0.04
+    stars = torch.rand(n, 1, s, s, generator=g) < 0.03
     brick_off = torch.randint(0, 8, (n, 2), generator=g).float()
     brightness = _uniform(n, 0.9, 1.1, g).view(n, 1, 1, 1)
 
     def sel(name: str) -> torch.Tensor:
         return (scenes.background == names.index(name)).view(n, 1, 1, 1)
 
-    grass = 0.07 * fine + 0.12 * streaks
+    grass = 0.05 * fine + 0.08 * streaks
     sand = 0.05 * fine
-    waves = 0.10 * torch.sin(0.9 * ys + 1.8 * torch.sin(0.35 * xs) + phase) + 0.02 * fine
+    waves = 0.07 * torch.sin(0.9 * ys + 1.8 * torch.sin(0.35 * xs) + phase) + 0.02 * fine
     snow = 0.03 * fine
     img = img + torch.where(sel("grass"), grass, 0) + torch.where(sel("sand"), sand, 0)
     img = img + torch.where(sel("water"), waves, 0) + torch.where(sel("snow"), snow, 0)
@@ -209,7 +260,7 @@ def _shape_masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor) -> torch.T
         "circle": d2 <= r * r,
         "square": (ax <= 0.85 * r) & (ay <= 0.85 * r),
         "triangle": (dy <= 0.8 * r) & (dy >= -r) & (ax <= (dy + r) * 0.6),
-        "diamond": ax + ay <= 1.1 * r,
+        "diamond": ax + ay <= r,
         "cross": ((ax <= 0.3 * r) & (ay <= r)) | ((ay <= 0.3 * r) & (ax <= r)),
         "ring": (d2 <= r * r) & (d2 >= (0.55 * r) ** 2),
         "bar": (ax <= r) & (ay <= 0.4 * r),
@@ -231,17 +282,13 @@ def _layout(scenes: Scenes, r: torch.Tensor, g: torch.Generator, s: int) -> tupl
     pos = scenes.position.clamp(min=0)
     lone_x = torch.stack([low, high, across, across], 1).gather(1, pos[:, None]).squeeze(1)
     lone_y = torch.stack([across, across, low, high], 1).gather(1, pos[:, None]).squeeze(1)
-    # several objects: distinct cells of a 3×3 (small) or 2×2 (large) grid, jittered inside the cell
-    perm9 = torch.argsort(torch.rand(n, 9, generator=g), dim=1)[:, :4]
-    perm4 = torch.argsort(torch.rand(n, 4, generator=g), dim=1)
+    # several objects: distinct cells of a 2×2 grid, jittered inside the cell
+    cells = torch.argsort(torch.rand(n, 4, generator=g), dim=1)
     jit = torch.rand(n, 4, 2, generator=g) * 2 - 1
-    large = scenes.size == SIZES.index("large")
-    cells = torch.where(large[:, None], perm4, perm9)
-    k = torch.where(large, 2, 3).float()[:, None]
-    cell = s / k
-    gx = (cells % k.long()).float()
-    gy = torch.div(cells, k.long(), rounding_mode="floor").float()
-    slack = ((cell - 2 * r[:, None]) / 2 - 0.3).clamp(min=0)
+    cell = s / 2
+    gx = (cells % 2).float()
+    gy = torch.div(cells, 2, rounding_mode="floor").float()
+    slack = ((cell - 2 * r[:, None]) / 2 - 1.0).clamp(min=0)  # objects at least 2 px apart
     grid_x = (gx + 0.5) * cell - 0.5 + jit[..., 0] * slack
     grid_y = (gy + 0.5) * cell - 0.5 + jit[..., 1] * slack
     lone = (scenes.count == 0)[:, None]
@@ -272,7 +319,7 @@ def render(scenes: Scenes, g: torch.Generator, *, size: int = IMAGE_SIZE) -> tor
             torch.zeros(n, s, s, dtype=torch.bool),
             (torch.div(py, 2, rounding_mode="floor") % 2) == 1,
             ((torch.div(px, 2, rounding_mode="floor") + torch.div(py, 2, rounding_mode="floor")) % 2) == 1,
-            ((px % 3) == 0) & ((py % 3) == 0),
+            ((px % 4) < 2) & ((py % 4) < 2),
         ],
         dim=1,
     )
@@ -320,17 +367,18 @@ def _noun(shape: str, plural: bool) -> str:
     return (_PLURAL.get(shape, shape + "s")) if plural else shape
 
 
-def caption(row: Mapping[str, int], rng: random.Random) -> str:
+def caption(row: Mapping[str, int], rng: random.Random, keep: str | None = None) -> str:
     """A free-form description of one scene (attributes as class indices, see :meth:`Scenes.row`).
 
     It always names the shape and the count and at least two of the size, pattern and colour adjectives;
-    the position (lone objects) and the background are each left out with probability :data:`P_DROP`.
+    the position (lone objects) and the background are each left out with probability :data:`P_DROP`,
+    except the attribute ``keep``, which is always named.
     """
     shape = SHAPES[row["shape"]]
     n = row["count"]
     plural = n > 0
     adjs = {"size": SIZES[row["size"]], "pattern": PATTERNS[row["pattern"]], "color": list(COLORS)[row["color"]]}
-    kept = [a for a in ("size", "pattern", "color") if rng.random() >= P_DROP]
+    kept = [a for a in ("size", "pattern", "color") if rng.random() >= P_DROP or a == keep]
     while len(kept) < 2:
         a = rng.choice([a for a in ("size", "pattern", "color") if a not in kept])
         kept.append(a)
@@ -339,10 +387,10 @@ def caption(row: Mapping[str, int], rng: random.Random) -> str:
         rng.shuffle(kept)
     words = [adjs[a] for a in kept]
     count = rng.choice(_COUNT_WORDS[n])
-    pos = POSITIONS[row["position"]] if (row["position"] >= 0 and rng.random() >= P_DROP) else ""
+    pos = POSITIONS[row["position"]] if (row["position"] >= 0 and (rng.random() >= P_DROP or keep == "position")) else ""
     bg_name = list(BACKGROUNDS)[row["background"]]
     bg = ""
-    if rng.random() >= P_DROP:
+    if rng.random() >= P_DROP or keep == "background":
         bg = rng.choice((f"on {bg_name}", f"on a {bg_name} background", f"over {bg_name}", f"in front of {bg_name}"))
     prefix = rng.choice(PREFIXES)
     noun = _noun(shape, plural)
@@ -355,6 +403,7 @@ def caption(row: Mapping[str, int], rng: random.Random) -> str:
     elif form == 2:  # "two circles, small and striped, on grass"
         adj = " and ".join(words) if len(words) == 2 else f"{words[0]}, {words[1]} and {words[2]}"
         body = " ".join([f"{count} {noun}, {adj},", pos, bg])
+        prefix = ""  # "a photo of a circle, ..." would contain the prompt of the shape task
     else:  # "two small striped objects shaped like circles on grass"
         thing = "objects" if plural else "object"
         body = " ".join([count, *words, thing, "shaped like", noun if plural else f"a {noun}", pos, bg])
@@ -362,10 +411,10 @@ def caption(row: Mapping[str, int], rng: random.Random) -> str:
     return text.rstrip(",")
 
 
-def captions(scenes: Scenes, seed: int) -> list[str]:
-    """One caption per scene, seeded (``seed`` and the scene order fix the words)."""
+def captions(scenes: Scenes, seed: int, keep: list[str | None] | None = None) -> list[str]:
+    """One caption per scene, seeded (``seed`` and the scene order fix the words); ``keep[i]`` is always named."""
     rng = random.Random(int(seed))
-    return [caption(scenes.row(i), rng) for i in range(len(scenes))]
+    return [caption(scenes.row(i), rng, keep[i] if keep else None) for i in range(len(scenes))]
 
 
 def forbidden_phrases(prompts: Mapping[str, list[str]]) -> list[str]:
