@@ -7,12 +7,15 @@
 # run), so the first pass of this script includes five fine-tunings; --resume skips evaluations already on disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEFENSES=(clip tecoa pmg_aft fare tga_zsr comp_tga)
-ATTACKS=(pgd cw aa-lite autoattack)
+# DEFENSES / ATTACKS may be narrowed from the environment, e.g. to split the work across processes:
+#   DEFENSES="clip tecoa pmg_aft" bash scripts/micro_leaderboard.sh & DEFENSES="fare tga_zsr comp_tga" bash ...
+read -r -a DEFENSES <<< "${DEFENSES:-clip tecoa pmg_aft fare tga_zsr comp_tga}"
+read -r -a ATTACKS <<< "${ATTACKS:-pgd cw aa-lite autoattack}"
+ZSRBENCH="${ZSRBENCH:-zsrbench}"  # the command, e.g. .venv/bin/zsrbench
 for attack in "${ATTACKS[@]}"; do  # cheapest attacks first; standard AutoAttack last
   for defense in "${DEFENSES[@]}"; do
     echo "== $defense / $attack"
-    zsrbench run --protocol micro --defense "$defense" --attack "$attack" --quiet --resume "$@"
+    "$ZSRBENCH" run --protocol micro --defense "$defense" --attack "$attack" --quiet --resume "$@"
   done
 done
-zsrbench table --protocol micro --markdown
+"$ZSRBENCH" table --protocol micro --markdown
