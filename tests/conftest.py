@@ -6,6 +6,8 @@ import torch
 # Tests never touch the user's cache, never use the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# `zsrbench run` evaluates in one process unless a test asks for more (tests/test_cpu_jobs.py does)
+os.environ["ZSRBENCH_JOBS"] = "1"
 
 
 @pytest.fixture(autouse=True)

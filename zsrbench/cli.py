@@ -67,9 +67,12 @@ def run_cmd(
     no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="write result records only"),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: evaluate every N-th dataset from the K-th (0-based), for N processes"),
     resume: bool = typer.Option(False, "--resume", help="skip datasets already evaluated with the same settings"),
+    jobs: str = typer.Option("auto", "--jobs", "-j", help="CPU processes evaluating datasets in parallel: N or auto "
+                             "(one per core on CPU, 1 on GPU; $ZSRBENCH_JOBS overrides auto)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Evaluate a defense under an attack suite and write per-dataset result records."""
+    from zsrbench.cpu_jobs import parse_jobs
     from zsrbench.runner import RunConfig, run
 
     cfg = RunConfig(
@@ -79,7 +82,7 @@ def run_cmd(
         trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
         n_samples=n_samples, seed=seed, batch_size=batch_size, device=device, precision=precision,
         results_dir=results_dir, leaderboard_dir=None if no_leaderboard else leaderboard_dir, resume=resume,
-        shard=_shard(shard),
+        shard=_shard(shard), jobs=parse_jobs(jobs),
     )
     results = run(cfg, progress=not quiet, log=None if quiet else console.print)
     show_results(results)

@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 import zsrbench
 from zsrbench.attacks.base import AttackSpec, eps_text, validate_eps
+from zsrbench.cpu_jobs import evaluate_in_processes, resolve_jobs
 from zsrbench.data.base import EvalSet, indices_digest, select_indices
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.records import metrics_from_flags, read_record, write_result
@@ -60,7 +61,8 @@ class RunConfig:
     results_dir: str = "results"
     leaderboard_dir: str | None = "leaderboards"  # None: write result records only
     resume: bool = False
-    num_workers: int | None = None
+    num_workers: int | None = None  # DataLoader workers
+    jobs: int | None = None  # CPU processes over datasets; None: auto (see zsrbench.cpu_jobs)
     shard: tuple[int, int] | None = None  # (k, n): this process evaluates datasets k, k+n, k+2n, ... (0-based)
 
 
@@ -271,13 +273,45 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     parts = defense.load(LoadSpec(model=model_name, pretrained=pretrained, checkpoint=checkpoint,
                                   checkpoint_sha256=cfg.checkpoint_sha256, trust_checkpoint=cfg.trust_checkpoint),
                          device=device)
-    mid = model_id(defense.name, parts)
+    datasets = tuple(cfg.datasets or protocol.datasets)
+    if cfg.shard is not None:  # processes with the same settings and other shards write disjoint datasets
+        datasets = datasets[cfg.shard[0]::cfg.shard[1]]
+    model_bytes = sum(p.numel() * p.element_size() for p in parts.model.parameters())
+    jobs = resolve_jobs(cfg.jobs, device, len(datasets), model_bytes)
+    if jobs > 1:  # the weights are resolved (trained, downloaded) and loadable: workers only load them
+        del parts
+        if log:
+            log(f"evaluating {len(datasets)} datasets in {jobs} processes (--jobs)")
+        results = evaluate_in_processes(
+            replace(cfg, checkpoint=checkpoint, device=device), datasets, jobs,
+            on_done=(lambda r: log(_done_line(r.record, r.path))) if log else None)
+    else:
+        results = _evaluate_datasets(cfg, parts, defense.name, checkpoint, protocol, specs, eps, params, datasets,
+                                     seed=seed, n_samples=n_samples, device=device, progress=progress, log=log)
+    if cfg.leaderboard_dir is not None and results:
+        from zsrbench.leaderboard.store import add_measured
+
+        for rev in add_measured(cfg.leaderboard_dir, [(r.path, r.record) for r in results]):
+            if log:
+                log(f"leaderboard: {rev}")
+    return results
+
+
+def _done_line(record: ResultRecord, path: Path) -> str:
+    m = record.metrics
+    return f"{record.protocol.dataset}: clean {m.clean_accuracy:.2%}  robust {m.robust_accuracy:.2%}  -> {path}"
+
+
+def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense_name: str, checkpoint: str | None,
+                       protocol: Protocol, specs: Sequence[AttackSpec], eps: float,
+                       params: dict[str, dict[str, Any]], datasets: Sequence[str], *, seed: int,
+                       n_samples: int | None, device: str, progress: bool,
+                       log: Callable[[str], None] | None) -> list[DatasetResult]:
+    """Evaluate ``datasets`` one after the other in this process; write and return their records."""
+    mid = model_id(defense_name, parts)
     suite = "+".join(s.name for s in specs)
     env = environment(device)
     results: list[DatasetResult] = []
-    datasets = cfg.datasets or protocol.datasets
-    if cfg.shard is not None:  # processes with the same settings and other shards write disjoint datasets
-        datasets = datasets[cfg.shard[0]::cfg.shard[1]]
     workers = cfg.num_workers if cfg.num_workers is not None else (0 if device == "cpu" else 4)
     bar = _progress(progress)
     with bar:
@@ -304,7 +338,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
             record = ResultRecord(
                 zsrbench_version=zsrbench.__version__, git_sha=git_sha(),
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                model=ModelInfo(id=mid, defense=defense.name, architecture=parts.name, pretrained=parts.pretrained,
+                model=ModelInfo(id=mid, defense=defense_name, architecture=parts.name, pretrained=parts.pretrained,
                                 checkpoint=parts.source.get("checkpoint") or checkpoint,
                                 checkpoint_sha256=parts.source.get("checkpoint_sha256"),
                                 weights_sha256=parts.source.get("weights_sha256"),
@@ -330,13 +364,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
             path = write_result(cfg.results_dir, record, flags)
             results.append(DatasetResult(path=path, record=read_record(path)))
             if log:
-                log(f"{name}: clean {metrics.clean_accuracy:.2%}  robust {metrics.robust_accuracy:.2%}  -> {path}")
-    if cfg.leaderboard_dir is not None and results:
-        from zsrbench.leaderboard.store import add_measured
-
-        for rev in add_measured(cfg.leaderboard_dir, [(r.path, r.record) for r in results]):
-            if log:
-                log(f"leaderboard: {rev}")
+                log(_done_line(record, path))
     return results
 
 
