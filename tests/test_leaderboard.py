@@ -270,7 +270,7 @@ def test_hand_edited_entry_is_named_and_others_still_render(board):
     assert str(target) in out.output and "edited after it was written" in out.output
     assert out.output.count("invalid:") == 1
 
-    table = invoke("table", "--leaderboard-dir", board, "--markdown")
+    table = invoke("table", "--leaderboard-dir", board, "--markdown", "--protocol-version", "all")
     assert table.exit_code == 0
     assert "clip/ViT-B-32/openai" not in table.stdout.split("## toy v1")[1].split("## ")[0]
     assert "tecoa/ViT-B-32/1a2b3c" in table.stdout and "ToyNet" in table.stdout
@@ -315,7 +315,7 @@ def test_committed_leaderboards_are_valid():
 # ------------------------------------------------------------------------------------------------ tables
 @pytest.mark.parametrize("fmt,suffix", [("markdown", "md"), ("csv", "csv"), ("latex", "tex")])
 def test_golden_renderings(board, fmt, suffix):
-    out = invoke("table", "--leaderboard-dir", board, f"--{fmt}")
+    out = invoke("table", "--leaderboard-dir", board, f"--{fmt}", "--protocol-version", "all")
     assert out.exit_code == 0, out.output
     golden = GOLDEN / f"leaderboard.{suffix}"
     if os.environ.get("ZSR_UPDATE_GOLDEN"):
@@ -323,8 +323,19 @@ def test_golden_renderings(board, fmt, suffix):
     assert out.stdout == golden.read_text()
 
 
+def test_tables_show_the_latest_protocol_version_unless_asked(board):
+    latest = invoke("table", "--leaderboard-dir", board, "--json")
+    data = json.loads(latest.stdout)
+    assert [(g["protocol"], g["protocol_version"]) for g in data["groups"]] == [("toy", 2)]
+    assert "3 entries of toy v1 not shown (--protocol-version 1 or all shows them)" in latest.stderr
+    one = json.loads(invoke("table", "--leaderboard-dir", board, "--json", "--protocol-version", "v1").stdout)
+    assert [(g["protocol"], g["protocol_version"]) for g in one["groups"]] == [("toy", 1)]
+    bad = invoke("table", "--leaderboard-dir", board, "--protocol-version", "newest")
+    assert bad.exit_code == 2 and "latest, all or a version number" in bad.output
+
+
 def test_tables_split_protocol_versions_and_mark_things(board):
-    out = invoke("table", "--leaderboard-dir", board, "--json")
+    out = invoke("table", "--leaderboard-dir", board, "--json", "--protocol-version", "all")
     data = json.loads(out.stdout)
     titles = [(g["protocol"], g["protocol_version"], g["suite"]) for g in data["groups"]]
     assert titles == [("toy", 2, "pgd"), ("toy", 1, "pgd")]
@@ -361,7 +372,7 @@ def test_normalised_average(tmp_path):
 
 
 def test_html_is_self_contained(board):
-    out = invoke("table", "--leaderboard-dir", board, "--html")
+    out = invoke("table", "--leaderboard-dir", board, "--html", "--protocol-version", "all")
     html = out.stdout
     assert html.startswith("<!DOCTYPE html>") and "<script>" in html and 'class="sortable"' in html
     assert "http://" not in html and "https://" not in html and "src=" not in html

@@ -55,6 +55,7 @@ def table(
     worst_of: Optional[str] = typer.Option(None, "--worst-of", help="worst case of suites from per-sample flags, e.g. pgd,cw"),
     metric: str = typer.Option("both", "--metric", help="robust | clean | both"),
     no_reported: bool = typer.Option(False, "--no-reported", help="leave out reported (published) numbers"),
+    protocol_version: str = typer.Option("latest", "--protocol-version", help="latest (per protocol), all, or a number"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file instead of stdout"),
 ) -> None:
     """Leaderboard tables: rows = models ranked by average robust accuracy, columns = datasets + averages."""
@@ -71,6 +72,7 @@ def table(
         raise ZsrError("--as-of needs a leaderboard (raw results have no revisions); drop --results-dir.")
     if worst_of is not None and attack is not None:
         raise ZsrError("--worst-of already names the suites; drop --attack.")
+    version = tables.parse_version(protocol_version)
     if results_dir is not None:
         view = store.entries_from_results(results_dir, protocol)
     else:
@@ -85,6 +87,8 @@ def table(
     else:
         entries = tables.select(view.entries, protocol=protocol, attack=attack, eps=eps,
                                 include_reported=not no_reported)
+    entries, hidden = tables.select_version(entries, version)
+    warnings += hidden
     ts = tables.build_tables(entries, metrics=tables.METRICS if metric == "both" else (metric,))
     for w in [*warnings, *ts.warnings]:
         _warn(w)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.schema import EntryProtocol, LeaderboardEntry, ReportedNumbers
 from zsrbench.leaderboard.store import LoadedEntry, rev_name
 
@@ -124,6 +125,36 @@ def select(entries: Sequence[LoadedEntry], *, protocol: str | None = None, attac
             continue
         out.append(le)
     return out
+
+
+def select_version(entries: Sequence[LoadedEntry], version: str = "latest") -> tuple[list[LoadedEntry], list[str]]:
+    """Keep one protocol version: ``latest`` (per protocol), ``all``, or a number. Returns (kept, notes)."""
+    if version == "all":
+        return list(entries), []
+    newest: dict[str, int] = {}
+    for le in entries:
+        p = le.entry.protocol
+        newest[p.name] = max(newest.get(p.name, p.version), p.version)
+    kept, hidden = [], {}
+    for le in entries:
+        p = le.entry.protocol
+        want = newest[p.name] if version == "latest" else int(version)
+        if p.version == want:
+            kept.append(le)
+        else:
+            hidden.setdefault((p.name, p.version), 0)
+            hidden[(p.name, p.version)] += 1
+    notes = [f"{n} entr{'y' if n == 1 else 'ies'} of {name} v{v} not shown (--protocol-version {v} or all shows "
+             f"{'it' if n == 1 else 'them'})" for (name, v), n in sorted(hidden.items())]
+    return kept, notes
+
+
+def parse_version(value: str) -> str:
+    """``latest``, ``all`` or a positive protocol version number (as text); a clear error otherwise."""
+    v = value.strip().lower().removeprefix("v")
+    if v in ("latest", "all") or (v.isdigit() and int(v) > 0):
+        return v
+    raise ZsrError(f"--protocol-version takes latest, all or a version number (e.g. 2); got '{value}'.")
 
 
 def _mean(values: list[float]) -> float | None:
