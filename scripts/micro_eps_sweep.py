@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--eps", type=float, nargs="*", default=list(EPS_SWEEP), help="ε values in units of 1/255")
     ap.add_argument("--split", default="check", choices=("check", "test"),
                     help="check: 400 scenes per task, outside the protocol (default; the rule's measurement); "
-                         "test: the protocol's 32-scene test sets")
+                         "test: the protocol's 64-scene test sets")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="write the table as JSON here")
     args = ap.parse_args()

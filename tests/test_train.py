@@ -213,6 +213,19 @@ def test_budget_and_keyword_overrides(tmp_path):
     assert not (tmp_path / "f" / "checkpoints" / "last.pt").exists()
 
 
+def test_the_protocols_recipe_applies_under_the_callers_overrides(tmp_path):
+    # synthetic's recipe: 2 steps of batch 16 at lr 1e-4 — used when the caller gives nothing else
+    r = train_defense("tga_zsr", protocol="synthetic", out_dir=tmp_path / "t", seed=0, text_cache=False,
+                      keep_checkpoints=False)
+    hp = r.manifest["hparams"]
+    assert (r.manifest["total_steps"], hp["batch_size"], hp["lr"]) == (2, 16, 1e-4)
+    # the caller's values win; an epoch budget replaces the recipe's step budget
+    r = train_defense("tecoa", protocol="synthetic", out_dir=tmp_path / "e", epochs=1, lr=3e-4, seed=0,
+                      text_cache=False, keep_checkpoints=False)
+    assert r.manifest["hparams"]["steps"] is None and r.manifest["total_steps"] == 3  # 48 images / 16
+    assert r.manifest["hparams"]["lr"] == 3e-4
+
+
 def test_train_on_tinyimagenet_layout_with_the_crop_pipeline(tmp_path):
     """tga16's source task read from a fake on-disk Tiny-ImageNet (train split), Resize(256/224·S)+CenterCrop(S)."""
     from PIL import Image

@@ -325,15 +325,18 @@ def train_defense(
     if not getattr(defense_cls, "trainable", False):
         trainable = [n for n in DEFENSES.names() if getattr(DEFENSES.get(n), "trainable", False)]
         raise ZsrError(f"Defense '{defense_name}' cannot be trained. Trainable defenses: {', '.join(trainable)}.")
-    overrides = {**(hparams or {}), **hparam_overrides}
+    proto = PROTOCOLS.get(protocol) if isinstance(protocol, str) else protocol
+    given = {**(hparams or {}), **hparam_overrides}
     for key, value in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("eps", eps)):
         if value is not None:
-            overrides[key] = value
+            given[key] = value
     # one budget: steps given → epochs unused; epochs given (and no steps) → the default step budget is dropped
-    if overrides.get("steps") is not None and "epochs" not in overrides:
-        overrides["epochs"] = None
-    if overrides.get("epochs") is not None and "steps" not in overrides:
-        overrides["steps"] = None
+    if given.get("steps") is not None and "epochs" not in given:
+        given["epochs"] = None
+    if given.get("epochs") is not None and "steps" not in given:
+        given["steps"] = None
+    # the protocol's shared recipe (if it has one) under what the caller gives
+    overrides = {**recipe_for(proto), **given}
     hp_cls = type(defense_cls.default_hparams)
     known = {f.name for f in fields(hp_cls)}
     overrides = {k: (_coerce(hp_cls, k, v) if k in known else v) for k, v in overrides.items()}
@@ -347,7 +350,6 @@ def train_defense(
     hp = defense.hp
     hp.validate()
 
-    proto = PROTOCOLS.get(protocol) if isinstance(protocol, str) else protocol
     if not getattr(proto, "train_dataset", None):
         raise ZsrError(f"Protocol '{proto.name}' names no training set (train_dataset); pick a protocol that does, "
                        "e.g. tga16 (Tiny-ImageNet) or synthetic.")
@@ -623,6 +625,11 @@ def _write_outputs(out: Path, parts: Any, visual: nn.Module, manifest: dict[str,
     _atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
 
 
+def recipe_for(proto: Any) -> dict[str, Any]:
+    """The hyper-parameters a protocol sets for every defense it fine-tunes: its shared ``train_recipe``."""
+    return dict(getattr(proto, "train_recipe", None) or {})
+
+
 def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
     """The cache folder of a defense fine-tuned on demand under ``proto`` (keyed by everything that shapes it)."""
     from zsrbench.data.base import digest_json
@@ -636,7 +643,7 @@ def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
 
         base_weights = sha256_file(resolve_pretrained(proto.default_model, SHIPPED_TAG))
     key = digest_json({"defense": defense_name, "protocol": proto.name, "version": proto.version,
-                       "recipe": proto.train_recipe, "model": proto.default_model,
+                       "recipe": recipe_for(proto), "model": proto.default_model,
                        "pretrained": proto.default_pretrained, "base_weights": base_weights,
                        "seed": int(seed)}).split(":")[1][:12]
     return cache_dir() / "defenses" / f"{proto.name}-v{proto.version}" / f"{defense_name}-s{seed}-{key}"
@@ -660,7 +667,7 @@ def ensure_trained(defense_name: str, protocol: str | Any, *, seed: int = 0, dev
     manifest = out / "manifest.json"
     if log and not (manifest.is_file() and json.loads(manifest.read_text()).get("completed")):
         log(f"fine-tuning {defense_name} on {proto.train_dataset} with the {proto.name} recipe -> {out}")
-    result = train_defense(defense_name, protocol=proto, out_dir=out, hparams=dict(proto.train_recipe), seed=seed,
+    result = train_defense(defense_name, protocol=proto, out_dir=out, seed=seed,
                            device=device, resume=True, progress=progress, keep_checkpoints=False)
     if not result.completed:  # pragma: no cover - only a callback can stop it
         raise ZsrError(f"Fine-tuning {defense_name} did not finish; run the command again to resume it.")
