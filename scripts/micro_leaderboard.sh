@@ -7,8 +7,8 @@
 # run), so the first pass of this script includes five fine-tunings; --resume skips evaluations already on disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# DEFENSES / ATTACKS may be narrowed from the environment, e.g. to split the work across processes:
-#   DEFENSES="clip tecoa pmg_aft" bash scripts/micro_leaderboard.sh & DEFENSES="fare tga_zsr comp_tga" bash ...
+# Each run evaluates the seven tasks in parallel processes, one per core (`zsrbench run --jobs auto`).
+# DEFENSES / ATTACKS may be narrowed from the environment, e.g. DEFENSES="fare tecoa" ATTACKS=pgd bash ...
 read -r -a DEFENSES <<< "${DEFENSES:-clip tecoa pmg_aft fare tga_zsr comp_tga}"
 read -r -a ATTACKS <<< "${ATTACKS:-pgd cw aa-lite autoattack}"
 ZSRBENCH="${ZSRBENCH:-zsrbench}"  # the command, e.g. .venv/bin/zsrbench

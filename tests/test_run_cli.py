@@ -202,3 +202,14 @@ def test_shards_split_datasets_and_share_one_leaderboard_entry(tmp_path):
     assert robust[0]["synthetic_shapes"] not in ("", "–") and robust[0]["synthetic_colors"] not in ("", "–")
     bad = invoke("run", "--shard", "2/2", *FAST)
     assert bad.exit_code == 2 and "0 ≤ K < N" in bad.output
+
+
+def test_leaderboard_commands_do_not_import_torch():
+    """`zsrbench table/show/history/validate` start in well under a second: the CLI imports torch lazily."""
+    import subprocess
+    import sys
+
+    code = ("import sys, zsrbench.cli; from zsrbench.leaderboard import store, tables, render; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -6,19 +6,21 @@ cli.py mounts it as ``app.add_typer(data_app, name="data")``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from zsrbench.data.check import FOUND, MISSING, DatasetStatus, check_data_root
 from zsrbench.cli_common import fail
 from zsrbench.errors import ZsrError
 
+if TYPE_CHECKING:  # the dataset code (and torch) is imported only when a data command runs
+    from zsrbench.data.check import DatasetStatus
+
 data_app = typer.Typer(help="Inspect the local datasets the protocols read (--data-root).", no_args_is_help=True)
 
-STATUS_STYLE = {FOUND: "green", MISSING: "yellow"}
+STATUS_STYLE = {"found": "green", "missing": "yellow"}  # zsrbench.data.check.FOUND, MISSING
 
 
 @data_app.callback()
@@ -40,16 +42,18 @@ def check(
     names = [n.strip() for n in datasets.split(",") if n.strip()] if datasets else None
     console = Console()
     try:
+        from zsrbench.data.check import check_data_root
+
         statuses = check_data_root(data_root, names)
     except ZsrError as exc:
         fail(str(exc))
     console.print(status_table(statuses, data_root))
     for s in statuses:  # the full story of every problem; of a missing dataset only when it was asked for
-        if not s.ok and (names or s.status != MISSING):
+        if not s.ok and (names or s.status != "missing"):
             console.print(f"[bold]{s.name}[/bold] ({s.status}): {s.message}", soft_wrap=True, highlight=False)
     n_ok = sum(s.ok for s in statuses)
     console.print(f"{n_ok} of {len(statuses)} datasets found under {data_root}", highlight=False)
-    missing = [s.name for s in statuses if s.status == MISSING]
+    missing = [s.name for s in statuses if s.status == "missing"]
     if missing and not names:
         console.print(f"To see where each missing dataset is expected and how to obtain it: zsrbench data check "
                       f"--data-root {data_root} --datasets {','.join(missing)}", soft_wrap=True, highlight=False)
