@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 IMAGE_SIZE = 32
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "bar", "semicircle")
@@ -159,7 +159,7 @@ def sample_scenes(n: int, g: torch.Generator, *, balanced: str | None = None,
 
 
 # attributes varied inside a pretraining group, and how often each is the one varied
-GROUP_VARY = {"shape": 3.0, "pattern": 3.0, "position": 2.0, "count": 0.5, "size": 1.5, "color": 0.25,
+GROUP_VARY = {"shape": 3.0, "pattern": 5.0, "position": 1.5, "count": 0.5, "size": 3.0, "color": 0.25,
               "background": 0.25}
 GROUP_SIZE = 4
 GROUP_FRACTION = 0.5
@@ -314,12 +314,14 @@ def render(scenes: Scenes, g: torch.Generator, *, size: int = IMAGE_SIZE) -> tor
     ys, xs = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
     px = xs[None] + phase[:, 0, None, None]
     py = ys[None] + phase[:, 1, None, None]
+    # fill patterns at a 3-px scale (legible to the 8-px patches): solid, 3-px horizontal stripes, 3×3 checks,
+    # 3×3 dots on a 6-px grid; a random phase per scene
     pattern_dark = torch.stack(
         [
             torch.zeros(n, s, s, dtype=torch.bool),
-            (torch.div(py, 2, rounding_mode="floor") % 2) == 1,
-            ((torch.div(px, 2, rounding_mode="floor") + torch.div(py, 2, rounding_mode="floor")) % 2) == 1,
-            ((px % 4) < 2) & ((py % 4) < 2),
+            (torch.div(py, 3, rounding_mode="floor") % 2) == 1,
+            ((torch.div(px, 3, rounding_mode="floor") + torch.div(py, 3, rounding_mode="floor")) % 2) == 1,
+            ((px % 6) < 3) & ((py % 6) < 3),
         ],
         dim=1,
     )

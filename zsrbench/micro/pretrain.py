@@ -32,7 +32,7 @@ from zsrbench.micro import tasks as T
 from zsrbench.micro.pretrained import ARCH, MANIFEST_FILE, WEIGHTS_FILE
 from zsrbench.models import CLIP_MEAN, CLIP_STD
 
-DEFAULT_STEPS = 1800
+DEFAULT_STEPS = 6000
 DEFAULT_BATCH = 128
 POS_EMBED_INIT_STD = 0.5
 DEFAULT_LR = 1e-3
