@@ -21,14 +21,13 @@ from zsrbench.errors import ZsrError
 from zsrbench.micro import generator as G
 from zsrbench.registry import DATASETS
 
-# Sizes. The standard AutoAttack costs ~2.7 s per image that survives it (zsr-micro, 2 CPU threads;
-# Square's 5000 queries dominate) and `zsrbench run --defense comp_tga --attack autoattack` (fine-tuning
-# included) must finish in about 5 minutes on 2 cores. At the protocol's ε about a third of the images
-# survive (undefended: colour and background stay robust), so 7 tasks × 32 images ≈ 75 survivors ≈ 3.5 min.
+# Sizes: 64 test scenes per task keep one image at 1.6 points of accuracy; the cost of the standard AutoAttack
+# grows with the images that survive it (~3.5 s of one CPU core each for zsr-micro), see the "Sizes" section
+# of zsrbench.micro.protocol for what that means for `zsrbench run --defense comp_tga --attack autoattack`.
 TEST_SIZE = 64  # per task: the protocol's fixed test sets (balanced labels); evaluated as one batch each
 TRAIN_SIZE = 4096  # the source task's fine-tuning set
 # A larger, separately seeded "check" split per task, outside the protocol: for measuring the model itself
-# (the manifest's accuracies, the ε rule) with less noise than 32 images allow.
+# (the manifest's accuracies, the ε rule) with less noise than 64 images allow.
 CHECK_SIZE = 400
 CHECK_SEED_OFFSET = 50_000
 SOURCE_TASK = "micro_shape"
