@@ -92,7 +92,8 @@ def evaluate_in_processes(cfg: "RunConfig", datasets: Sequence[str], jobs: int,
 
     ``cfg`` must already name the model's weights (``checkpoint`` resolved), so that workers only load them.
     Workers write result records and nothing else; the caller adds them to the leaderboard. A worker's error
-    (a :class:`ZsrError` included) is raised here once the running datasets are finished.
+    (a :class:`ZsrError` included) is raised here and stops the other workers; records already written stay on
+    disk (``--resume`` picks them up) and nothing reaches the leaderboard.
     """
     from zsrbench.leaderboard.records import read_record
     from zsrbench.runner import DatasetResult
