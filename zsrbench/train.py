@@ -335,8 +335,8 @@ def train_defense(
         given["epochs"] = None
     if given.get("epochs") is not None and "steps" not in given:
         given["steps"] = None
-    # the protocol's shared recipe (if it has one) under what the caller gives
-    overrides = {**recipe_for(proto), **given}
+    # the protocol's shared recipe (every defense it fine-tunes uses it) under what the caller gives
+    overrides = {**proto.train_recipe, **given}
     hp_cls = type(defense_cls.default_hparams)
     known = {f.name for f in fields(hp_cls)}
     overrides = {k: (_coerce(hp_cls, k, v) if k in known else v) for k, v in overrides.items()}
@@ -625,11 +625,6 @@ def _write_outputs(out: Path, parts: Any, visual: nn.Module, manifest: dict[str,
     _atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
 
 
-def recipe_for(proto: Any) -> dict[str, Any]:
-    """The hyper-parameters a protocol sets for every defense it fine-tunes: its shared ``train_recipe``."""
-    return dict(getattr(proto, "train_recipe", None) or {})
-
-
 def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
     """The cache folder of a defense fine-tuned on demand under ``proto`` (keyed by everything that shapes it)."""
     from zsrbench.data.base import digest_json
@@ -643,7 +638,7 @@ def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
 
         base_weights = sha256_file(resolve_pretrained(proto.default_model, SHIPPED_TAG))
     key = digest_json({"defense": defense_name, "protocol": proto.name, "version": proto.version,
-                       "recipe": recipe_for(proto), "model": proto.default_model,
+                       "recipe": proto.train_recipe, "model": proto.default_model,
                        "pretrained": proto.default_pretrained, "base_weights": base_weights,
                        "seed": int(seed)}).split(":")[1][:12]
     return cache_dir() / "defenses" / f"{proto.name}-v{proto.version}" / f"{defense_name}-s{seed}-{key}"
