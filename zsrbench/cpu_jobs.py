@@ -60,9 +60,10 @@ def resolve_jobs(requested: int | None, device: str, n_datasets: int, model_byte
     An explicit request is honoured on CPU (capped at the number of datasets). ``auto`` is 1 on a GPU, else
     ``$ZSRBENCH_JOBS`` when set, else one per usable core, capped by datasets and by free memory.
     """
-    if n_datasets <= 1 or not device.startswith("cpu"):
-        if requested is not None and requested > 1 and not device.startswith("cpu"):
-            raise ZsrError(f"--jobs {requested} runs CPU processes; on {device} use --jobs 1 (or leave it at auto).")
+    on_cpu = device.startswith("cpu")
+    if not on_cpu and requested is not None and requested > 1:
+        raise ZsrError(f"--jobs {requested} runs CPU processes; on {device} use --jobs 1 (or leave it at auto).")
+    if n_datasets <= 1 or not on_cpu:
         return 1
     if requested is None:
         requested = parse_jobs(os.environ.get(ENV_VAR))
