@@ -58,6 +58,8 @@ def run_cmd(
     checkpoint_sha256: Optional[str] = typer.Option(None, "--checkpoint-sha256", help="expected sha256 of --checkpoint"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="allow pickled objects in the checkpoint"),
     n_samples: Optional[int] = typer.Option(None, "--n-samples", help="seeded subset size per dataset"),
+    subset: Optional[str] = typer.Option(None, "--subset", help="a named subset of the protocol's evaluation sets "
+                                         "(micro: quick = 64 per task, the default; full = what rankings use)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed for sample selection and attacks"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="evaluation batch (default: the protocol's)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)"),
@@ -80,7 +82,7 @@ def run_cmd(
         attack_params={"step": step, "steps": steps, "restarts": restarts, "kappa": kappa, "criterion": criterion},
         model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
         trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
-        n_samples=n_samples, seed=seed, batch_size=batch_size, device=device, precision=precision,
+        n_samples=n_samples, subset=subset, seed=seed, batch_size=batch_size, device=device, precision=precision,
         results_dir=results_dir, leaderboard_dir=None if no_leaderboard else leaderboard_dir, resume=resume,
         shard=_shard(shard), jobs=parse_jobs(jobs),
     )

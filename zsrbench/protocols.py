@@ -30,11 +30,21 @@ class Protocol:
     # `zsrbench run --defense X` fine-tunes X (once, cached) when no checkpoint is given.
     train_recipe: dict[str, Any] = field(default_factory=dict)
     train_on_demand: bool = False
+    # Ranking: a model is ranked only when it was evaluated with every suite named here (at that ε) and its
+    # validity audit passed; its ranking number is the per-sample worst case over every suite measured.
+    required_suites: tuple[str, ...] = ()
+    # The undefended model transfer attacks of the audit come from (defense "clip" on the default model).
+    base_model: str | None = "clip"
+    # Named, seeded subsets of the evaluation sets: name -> samples per dataset. ``default_subset`` is what
+    # `zsrbench run` evaluates when no --subset is given (None: the full sets, which rankings use).
+    subsets: dict[str, int] = field(default_factory=dict)
+    default_subset: str | None = None
 
     def settings(self) -> dict[str, Any]:
         d = asdict(self)
         d["datasets"] = list(self.datasets)
         d["eps_sweep"] = list(self.eps_sweep)
+        d["required_suites"] = list(self.required_suites)
         return d
 
     def zero_shot_datasets(self) -> tuple[str, ...]:
@@ -64,6 +74,7 @@ register(
         eps_sweep=(1.0, 2.0, 4.0),
         train_dataset="tinyimagenet",
         attack_defaults=PAPER_ATTACKS,
+        required_suites=("pgd", "aa-lite"),  # the papers' headline attacks; autoattack welcome
     ),
 )
 
@@ -80,6 +91,7 @@ register(
         train_dataset="imagenet",  # FARE fine-tunes on ImageNet: the zero-shot average leaves it out
         n_samples=1000,
         attack_defaults=PAPER_ATTACKS,
+        required_suites=("aa-fare",),
     ),
 )
 
@@ -98,6 +110,8 @@ register(
         attack_defaults={"pgd": {"steps": 10, "step": 1.0}, "cw": {"steps": 10, "step": 1.0, "kappa": 50.0}},
         train_recipe={"steps": 2, "batch_size": 16, "warmup_steps": 1, "lr": 1e-4, "epochs": None},
         train_on_demand=True,
+        required_suites=("pgd",),
+        base_model=None,  # a randomly initialised model: there is no undefended base to transfer from
     ),
 )
 

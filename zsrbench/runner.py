@@ -54,6 +54,7 @@ class RunConfig:
     data_root: str | None = None
     download: bool = False
     n_samples: int | None = None
+    subset: str | None = None  # a named subset of the protocol ("full": the full sets); None: the protocol's default
     seed: int | None = None
     batch_size: int | None = None  # None: the protocol's
     device: str | None = None
@@ -133,6 +134,11 @@ def check_config(cfg: RunConfig) -> tuple[Protocol, list[AttackSpec], float, dic
     unknown = [k for k, v in cfg.attack_params.items() if v is not None and not any(k in s.defaults for s in specs)]
     if unknown:
         raise ZsrError(f"The attack suite {'+'.join(cfg.attacks)} takes no parameter {', '.join(unknown)}.")
+    if cfg.subset is not None and cfg.subset != "full" and cfg.subset not in protocol.subsets:
+        named = ", ".join([*protocol.subsets, "full"])
+        raise ZsrError(f"Protocol '{protocol.name}' has no subset '{cfg.subset}'; use --subset with one of: {named}.")
+    if cfg.subset is not None and cfg.n_samples is not None:
+        raise ZsrError("--subset and --n-samples both choose the samples; pass one of them.")
     datasets = cfg.datasets or protocol.datasets
     for d in datasets:
         DATASETS.get(d)
@@ -246,33 +252,13 @@ def _collect(infos: dict[str, list[str]], attack: str, info: dict[str, Any]) -> 
 
 def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> list[DatasetResult]:
     """Evaluate ``cfg`` and write one record (+ flags sidecar) per dataset under ``cfg.results_dir``."""
-    from zsrbench.defenses.base import LoadSpec
-
     protocol, specs, eps, params = check_config(cfg)
     check_results_dir(cfg.results_dir)
-    device = cfg.device or default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ZsrError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu.")
+    device = resolve_device(cfg.device)
     seed = protocol.seed if cfg.seed is None else cfg.seed
-    n_samples = cfg.n_samples if cfg.n_samples is not None else protocol.n_samples
-    defense = DEFENSES.get(cfg.defense)()
-    checkpoint = cfg.checkpoint
-    if checkpoint is None and getattr(defense, "trainable", False):
-        from zsrbench.train import ensure_trained
-
-        if cfg.model is not None and cfg.model != protocol.default_model:
-            raise ZsrError(
-                f"Defense '{defense.name}' with --model {cfg.model} needs its fine-tuned weights: pass --checkpoint "
-                f"(a folder written by `zsrbench train`, a visual checkpoint file or a published checkpoint name)."
-            )
-
-        checkpoint = str(ensure_trained(defense.name, protocol, seed=seed, device=device, progress=progress, log=log))
-    torch.manual_seed(seed)  # a model without pretrained weights is initialised from the run's seed
-    model_name = cfg.model or protocol.default_model
-    pretrained = cfg.pretrained if cfg.pretrained is not None else (protocol.default_pretrained if cfg.model is None else None)
-    parts = defense.load(LoadSpec(model=model_name, pretrained=pretrained, checkpoint=checkpoint,
-                                  checkpoint_sha256=cfg.checkpoint_sha256, trust_checkpoint=cfg.trust_checkpoint),
-                         device=device)
+    subset = resolve_subset(cfg, protocol)
+    n_samples = protocol.subsets[subset] if subset else (cfg.n_samples if cfg.n_samples is not None else protocol.n_samples)
+    defense, parts, checkpoint = prepare_model(cfg, protocol, device=device, seed=seed, progress=progress, log=log)
     datasets = tuple(cfg.datasets or protocol.datasets)
     if cfg.shard is not None:  # processes with the same settings and other shards write disjoint datasets
         datasets = datasets[cfg.shard[0]::cfg.shard[1]]
@@ -297,6 +283,47 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     return results
 
 
+def resolve_device(device: str | None) -> str:
+    device = device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ZsrError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu.")
+    return device
+
+
+def resolve_subset(cfg: RunConfig, protocol: Protocol) -> str | None:
+    """The named subset ``cfg`` evaluates (None: the full sets, or the caller's own --n-samples)."""
+    if cfg.subset is None:
+        return None if cfg.n_samples is not None else protocol.default_subset
+    return None if cfg.subset == "full" else cfg.subset
+
+
+def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int, progress: bool = False,
+                  log: Callable[[str], None] | None = None) -> tuple[Any, CLIPParts, str | None]:
+    """The defense, its loaded model and the checkpoint it came from (fine-tuned on demand where the protocol
+    allows it and no checkpoint was given)."""
+    from zsrbench.defenses.base import LoadSpec
+
+    defense = DEFENSES.get(cfg.defense)()
+    checkpoint = cfg.checkpoint
+    if checkpoint is None and getattr(defense, "trainable", False):
+        from zsrbench.train import ensure_trained
+
+        if cfg.model is not None and cfg.model != protocol.default_model:
+            raise ZsrError(
+                f"Defense '{defense.name}' with --model {cfg.model} needs its fine-tuned weights: pass --checkpoint "
+                f"(a folder written by `zsrbench train`, a visual checkpoint file or a published checkpoint name)."
+            )
+
+        checkpoint = str(ensure_trained(defense.name, protocol, seed=seed, device=device, progress=progress, log=log))
+    torch.manual_seed(seed)  # a model without pretrained weights is initialised from the run's seed
+    model_name = cfg.model or protocol.default_model
+    pretrained = cfg.pretrained if cfg.pretrained is not None else (protocol.default_pretrained if cfg.model is None else None)
+    parts = defense.load(LoadSpec(model=model_name, pretrained=pretrained, checkpoint=checkpoint,
+                                  checkpoint_sha256=cfg.checkpoint_sha256, trust_checkpoint=cfg.trust_checkpoint),
+                         device=device)
+    return defense, parts, checkpoint
+
+
 def _done_line(record: ResultRecord, path: Path) -> str:
     m = record.metrics
     return f"{record.protocol.dataset}: clean {m.clean_accuracy:.2%}  robust {m.robust_accuracy:.2%}  -> {path}"
@@ -310,6 +337,7 @@ def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense_name: str, chec
     """Evaluate ``datasets`` one after the other in this process; write and return their records."""
     mid = model_id(defense_name, parts)
     suite = "+".join(s.name for s in specs)
+    subset = resolve_subset(cfg, protocol)
     env = environment(device)
     results: list[DatasetResult] = []
     workers = cfg.num_workers if cfg.num_workers is not None else (0 if device == "cpu" else 4)
@@ -320,7 +348,8 @@ def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense_name: str, chec
             evalset = builder.build(cfg.data_root, image_size=parts.image_size, download=cfg.download)
             indices = select_indices(len(evalset), n_samples, seed)
             if cfg.resume:
-                done = _resumable(cfg.results_dir, mid, protocol, name, suite, eps, indices, params, cfg.precision)
+                done = _resumable(cfg.results_dir, mid, protocol, name, suite, eps, indices, params, cfg.precision,
+                                  subset)
                 if done is not None:
                     results.append(done)
                     if log:
@@ -353,7 +382,7 @@ def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense_name: str, chec
                     attacks=[AttackConfig(name=s.name, family=s.family, params=params[s.name]) for s in specs],
                     precision=cfg.precision,
                     success_criterion=str(params[specs[0].name].get("criterion", "any misclassified output")),
-                    batch_size=cfg.batch_size or protocol.batch_size,
+                    batch_size=cfg.batch_size or protocol.batch_size, subset=subset,
                     settings=protocol.settings()),
                 metrics=metrics,
                 flags=Flags(**infos),
@@ -369,11 +398,12 @@ def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense_name: str, chec
 
 
 def _resumable(results_dir: str, mid: str, protocol: Protocol, dataset: str, suite: str, eps: float,
-               indices: Sequence[int], params: dict[str, dict[str, Any]], precision: str) -> DatasetResult | None:
+               indices: Sequence[int], params: dict[str, dict[str, Any]], precision: str,
+               subset: str | None = None) -> DatasetResult | None:
     """The existing record of exactly this evaluation, if one is on disk (same samples, attacks, ε, precision)."""
     from zsrbench.leaderboard.records import result_path
 
-    path = result_path(results_dir, protocol.name, protocol.version, mid, suite, eps_text(eps), dataset)
+    path = result_path(results_dir, protocol.name, protocol.version, mid, suite, eps_text(eps), dataset, subset)
     if not path.is_file():
         return None
     try:

@@ -45,15 +45,15 @@ def eps_dir(eps_text: str) -> str:
 
 
 def result_path(results_dir: str | Path, protocol: str, version: int, model_id: str, suite: str, eps_text: str,
-                dataset: str) -> Path:
-    """Where the record of one (protocol version, model, suite, ε, dataset) lives under ``results_dir``."""
-    return (Path(results_dir) / protocol / f"v{version}" / slug(model_id) / slug(suite) / eps_dir(eps_text)
-            / f"{dataset}.json")
+                dataset: str, subset: str | None = None) -> Path:
+    """Where the record of one (protocol version, model, suite, ε, subset, dataset) lives under ``results_dir``."""
+    eps_part = eps_dir(eps_text) + (f"__{slug(subset)}" if subset else "")
+    return Path(results_dir) / protocol / f"v{version}" / slug(model_id) / slug(suite) / eps_part / f"{dataset}.json"
 
 
 def record_path(results_dir: Path, record: ResultRecord) -> Path:
     p = record.protocol
-    return result_path(results_dir, p.name, p.version, record.model.id, p.suite, p.eps_text, p.dataset)
+    return result_path(results_dir, p.name, p.version, record.model.id, p.suite, p.eps_text, p.dataset, p.subset)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -24,7 +24,8 @@ class ModelInfo(_Strict):
     pretrained: str | None = None
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
-    weights_sha256: str | None = None
+    weights_sha256: str | None = None  # sha256 of the weights file's bytes (a file can differ for equal tensors)
+    tensors_sha256: str | None = None  # canonical digest of the model's tensors (sorted names, dtype, shape, bytes)
     text_tower_sha256: str | None = None
     image_size: int
     hparams: dict[str, Any] = Field(default_factory=dict)
@@ -58,6 +59,7 @@ class ProtocolInfo(_Strict):
     precision: str
     success_criterion: str
     batch_size: int | None = None  # evaluation batch: AutoAttack's Square attacks a batch's survivors jointly
+    subset: str | None = None  # a named subset of the protocol's evaluation set (None: the full set)
     settings: dict[str, Any] = Field(default_factory=dict)  # the protocol's full expanded settings
 
 
@@ -70,6 +72,8 @@ class Metrics(_Strict):
     per_attack: dict[str, float] = Field(default_factory=dict)  # robust accuracy of each attack alone
     clean_normalised: float
     robust_normalised: float
+    # samples whose logits were NaN/inf, clean or under an attack: counted neither correct nor robust
+    n_nonfinite: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _robust_le_clean(self) -> "Metrics":
@@ -128,6 +132,9 @@ class EntryProtocol(_Strict):
     datasets: list[str]  # the protocol's datasets, in column order
     train_dataset: str | None = None  # excluded from the zero-shot average
     normalised_average: bool = False  # averages use (acc - chance) / (1 - chance)
+    # a named, seeded subset of the protocol's evaluation sets (e.g. micro's "quick": 64 per task); None: the
+    # full sets. Entries of a subset are their own entries (slug suffix ``__<subset>``) and are never ranked.
+    subset: str | None = None
 
 
 class EntryModel(_Strict):
@@ -136,6 +143,7 @@ class EntryModel(_Strict):
     defense: str | None = None
     architecture: str | None = None
     checkpoint_sha256: str | None = None
+    tensors_sha256: str | None = None  # canonical digest of the model's tensors (the model's identity)
     description: str | None = None  # reported: what the source says the model is
 
 
@@ -194,6 +202,41 @@ class ReportedData(_Strict):
     robust: ReportedNumbers | None = None
     imported_from: str | None = None
     notes: list[str] = Field(default_factory=list)
+    # set when the source no longer lists these numbers (e.g. a corrected file moved them to another attack):
+    # the entry stays in the history but is not shown in tables
+    withdrawn: str | None = None
+
+
+Verdict = Literal["pass", "warn", "fail"]
+
+
+class AuditCheck(_Strict):
+    """One evaluation-validity check of an audit, overall and per dataset, with the numbers behind it."""
+
+    name: str  # e.g. "gradient_health", "randomness", "eps_behaviour", "convergence", "fgsm_vs_pgd", "black_box"
+    title: str
+    verdict: Verdict
+    summary: str  # one line with the numbers that decided the verdict
+    per_dataset: dict[str, dict[str, Any]] = Field(default_factory=dict)  # numbers + "verdict" per dataset
+    # sample indices (positions in the protocol's test set) the check lists, e.g. broken by a black-box
+    # attack while the white-box suite left them robust
+    samples: dict[str, list[int]] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+
+class AuditData(_Strict):
+    """The evaluation-validity audit of one model under one protocol version at one ε."""
+
+    verdict: Verdict  # fail if any check fails, else warn if any warns, else pass
+    randomised: bool = False  # repeated forward passes disagree: evaluate with EOT
+    failed: list[str] = Field(default_factory=list)  # names of the failed checks
+    warned: list[str] = Field(default_factory=list)
+    checks: list[AuditCheck]
+    settings: dict[str, Any] = Field(default_factory=dict)  # samples, seed, attacks and tolerances used
+    base_model: str | None = None  # the undefended model transfer attacks came from
+    datasets: dict[str, Any] = Field(default_factory=dict)  # per dataset: n, indices digest
+    env: dict[str, Any] = Field(default_factory=dict)
+    timing: dict[str, float] = Field(default_factory=dict)
 
 
 class PreviousRevision(_Strict):
@@ -206,7 +249,7 @@ class LeaderboardEntry(_Strict):
     """One revision of a leaderboard entry. Files are immutable: a new measurement adds a revision."""
 
     schema_version: Literal[1] = ENTRY_SCHEMA_VERSION
-    kind: Literal["measured", "reported"]
+    kind: Literal["measured", "reported", "audit"]
     entry: str  # the entry's slug (its directory name)
     revision: int = Field(ge=1)
     created_at: str  # ISO 8601, UTC
@@ -220,14 +263,14 @@ class LeaderboardEntry(_Strict):
     zsrbench_version: str
     measured: MeasuredData | None = None
     reported: ReportedData | None = None
+    audit: AuditData | None = None  # kind "audit": suite is "audit"
     digest: str = ""  # sha256 of the canonical JSON of every other field
 
     @model_validator(mode="after")
     def _payload(self) -> "LeaderboardEntry":
-        if self.kind == "measured" and (self.measured is None or self.reported is not None):
-            raise ValueError("a measured entry needs 'measured' and no 'reported'")
-        if self.kind == "reported" and (self.reported is None or self.measured is not None):
-            raise ValueError("a reported entry needs 'reported' and no 'measured'")
+        payloads = {"measured": self.measured, "reported": self.reported, "audit": self.audit}
+        if payloads[self.kind] is None or any(v is not None for k, v in payloads.items() if k != self.kind):
+            raise ValueError(f"a {self.kind} entry needs '{self.kind}' and none of the other payloads")
         if (self.eps is None) != (self.eps_text is None):
             raise ValueError("eps and eps_text go together")
         return self

@@ -59,8 +59,9 @@ def eps_part(eps_text: str | None) -> str:
     return eps_dir(eps_text) if eps_text else "clean"
 
 
-def measured_slug(model_id: str, suite: str, eps_text: str, protocol_version: int) -> str:
-    return f"{slug(model_id)}__{slug(suite)}__{eps_part(eps_text)}__v{protocol_version}"
+def measured_slug(model_id: str, suite: str, eps_text: str, protocol_version: int, subset: str | None = None) -> str:
+    tail = f"__{slug(subset)}" if subset else ""
+    return f"{slug(model_id)}__{slug(suite)}__{eps_part(eps_text)}__v{protocol_version}{tail}"
 
 
 def reported_slug(method: str, suite: str, eps_text: str | None, source_id: str, protocol_version: int) -> str:
@@ -301,7 +302,7 @@ def deviations(record: ResultRecord) -> list[str]:
             if k in att.params and att.params[k] != v:
                 out.append(f"{att.name}.{k} = {att.params[k]} (protocol: {v})")
     if "n_samples" in s:
-        want = s["n_samples"]
+        want = (s.get("subsets") or {}).get(p.subset, s["n_samples"]) if p.subset else s["n_samples"]
         expected = p.n_total if want is None else min(int(want), p.n_total)
         if p.n_samples != expected:
             out.append(f"n = {p.n_samples} of {p.n_total} (protocol: {'all' if want is None else want})")
@@ -319,7 +320,8 @@ def protocol_of(record: ResultRecord) -> EntryProtocol:
     s = record.protocol.settings or {}
     datasets = [str(d) for d in s.get("datasets") or [record.protocol.dataset]]
     return EntryProtocol(name=record.protocol.name, version=record.protocol.version, datasets=datasets,
-                         train_dataset=s.get("train_dataset"), normalised_average=bool(s.get("normalised_average", False)))
+                         train_dataset=s.get("train_dataset"), normalised_average=bool(s.get("normalised_average", False)),
+                         subset=record.protocol.subset)
 
 
 def measurement(record: ResultRecord, record_ref: FileRef, sidecar_ref: FileRef) -> DatasetMeasurement:
@@ -329,9 +331,13 @@ def measurement(record: ResultRecord, record_ref: FileRef, sidecar_ref: FileRef)
         metrics=record.metrics, flags=record.flags, deviations=deviations(record))
 
 
-def entry_key(record: ResultRecord) -> tuple[str, int, str, str, str]:
+EntryKey = tuple[str, int, str, str, str, "str | None"]
+
+
+def entry_key(record: ResultRecord) -> EntryKey:
+    """(protocol, version, model id, suite, ε text, subset): the records of one leaderboard entry."""
     p = record.protocol
-    return (p.name, p.version, record.model.id, p.suite, p.eps_text)
+    return (p.name, p.version, record.model.id, p.suite, p.eps_text, p.subset)
 
 
 def _settings(record: ResultRecord) -> tuple[Any, ...]:
@@ -386,7 +392,7 @@ def add_measured(leaderboard_root: str | Path, results: Sequence[tuple[Path, Res
     Adding exactly the records of the newest revision again adds nothing and returns that revision.
     """
     root = Path(leaderboard_root)
-    groups: dict[tuple[str, int, str, str, str], dict[str, _Loaded]] = {}
+    groups: dict[EntryKey, dict[str, _Loaded]] = {}
     for path, rec in results:
         item = _load_result(Path(path), rec)
         key = entry_key(item.record)
@@ -400,15 +406,14 @@ def add_measured(leaderboard_root: str | Path, results: Sequence[tuple[Path, Res
     return out
 
 
-def _add_measured_entry(root: Path, key: tuple[str, int, str, str, str], items: dict[str, _Loaded], *,
-                        now: str | None) -> Path:
-    proto_name, version, model_id, suite, eps_text_ = key
+def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *, now: str | None) -> Path:
+    proto_name, version, model_id, suite, eps_text_, subset = key
     first = next(iter(items.values())).record
     settings = {_settings(i.record) for i in items.values()}
     if len(settings) > 1:
         raise ZsrError(f"The records of {model_id} · {suite} · ε={eps_text_} were measured with different attack "
                        "settings, precision or seed; add them separately.")
-    entry_slug = measured_slug(model_id, suite, eps_text_, version)
+    entry_slug = measured_slug(model_id, suite, eps_text_, version, subset)
     edir = root / proto_name / entry_slug
     try:
         edir.mkdir(parents=True, exist_ok=True)
@@ -696,7 +701,7 @@ def entries_from_results(results_dir: str | Path, protocol: str | None = None) -
     if not root.is_dir():
         raise ZsrError(f"Results directory {root} does not exist.")
     view = StoreView()
-    groups: dict[tuple[str, int, str, str, str], list[tuple[Path, ResultRecord, str]]] = {}
+    groups: dict[EntryKey, list[tuple[Path, ResultRecord, str]]] = {}
     base = root
     for path in sorted(root.rglob("*.json")):
         if path.name.endswith(".schema.json"):
@@ -714,7 +719,7 @@ def entries_from_results(results_dir: str | Path, protocol: str | None = None) -
             continue
         groups.setdefault(entry_key(record), []).append((path, record, sha256_hex(blob)))
     for key, items in groups.items():
-        proto_name, version, model_id, suite, eps_text_ = key
+        proto_name, version, model_id, suite, eps_text_, subset = key
         newest = max(items, key=lambda t: t[1].created_at)[1]
         datasets: dict[str, DatasetMeasurement] = {}
         order = protocol_of(newest).datasets
@@ -728,7 +733,7 @@ def entries_from_results(results_dir: str | Path, protocol: str | None = None) -
                 FileRef(path=(rel.parent / record.sidecar.file).as_posix(), sha256=record.sidecar.sha256))
         try:
             entry = LeaderboardEntry(
-                kind="measured", entry=measured_slug(model_id, suite, eps_text_, version), revision=1,
+                kind="measured", entry=measured_slug(model_id, suite, eps_text_, version, subset), revision=1,
                 created_at=newest.created_at, protocol=protocol_of(newest),
                 model=EntryModel(id=model_id, name=model_id, defense=newest.model.defense,
                                  architecture=newest.model.architecture,
