@@ -5,7 +5,8 @@
 
 The output under ``leaderboards/<protocol>/reported__*`` is committed, so installed users (who have no
 ``../shared``) see the reported rows too. Re-running with unchanged CSVs adds nothing; a corrected number adds a
-new revision of its entry (the old one stays, see ``zsrbench history``).
+new revision of its entry (the old one stays, see ``zsrbench history``); an entry the corrected CSVs no longer
+produce gets a new revision marking it withdrawn (tables leave it out, its history stays).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from zsrbench.errors import ZsrError  # noqa: E402
 from zsrbench.leaderboard.reported import import_reported  # noqa: E402
+from zsrbench.leaderboard.store import read_entry  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     new = [p for p in paths if p not in before]
+    withdrawn = 0
     for p in new:
-        print(f"added {p.relative_to(args.leaderboard_dir) if p.is_relative_to(args.leaderboard_dir) else p}")
-    print(f"{len(paths)} reported entries, {len(new)} new revision(s), {len(paths) - len(new)} unchanged.")
+        shown = p.relative_to(args.leaderboard_dir) if p.is_relative_to(args.leaderboard_dir) else p
+        reason = read_entry(p).reported.withdrawn
+        withdrawn += reason is not None
+        print(f"withdrew {shown}: {reason}" if reason else f"added {shown}")
+    print(f"{len(paths)} reported entries, {len(new)} new revision(s) ({withdrawn} withdrawn), "
+          f"{len(paths) - len(new)} unchanged.")
     return 0
 
 

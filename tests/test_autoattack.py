@@ -1,4 +1,4 @@
-"""The official AutoAttack adapter (`autoattack`, `aa-lite`, `aa-fare`) and the optional torchattacks extra.
+"""The official AutoAttack adapter (`autoattack`, `aa-lite`, `aa-fare`, `aa-rand`) and the optional torchattacks extra.
 
 Speed: every attack runs at its full protocol strength (100 iterations, 9 targets, 5000 Square queries); the inputs
 are what keeps this file fast: tiny models, few samples, and AutoAttack's per-iteration cost dominated by overhead.
@@ -21,7 +21,8 @@ from zsrbench.errors import ZsrError
 import zsrbench.attacks  # noqa: F401  (registers the attacks)
 from zsrbench.registry import ATTACKS
 
-AA_NAMES = ("autoattack", "aa-lite", "aa-fare")
+AA_NAMES = ("autoattack", "aa-lite", "aa-fare", "aa-rand")
+LITE = ("aa-lite", "aa-rand")  # APGD-CE + untargeted APGD-DLR: the same fallbacks
 EPS = 2.0  # in units of 1/255, as the runner passes it
 
 
@@ -64,6 +65,9 @@ TABLE = {  # (protocol, C) -> (attacks, n_target_classes)
     ("aa-fare", 4): (["apgd-ce", "apgd-t"], 3),
     ("aa-fare", 3): (["apgd-ce", "apgd-dlr"], None),
     ("aa-fare", 2): (["apgd-ce"], None),
+    ("aa-rand", 10): (["apgd-ce", "apgd-dlr"], None),
+    ("aa-rand", 3): (["apgd-ce", "apgd-dlr"], None),
+    ("aa-rand", 2): (["apgd-ce"], None),
 }
 
 
@@ -73,9 +77,9 @@ def test_fallback_table(protocol, c):
     plan = plan_attacks(PROTOCOL_ATTACKS[protocol], c)
     assert plan.attacks == attacks
     assert plan.n_target_classes == targets
-    unchanged = c >= 10 or (protocol == "aa-lite" and c >= 3)
+    unchanged = c >= 10 or (protocol in LITE and c >= 3)
     assert bool(plan.adjustments) is not unchanged
-    assert plan.fallback is (c < 4 and not (protocol == "aa-lite" and c == 3))
+    assert plan.fallback is (c < 4 and not (protocol in LITE and c == 3))
 
 
 def test_fewer_than_two_classes_is_an_error():
@@ -91,6 +95,10 @@ def test_registered_specs():
     assert ATTACKS.get("autoattack").config() == {"n_target_classes": 9, "n_queries": 5000}
     assert ATTACKS.get("aa-lite").config() == {"n_iter": 100, "n_restarts": 1}
     assert ATTACKS.get("aa-fare").config() == {"n_iter": 100, "n_restarts": 5, "n_target_classes": 9}
+    assert ATTACKS.get("aa-rand").config() == {"n_iter": 100, "n_restarts": 1, "eot_iter": 20}
+    assert "rand" in ATTACKS.get("aa-rand").description and "EOT" in ATTACKS.get("aa-rand").description
+    with pytest.raises(ZsrError, match="no parameter eot"):  # `--eot` is pgd/cw's; aa-rand's EOT is eot_iter
+        ATTACKS.get("aa-rand").config(eot=5)
     with pytest.raises(ZsrError, match="no parameter steps"):
         ATTACKS.get("aa-lite").config(steps=10)
 
@@ -149,6 +157,11 @@ def test_linear_problem_every_class_count(name, c):
             assert cfg["n_target_classes"] == targets
     if name == "aa-fare":
         assert info["config"]["apgd"]["n_restarts"] == 5
+    # EOT: 20 gradient passes per APGD step in the rand version, 1 elsewhere
+    assert info["config"]["apgd"]["eot_iter"] == (20 if name == "aa-rand" else 1)
+    if name == "aa-rand":
+        assert info["config"]["apgd"]["n_restarts"] == 1
+        assert info["standard"] is (c >= 3)  # the official rand version, unless a fallback changed it
     if name == "autoattack":
         assert info["config"]["square"]["n_queries"] == 5000
         assert info["config"]["apgd"]["n_restarts"] == 1
@@ -156,13 +169,13 @@ def test_linear_problem_every_class_count(name, c):
     text = " ".join(info["adjustments"])
     if c == 2:
         assert info["fallback"] is True
-        assert info["dropped"] == (["apgd-dlr"] if name == "aa-lite" else ["apgd-t"])
+        assert info["dropped"] == (["apgd-dlr"] if name in LITE else ["apgd-t"])
         assert "APGD-CE" in text and "dropped" in text
-    elif c == 3 and name != "aa-lite":
+    elif c == 3 and name not in LITE:
         assert info["substituted"] == {"apgd-t": "apgd-dlr"}
-    elif c == 8 and name != "aa-lite":
+    elif c == 8 and name not in LITE:
         assert "7 target classes instead of 9" in text
-    elif c == 10 or name == "aa-lite":
+    elif c == 10 or name in LITE:
         assert info["dropped"] == [] and info["substituted"] == {}
     if c == 3:  # AutoAttack's coarse class-count check fires for any DLR attack with 3 classes: recorded
         assert "n_classes" in info["flags"]
@@ -182,6 +195,71 @@ def test_known_answer_apgd_ce_of_aa_lite(c):
     # the first attack of the ensemble already broke all of them
     assert out.info["attacks_run"][0] == "apgd-ce"
     assert out.info["robust_accuracy_after"]["apgd-ce"] == pytest.approx(float((~breakable).float().mean()), abs=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# aa-rand: the official rand version on randomised models
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class GradientNoise(torch.nn.Module):
+    """A randomised toy defense: exact linear logits, but input gradient W + s·R with R ~ N(0, 1) new every pass."""
+
+    def __init__(self, inner: torch.nn.Module, s: float) -> None:
+        super().__init__()
+        self.inner, self.s = inner, s
+
+    def forward(self, x):
+        z = self.inner(x)
+        f = x.flatten(1)
+        r = self.s * torch.randn(z.shape[1], f.shape[1], dtype=f.dtype, device=f.device)
+        return z + (f - f.detach()) @ r.t()  # adds 0 to the value, s·R to the gradient
+
+
+def test_aa_rand_breaks_a_randomised_defense_that_aa_lite_does_not():
+    """EOT averages the noisy gradients: APGD-CE with 20 passes per step finds what single passes do not."""
+    model, x, y, breakable = make_linear_problem(2, eps=EPS / 255, seed=2, n=20)
+    noisy = GradientNoise(model, s=10.0)
+    lite = ATTACKS.get("aa-lite")(noisy, x, y, eps=EPS, seed=0)
+    rand = ATTACKS.get("aa-rand")(noisy, x, y, eps=EPS, seed=0)
+    assert float(lite.success[breakable].float().mean()) < 0.3
+    assert torch.equal(rand.success, breakable)  # all breakable ones, and (exact logits) no other
+    assert rand.info["attacks"] == ["apgd-ce"] and rand.info["dropped"] == ["apgd-dlr"]  # 2 classes: recorded
+    assert rand.info["config"]["apgd"]["eot_iter"] == 20
+
+
+class InputNoise(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module, sigma: float) -> None:
+        super().__init__()
+        self.inner, self.sigma = inner, sigma
+
+    def forward(self, x):
+        return self.inner(x + self.sigma * torch.randn_like(x))
+
+
+def test_aa_rand_on_a_model_with_random_inputs_is_seeded_and_recorded():
+    """Noise on the input: aa-lite's randomised-defense check fires, aa-rand's version skips it; the official
+    code re-seeds torch's generator, so the model's draws (and the result) repeat with the seed; changed
+    settings are recorded and the run is then not the official one."""
+    model = InputNoise(small_conv(10, seed=3), sigma=0.02)
+    model.eval()
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = small_conv(10, seed=3).eval()(x).argmax(1)
+    lite = ATTACKS.get("aa-lite")(model, x, y, eps=4, seed=1, n_iter=5)
+    assert "randomized" in lite.info["flags"]
+    spec = ATTACKS.get("aa-rand")
+    rng = torch.get_rng_state()
+    a = spec(model, x, y, eps=4, seed=1, **spec.config(n_iter=5, eot_iter=3))
+    assert torch.equal(torch.get_rng_state(), rng)
+    b = spec(model, x, y, eps=4, seed=1, **spec.config(n_iter=5, eot_iter=3))
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.success, b.success)
+    assert "randomized" not in a.info["flags"]
+    assert a.info["config"]["apgd"] == {"n_iter": 5, "n_restarts": 1, "eot_iter": 3, "rho": 0.75}
+    assert a.info["standard"] is False and a.info["protocol"] == "aa-rand"
+    assert float((a.x_adv - x).abs().max()) <= 4 / 255 + 1e-6
+    with pytest.raises(ZsrError, match="eot_iter must be an integer"):
+        spec(model, x, y, eps=4, seed=1, n_iter=5, eot_iter=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

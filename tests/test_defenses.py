@@ -296,6 +296,37 @@ def test_adversary_stays_in_ball_and_leaves_no_param_grads(tiny):
     assert torch.equal(adversary(seed=3, momentum=0.0)(model, x, y), adversary(seed=3)(model, x, y))
 
 
+def test_reseed_option_gives_every_training_attack_the_same_random_start(tiny):
+    """Comp-TGA's official code re-seeds before every training attack: off by default, reproducible when asked."""
+    model, _ = classifiers(tiny)
+    x, y = tiny[1], tiny[2]
+
+    def two_starts(reseed):
+        d = DEFENSES.get("comp_tga")(reseed_training_attack=reseed)
+        adv = d.make_adversary("cpu", torch.Generator().manual_seed(7))
+        start = dataclasses.replace(adv, steps=0)  # steps=0: the attack returns its random start
+        return adv, start(model, x, y), start(model, x, y)
+
+    adv, first, second = two_starts(True)
+    assert adv.reseed == 7 and adv.describe()["reseed"] == 7
+    assert torch.equal(first, second) and not torch.equal(first, x)
+    adv, first, second = two_starts(False)
+    assert adv.reseed is None and not torch.equal(first, second)
+    # the full attack too: consecutive attacks on the same batch are identical only with the option
+    for reseed, same in ((True, True), (False, False)):
+        d = DEFENSES.get("comp_tga")(reseed_training_attack=reseed)
+        a = d.make_adversary("cpu", torch.Generator().manual_seed(7))
+        assert torch.equal(a(model, x, y), a(model, x, y)) is same
+    assert "reseed_training_attack" in DEFENSES.get("comp_tga").quirks
+    assert DEFENSES.get("comp_tga").default_hparams.reseed_training_attack is False
+
+
+def test_quirk_notes_do_not_overstate_the_gradient_leak():
+    for name in ("tecoa", "tga_zsr", "pmg_aft"):
+        text = " ".join(DEFENSES.get(name).notes)
+        assert "loss scale" in text and "small but not zero" in text and "leak into the update" not in text
+
+
 # --- each defense on the tiny model ------------------------------------------------------------------------
 
 
@@ -338,18 +369,70 @@ def test_tga_loss_method_matches_pure_function(tiny):
     with torch.no_grad():
         _, f = att.projected_tokens(model, x)
         _, f0 = att.projected_tokens(frozen, x)
-        a, a0 = att.text_guided_attention(f, head[y], size=32), att.text_guided_attention(f0, head[y], size=32)
+        # the maps are upsampled to 224×224 by default (the official size), not to the model's 32 px
+        a, a0 = att.text_guided_attention(f, head[y], size=224), att.text_guided_attention(f0, head[y], size=224)
         ref, _ = tga_loss(model(x), y, a, a, a0, alpha=0.08, beta=0.05)
     assert out.total.item() == pytest.approx(ref.item(), rel=1e-5)
     assert out.terms["attn_constraint"] == pytest.approx(0.0, abs=1e-5)  # θ = θ0 at the start
-    # the exact small-matrix distance gives the same loss
-    d_gram = DEFENSES.get("tga_zsr")(distance="gram")
+    # the default exact small-matrix distance, the cell-moment form and the materialised 224×224 maps agree
     perturbed = copy.deepcopy(model)
     with torch.no_grad():
         perturbed.visual.proj.add_(0.05 * torch.randn_like(perturbed.visual.proj))
-    a_exp = d.loss(batch, perturbed, frozen, adversary(seed=5)).total.item()
-    a_gram = d_gram.loss(batch, perturbed, frozen, adversary(seed=5)).total.item()
-    assert a_gram == pytest.approx(a_exp, rel=1e-5)
+    terms = {dist: DEFENSES.get("tga_zsr")(distance=dist).loss(batch, perturbed, frozen, adversary(seed=5)).terms
+             for dist in ("gram", "explicit", "moments")}
+    assert terms["gram"]["attn_refine"] > 0.1
+    for dist in ("explicit", "moments"):
+        for k in ("loss", "ce", "attn_refine", "attn_constraint"):
+            if k in terms["gram"]:
+                assert terms[dist][k] == pytest.approx(terms["gram"][k], rel=1e-5), (dist, k)
+    # with attention_size=32 the distance is that of 32×32 maps (much smaller: the weights are calibrated at 224)
+    small = DEFENSES.get("tga_zsr")(attention_size=32).loss(batch, perturbed, frozen, adversary(seed=5)).terms
+    assert small["attn_refine"] == pytest.approx(terms["gram"]["attn_refine"] * 32 / 224, rel=0.05)
+
+
+def test_attention_size_defaults_to_224_and_is_recorded():
+    for name in ("tga_zsr", "comp_tga"):
+        d = DEFENSES.get(name)()
+        assert d.hp.attention_size == 224 and d.hparams_dict()["attention_size"] == 224
+        assert "224" in d.quirks["upsampling"]
+        assert d.hparams_dict()["distance"] == ("gram" if name == "tga_zsr" else "moments")
+    assert DEFENSES.get("tga_zsr")(attention_size=None).hparams_dict()["attention_size"] is None  # model's size
+    with pytest.raises(ZsrError, match="attention_size"):
+        DEFENSES.get("tga_zsr")(attention_size=0).hp.validate()
+
+
+def test_product_map_distance_equals_explicit_upsample():
+    """Comp-TGA's ‖U a₁ ⊙ (1 − U n₁) − U a₂ ⊙ (1 − U n₂)‖₂ from grid maps equals the materialised maps' norm."""
+    g = torch.Generator().manual_seed(0)
+    for side, size in ((4, 32), (7, 224), (4, 224), (5, 7), (7, 4)):
+        a = torch.rand(4, 2, side * side, generator=g).requires_grad_(True)
+        b = torch.rand(4, 2, side * side, generator=g)
+
+        def explicit(m):
+            return att.upsample(m[:, 0], size) * (1 - att.upsample(m[:, 1], size))
+
+        ref = att.map_l2(explicit(a), explicit(b))
+        (g_ref,) = torch.autograd.grad(ref.sum(), a)
+        got = att.product_upsampled_l2(a, b, size)
+        (g_got,) = torch.autograd.grad(got.sum(), a)
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5), (side, size)
+        assert torch.allclose(g_got, g_ref, rtol=1e-4, atol=1e-5), (side, size)
+    a = torch.rand(2, 2, 16, requires_grad=True)  # a zero distance has gradient 0, not NaN
+    att.product_upsampled_l2(a, a.detach(), 224).sum().backward()
+    assert torch.equal(a.grad, torch.zeros_like(a))
+
+
+def test_comp_tga_compact_distance_matches_explicit_maps(tiny):
+    d, model, frozen, batch = _defense_setup("comp_tga", tiny)
+    perturbed = copy.deepcopy(model)
+    with torch.no_grad():
+        perturbed.visual.proj.add_(0.05 * torch.randn_like(perturbed.visual.proj))
+    fast = d.loss(batch, perturbed, frozen, adversary(seed=5))
+    slow = DEFENSES.get("comp_tga")(distance="explicit").loss(batch, perturbed, frozen, adversary(seed=5))
+    assert fast.terms["attn_refine"] > 0.1
+    for k in ("ce", "attn_refine", "attn_constraint"):
+        assert fast.terms[k] == pytest.approx(slow.terms[k], rel=1e-5), k
+    assert fast.total.item() == pytest.approx(slow.total.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ("tga_zsr", "comp_tga", "pmg_aft"))

@@ -225,12 +225,13 @@ def test_add_measured_refuses_numbers_the_flags_do_not_back(tmp_path):
 
 def _writer(lb: str, res: str, worker: int, count: int, barrier) -> None:
     barrier.wait()
-    for i in range(count):
-        made = [make(dataset=d, created_at=f"2025-03-0{worker + 1}T00:00:{i:02d}+00:00", robust=(i % 8,))
+    for i in range(count):  # every write measures other flags (equal flags would reproduce: no revision)
+        made = [make(dataset=d, created_at=f"2025-03-0{worker + 1}T00:00:{i:02d}+00:00", robust=(worker * count + i,))
                 for d in ("shapes", "colors")]
         out = Path(res) / f"w{worker}-{i}"
         store.add_measured(lb, write(out, *made))
-        other = [make(f"m{worker}/ViT/x", "shapes", created_at=f"2025-03-0{worker + 1}T00:00:{i:02d}+00:00")]
+        other = [make(f"m{worker}/ViT/x", "shapes", created_at=f"2025-03-0{worker + 1}T00:00:{i:02d}+00:00",
+                      robust=(i,))]
         store.add_measured(lb, write(out / "o", *other))
 
 
@@ -326,10 +327,11 @@ def test_golden_renderings(board, fmt, suffix):
 def test_tables_show_the_latest_protocol_version_unless_asked(board):
     latest = invoke("table", "--leaderboard-dir", board, "--json")
     data = json.loads(latest.stdout)
-    assert [(g["protocol"], g["protocol_version"]) for g in data["groups"]] == [("toy", 2)]
+    assert [(g["protocol"], g["protocol_version"], g["kind"]) for g in data["groups"]] == [("toy", 2, "ranking"),
+                                                                                         ("toy", 2, "suite")]
     assert "3 entries of toy v1 not shown (--protocol-version 1 or all shows them)" in latest.stderr
     one = json.loads(invoke("table", "--leaderboard-dir", board, "--json", "--protocol-version", "v1").stdout)
-    assert [(g["protocol"], g["protocol_version"]) for g in one["groups"]] == [("toy", 1)]
+    assert {(g["protocol"], g["protocol_version"]) for g in one["groups"]} == {("toy", 1)}
     bad = invoke("table", "--leaderboard-dir", board, "--protocol-version", "newest")
     assert bad.exit_code == 2 and "latest, all or a version number" in bad.output
 
@@ -338,22 +340,24 @@ def test_tables_split_protocol_versions_and_mark_things(board):
     out = invoke("table", "--leaderboard-dir", board, "--json", "--protocol-version", "all")
     data = json.loads(out.stdout)
     titles = [(g["protocol"], g["protocol_version"], g["suite"]) for g in data["groups"]]
-    assert titles == [("toy", 2, "pgd"), ("toy", 1, "pgd")]
+    assert titles == [("toy", 2, "ranking"), ("toy", 2, "pgd"), ("toy", 1, "ranking"), ("toy", 1, "pgd")]
     assert any("versions 1, 2" in w for w in data["warnings"]) and "versions 1, 2" in out.stderr
-    v1 = data["groups"][1]
+    v1 = data["groups"][3]
     rows = {r["model"]: r for r in v1["rows"]}
     assert [r["model"] for r in v1["rows"]] == ["tecoa/ViT-B-32/1a2b3c", "ToyNet", "clip/ViT-B-32/openai"]
     tecoa = rows["tecoa/ViT-B-32/1a2b3c"]
-    assert tecoa["robust"]["shapes"] == {"value": 50.0, "marks": ["†"]}
+    assert tecoa["robust"]["shapes"] | {"lo": None, "hi": None} == {"value": 50.0, "marks": ["†"], "lo": None, "hi": None}
+    assert tecoa["robust"]["shapes"]["lo"] < 50.0 < tecoa["robust"]["shapes"]["hi"]  # the 95% interval
     assert tecoa["robust"]["colors"]["marks"] == ["‡"] and tecoa["robust"]["digits"]["value"] is None
-    assert tecoa["robust"]["avg"] == {"value": 47.5, "marks": ["*"]}
-    assert tecoa["robust"]["avg_zs"] == {"value": 45.0, "marks": ["*"]}
+    assert (tecoa["robust"]["avg"]["value"], tecoa["robust"]["avg"]["marks"]) == (47.5, ["*"])
+    assert (tecoa["robust"]["avg_zs"]["value"], tecoa["robust"]["avg_zs"]["marks"]) == (45.0, ["*"])
     clip = rows["clip/ViT-B-32/openai"]
     assert clip["robust"]["avg"]["value"] == pytest.approx(100 * (8 + 6 + 3) / 60)
     assert clip["clean"]["avg_zs"]["value"] == pytest.approx(100 * (18 + 12) / 40)
     toy = rows["ToyNet"]
     assert toy["kind"] == "reported" and toy["source_text"] == "Doe, Roe. A toy paper. 2024"
-    assert toy["robust"]["avg"] == {"value": 41.0, "marks": ["§"]} and toy["robust"]["avg_zs"]["value"] == 35.0
+    assert toy["robust"]["avg"] == {"value": 41.0, "marks": ["§"], "lo": None, "hi": None}  # no flags, no interval
+    assert toy["robust"]["avg_zs"]["value"] == 35.0
     only = invoke("table", "--leaderboard-dir", board, "--json", "--no-reported", "--protocol", "toy", "--eps", "1")
     assert all(r["kind"] == "measured" for g in json.loads(only.stdout)["groups"] for r in g["rows"])
 
@@ -395,7 +399,11 @@ def test_results_dir_table(tmp_path):
     write(res, make(dataset="shapes"), make(dataset="colors"))
     out = invoke("table", "--results-dir", res, "--csv")
     assert out.exit_code == 0, out.output
-    assert "clip/ViT-B-32/openai" in out.stdout and ",40.00,40.00," in out.stdout
+    import csv
+
+    rows = list(csv.DictReader(out.stdout.splitlines()))
+    assert {r["model"] for r in rows} == {"clip/ViT-B-32/openai"}
+    assert all((r["shapes"], r["colors"]) == ("40.00", "40.00") for r in rows if r["metric"] == "robust")
 
 
 def test_worst_of_from_flags(tmp_path):
@@ -454,7 +462,7 @@ def test_import_reported_is_idempotent_and_matches_committed(tmp_path):
     before = tree_digest(copy)
     paths = import_reported(csv_dir, copy)
     assert tree_digest(copy) == before, "the committed reported entries differ from the CSVs: re-run the import"
-    assert len(paths) == len(reported_entries(csv_dir)) == 32
+    assert len(paths) == len(reported_entries(csv_dir)) == 44  # withdrawn entries stay withdrawn
     # a corrected number adds a revision, and the old one stays
     drafts = reported_entries(csv_dir)
     d = next(x for x in drafts if x.entry.startswith("reported__CLIP__cw"))
@@ -462,3 +470,154 @@ def test_import_reported_is_idempotent_and_matches_committed(tmp_path):
         "robust": d.reported.robust.model_copy(update={"average": 2.64})})})
     [p] = store.add_reported(copy, [fixed], now=T1)
     assert p.name == "r0002.json" and "robust average: 3.64 -> 2.64" in store.read_entry(p).changes
+
+
+# ------------------------------------------------------------------------------------------------ reproductions
+def test_rerun_with_the_same_flags_adds_no_revision(tmp_path):
+    lb, res = tmp_path / "lb", tmp_path / "res"
+    [p1] = store.add_measured(lb, write(res / "a", *[make(dataset=d) for d in TOY_DATASETS]), now=T0)
+    # another run: new files (other time, git sha, a nonfinite array with nothing in it), the same per-sample flags
+    again = []
+    for d in ("shapes", "colors"):
+        rec, flags = make(dataset=d, created_at=T1, git_sha="def456")
+        again.append((rec, {**flags, "nonfinite": np.zeros(len(flags["labels"]), dtype=bool)}))
+    added = store.add_measured(lb, write(res / "b", *again), now=T1)
+    assert added == [p1] and added.outcomes == ["reproduced"]
+    edir = p1.parent
+    assert [n for n, _ in store.revision_files(edir)] == [1]
+    assert store.add_measured(lb, write(res / "a", *[make(dataset=d) for d in TOY_DATASETS]), now=T1).outcomes == \
+        ["unchanged"]  # the very same records
+    # one sample's flag differs: a new revision
+    rec, flags = make(dataset="colors", created_at=T1, robust=(7,))
+    changed = store.add_measured(lb, write(res / "c", (rec, flags)), now=T1)
+    assert changed.outcomes == ["added"] and changed[0].name == "r0002.json"
+    # the same flags on another sample set is another measurement, too
+    rec, flags = make(dataset="shapes", created_at=T1, indices=list(range(100, 120)))
+    other = store.add_measured(lb, write(res / "d", (rec, flags)), now=T1)
+    assert other.outcomes == ["added"] and other[0].name == "r0003.json"
+    assert invoke("validate", lb).exit_code == 0
+
+
+def test_runner_reproducing_an_entry_says_so(tmp_path):
+    from zsrbench.runner import RunConfig, run
+
+    lb = tmp_path / "lb"
+    cfg = RunConfig(protocol="synthetic", attacks=("pgd",), attack_params={"steps": 2}, leaderboard_dir=str(lb),
+                    device="cpu", jobs=1)
+    logs: list[list[str]] = []
+    for i in range(2):
+        logs.append([])
+        run(RunConfig(**{**cfg.__dict__, "results_dir": str(tmp_path / f"r{i}")}), progress=False,
+            log=logs[-1].append)
+    [edir] = store.entry_dirs(lb)
+    assert [n for n, _ in store.revision_files(edir)] == [1]
+    assert any(line.startswith("leaderboard: ") for line in logs[0])
+    assert any(line.startswith("reproduced r0001") for line in logs[1])
+    assert not any(line.startswith("leaderboard: ") for line in logs[1])
+    # other flags (a weaker attack: other settings too) add r0002
+    logs.append([])
+    run(RunConfig(**{**cfg.__dict__, "results_dir": str(tmp_path / "r2"), "attack_params": {"steps": 1}}),
+        progress=False, log=logs[-1].append)
+    assert [n for n, _ in store.revision_files(edir)] == [1, 2]
+    assert any(line.startswith("leaderboard: ") and "r0002.json" in line for line in logs[-1])
+
+
+# ------------------------------------------------------------------------------------------------ local paths
+def _local(rec, arch="local-dir:/root/.cache/zsrbench/defenses/toy-v1/tecoa-s0-0123456789ab",
+           ckpt="/root/.cache/zsrbench/defenses/toy-v1/tecoa-s0-0123456789ab"):
+    return rec.model_copy(update={"model": rec.model.model_copy(update={"architecture": arch, "checkpoint": ckpt})})
+
+
+def test_validate_rejects_machine_local_paths_in_the_newest_revision_only(tmp_path):
+    lb, res = tmp_path / "lb", tmp_path / "res"
+    made = [make("tecoa/ViT-B-32/1a2b3c", d) for d in ("shapes", "colors")]
+    store.add_measured(lb, write(res / "a", *[(_local(r), f) for r, f in made]), now=T0)
+    out = invoke("validate", lb)
+    assert out.exit_code == 1 and "machine-local paths" in out.output and "migrate-paths" in out.output
+    # a newer clean revision: the old one is history (one warning), no error
+    clean = [make("tecoa/ViT-B-32/1a2b3c", d, created_at=T1, robust=(9,)) for d in ("shapes", "colors")]
+    store.add_measured(lb, write(res / "b", *clean), now=T1)
+    out = invoke("validate", lb)
+    assert out.exit_code == 0, out.output
+    assert "1 older revision(s) of 1 entry name machine-local paths" in out.output
+    # records referenced by the newest revision count too (a carried-over dataset)
+    lb2 = tmp_path / "lb2"
+    store.add_measured(lb2, write(res / "c", (_local(made[0][0], arch="ViT-B-32"), made[0][1])), now=T0)
+    store.add_measured(lb2, write(res / "d", make("tecoa/ViT-B-32/1a2b3c", "colors", created_at=T1)), now=T1)
+    out = invoke("validate", lb2)
+    assert out.exit_code == 1 and "records' model.checkpoint" in out.output and "r0002.json" in out.output
+
+
+def test_migrate_paths_rewrites_as_a_new_revision_and_keeps_history(tmp_path):
+    from zsrbench.cli import app  # `zsrbench migrate-paths` is mounted on the main app
+    from zsrbench.leaderboard.maintain import migrate_paths, portable_name
+
+    assert portable_name("/root/.cache/zsrbench/defenses/micro-v2/fare-s0-3adf6afe71e7") == \
+        "cache:defenses/micro-v2/fare-s0-3adf6afe71e7"
+    assert portable_name("/tmp/other_cache/defenses/micro-v2/comp_tga-s0-38e6406d1124") == \
+        "cache:defenses/micro-v2/comp_tga-s0-38e6406d1124"
+    assert portable_name("/data/ckpts/tecoa_eps1.pt") == "tecoa_eps1.pt" and portable_name("zsr-micro") == "zsr-micro"
+    lb, res = tmp_path / "lb", tmp_path / "res"
+    made = [make("tecoa/ViT-B-32/1a2b3c", d, robust=(r,)) for d, r in (("shapes", 8), ("colors", 6))]
+    store.add_measured(lb, write(res / "a", (_local(made[0][0]), made[0][1])), now=T0)
+    store.add_measured(lb, write(res / "b", (_local(made[1][0]), made[1][1])), now=T0)  # r0002 carries shapes
+    (lb / "toy" / "clip__ViT-B-32__openai__pgd__eps1__v1").mkdir(parents=True)
+    store.add_measured(lb, write(res / "c", make(dataset="shapes")), now=T0)  # a clean entry
+    before = tree_digest(lb)
+    table_before = invoke("table", "--leaderboard-dir", lb, "--csv").stdout
+    dry = cli.invoke(app, ["migrate-paths", str(lb), "--dry-run"])
+    assert dry.exit_code == 0 and "would write" in dry.output and tree_digest(lb) == before
+    out = cli.invoke(app, ["migrate-paths", str(lb)])
+    assert out.exit_code == 0, out.output
+    assert "1 entry rewritten" in out.output and "'ViT-B-32'" in out.output
+    edir = lb / "toy" / "tecoa__ViT-B-32__1a2b3c__pgd__eps1__v1"
+    assert all(tree_digest(lb)[k] == v for k, v in before.items())  # nothing edited …
+    e = store.read_entry(edir / "r0003.json")  # … a new revision, referencing the old one
+    assert e.previous.revision == 2 and e.model.architecture == "ViT-B-32" and e.model.id == "tecoa/ViT-B-32/1a2b3c"
+    assert any("model id kept" in c for c in e.changes) and any("cache:defenses/toy-v1/" in c for c in e.changes)
+    for ds in ("shapes", "colors"):
+        m = e.measured.datasets[ds]
+        assert m.record.path == f"r0003/{ds}.json" and m.sidecar.path == f"r0003/{ds}.flags.npz"
+        blob = (edir / m.record.path).read_bytes()
+        assert hashlib.sha256(blob).hexdigest() == m.record.sha256  # the new file's digest
+        rec = records.read_record(edir / m.record.path)
+        assert rec.model.checkpoint == "cache:defenses/toy-v1/tecoa-s0-0123456789ab"
+        assert rec.model.architecture == "ViT-B-32" and rec.metrics == m.metrics
+        old = store.read_entry(edir / "r0002.json").measured.datasets[ds]
+        assert m.sidecar.sha256 == old.sidecar.sha256 and m.metrics == old.metrics  # flags and numbers unchanged
+    out = invoke("validate", lb)
+    assert out.exit_code == 0, out.output
+    def numbers(text):  # the table's rows without the columns that name revisions
+        import csv as csv_
+        import io
+
+        return [{k: v for k, v in row.items() if k not in ("revision", "source", "entries", "entry")}
+                for row in csv_.DictReader(io.StringIO(text))]
+
+    assert numbers(invoke("table", "--leaderboard-dir", lb, "--csv").stdout) == numbers(table_before)
+    assert migrate_paths(lb) == []  # a second run: nothing to do
+
+
+# ------------------------------------------------------------------------------------------------ withdrawn
+def test_reported_rows_no_longer_in_the_csv_are_withdrawn_once(tmp_path):
+    from zsrbench.leaderboard.reported import import_reported
+
+    src = "third-party re-evaluation: UCAT, arXiv 2512.12997"
+    head = "method,model,protocol,metric,attack,eps,average,source\n"
+    csv_dir, lb = tmp_path / "csv", tmp_path / "lb"
+    csv_dir.mkdir()
+    (csv_dir / "others.csv").write_text(head + f'TGA-ZSR,ViT-B/32,tga16,robust,autoattack,1/255,30.52,"{src}"\n'
+                                               f'TGA-ZSR,ViT-B/32,tga16,clean,none,-,49.91,"{src}"\n')
+    [p] = import_reported(csv_dir, lb, now=T0)
+    assert p.parent.name == "reported__TGA-ZSR__autoattack__eps1__ucat-arxiv2512.12997__v1"
+    (csv_dir / "others.csv").write_text(head + f'TGA-ZSR,ViT-B/32,tga16,robust,aa-lite,1/255,30.52,"{src} (Table 16)"\n'
+                                               f'TGA-ZSR,ViT-B/32,tga16,clean,none,-,49.91,"{src} (Table 16)"\n')
+    added, withdrawn = import_reported(csv_dir, lb, now=T1)
+    assert added.parent.name == "reported__TGA-ZSR__aa-lite__eps1__ucat-arxiv2512.12997__v1"  # same source id
+    e = store.read_entry(withdrawn)
+    assert withdrawn.name == "r0002.json" and e.previous.revision == 1
+    assert "aa-lite" in e.reported.withdrawn and e.changes == [f"withdrawn: {e.reported.withdrawn}"]
+    assert e.reported.robust.average == 30.52  # the numbers stay in the history
+    before = tree_digest(lb)
+    assert import_reported(csv_dir, lb, now=T1) == [added] and tree_digest(lb) == before  # again: a no-op
+    assert invoke("validate", lb).exit_code == 0

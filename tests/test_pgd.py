@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from zsrbench.attacks.pgd import cw_margin_loss, pgd_attack
+from zsrbench.attacks.pgd import ce_loss, cw_margin_loss, eot_gradient, pgd_attack
 from zsrbench.registry import ATTACKS, load_builtins
 
 
@@ -94,3 +94,141 @@ def test_restarts_only_improve():
     three = pgd_attack(model, x, y, eps=eps, seed=0, step=eps, steps=1, restarts=3)
     assert (three.success >= one.success).all()
     assert not (three.success & ~breakable).any()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# EOT: gradients averaged over several forward passes of the same iterate
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def small_conv(n_classes: int = 3, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(6 * 16, n_classes)
+    )
+
+
+@pytest.mark.parametrize("criterion", ["last", "any"])
+@pytest.mark.parametrize("name", ["pgd", "cw"])
+def test_eot_on_a_deterministic_model_changes_nothing(name, criterion):
+    """Identical passes: the mean of N equal gradients has their sign, so EOT gives the very same iterates."""
+    load_builtins()
+    model = small_conv()
+    x = torch.rand(12, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    spec = ATTACKS.get(name)
+    plain = spec(model, x, y, eps=2, seed=1, **spec.config(steps=8, step=0.5, criterion=criterion))
+    eot = spec(model, x, y, eps=2, seed=1, **spec.config(steps=8, step=0.5, criterion=criterion, eot=3))
+    assert 0 < int(plain.success.sum()) < x.shape[0]  # a problem where the answer is not trivial
+    assert torch.equal(eot.x_adv, plain.x_adv) and torch.equal(eot.success, plain.success)
+    assert plain.info["eot"] == 1 and eot.info["eot"] == 3
+
+
+def test_eot_gradient_of_identical_passes_has_the_same_sign():
+    model = small_conv()
+    x = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(5) % 3
+    one = eot_gradient(model, x.clone().requires_grad_(True), y, ce_loss, 1)
+    four = eot_gradient(model, x.clone().requires_grad_(True), y, ce_loss, 4)
+    assert torch.equal(one[1].sign(), four[1].sign())
+    assert torch.allclose(one[1], four[1], rtol=1e-5, atol=1e-9) and torch.allclose(one[0], four[0], atol=1e-5)
+
+
+class InputNoise(torch.nn.Module):
+    """A randomised defense: Gaussian noise on the input, new in every forward pass."""
+
+    def __init__(self, inner: torch.nn.Module, sigma: float) -> None:
+        super().__init__()
+        self.inner, self.sigma = inner, sigma
+
+    def forward(self, x):
+        return self.inner(x + self.sigma * torch.randn_like(x))
+
+
+def test_eot_averages_the_gradients_of_a_randomised_model():
+    """Gradient variance over repeated calls drops like 1/N with N passes per gradient."""
+    model = InputNoise(small_conv(), sigma=0.1)
+    x = torch.rand(8, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    y = torch.arange(8) % 3
+    torch.manual_seed(0)
+
+    def variance(n: int) -> float:
+        g = torch.stack([eot_gradient(model, x.clone().requires_grad_(True), y, ce_loss, n)[1] for _ in range(12)])
+        return float(g.var(0).mean())
+
+    v1, v16 = variance(1), variance(16)
+    assert v1 > 0
+    assert v16 < 0.25 * v1  # 1/16 expected
+
+
+class GradientNoise(torch.nn.Module):
+    """A randomised toy defense whose logits are exactly linear but whose input gradient is W + s·R, R ~ N(0, 1)
+    drawn anew in every pass: single-pass gradient signs are nearly random, their average is not."""
+
+    def __init__(self, inner: torch.nn.Module, s: float) -> None:
+        super().__init__()
+        self.inner, self.s = inner, s
+
+    def forward(self, x):
+        z = self.inner(x)
+        f = x.flatten(1)
+        r = self.s * torch.randn(z.shape[1], f.shape[1], dtype=f.dtype, device=f.device)
+        return z + (f - f.detach()) @ r.t()  # adds 0 to the value, s·R to the gradient
+
+
+@pytest.mark.parametrize("name", ["pgd", "cw"])
+def test_eot_breaks_a_randomised_defense_plain_pgd_does_not(name):
+    eps = 2 / 255
+    model, x, y, breakable = binary_problem(eps, seed=1)
+    noisy = GradientNoise(model, s=10.0)
+    load_builtins()
+    spec = ATTACKS.get(name)
+    torch.manual_seed(0)
+    plain = spec(noisy, x, y, eps=2, seed=0, **spec.config(steps=20, step=0.5))
+    eot = spec(noisy, x, y, eps=2, seed=0, **spec.config(steps=20, step=0.5, eot=64))
+    assert float(plain.success[breakable].float().mean()) < 0.3
+    assert torch.equal(eot.success, breakable)  # every breakable sample and, the logits being exact, no other
+
+
+class AlternatingLogitNoise(torch.nn.Module):
+    """Logits ± σ·v on alternate passes (v favours the wrong class): the mean of an even number of passes is the
+    clean model, single passes are misclassified every other time when σ exceeds the margin."""
+
+    def __init__(self, inner: torch.nn.Module, sigma: float, y: torch.Tensor) -> None:
+        super().__init__()
+        self.inner, self.sigma, self.y, self.calls = inner, sigma, y, 0
+
+    def forward(self, x):
+        z = self.inner(x)
+        self.calls += 1
+        sign = 1.0 if self.calls % 2 else -1.0
+        v = torch.where(torch.nn.functional.one_hot(self.y[: z.shape[0]], z.shape[1]).bool(), -1.0, 1.0)
+        return z + sign * self.sigma * v
+
+
+def test_eot_any_criterion_judges_the_mean_of_the_passes():
+    """criterion="any" with EOT: a single lucky draw is not a break; the average of the N passes must be wrong."""
+    eps = 2 / 255
+    model, x, y, breakable = binary_problem(eps, seed=0)
+    keep = ~breakable  # unbreakable samples: no perturbation in the ε-ball misclassifies the clean model
+    x, y = x[keep], y[keep]
+    plain = pgd_attack(AlternatingLogitNoise(model, 5.0, y), x, y, eps=eps, step=eps / 4, steps=4, criterion="any")
+    eot = pgd_attack(AlternatingLogitNoise(model, 5.0, y), x, y, eps=eps, step=eps / 4, steps=4, criterion="any",
+                     eot=2)
+    assert plain.success.all()  # some single pass misclassifies every sample
+    assert not eot.success.any()  # the mean of each iterate's two passes is the clean model's logits
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_eot_must_be_a_positive_integer(bad):
+    model, x, y, _ = binary_problem(2 / 255, n=4)
+    with pytest.raises(ValueError, match="eot must be an integer"):
+        pgd_attack(model, x, y, eps=2 / 255, steps=1, eot=bad)
+
+
+def test_eot_is_a_recorded_parameter_of_pgd_and_cw():
+    load_builtins()
+    for name in ("pgd", "cw"):
+        assert ATTACKS.get(name).config()["eot"] == 1
+        assert ATTACKS.get(name).config(eot=5)["eot"] == 5

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from zsrbench.cli import app
 from zsrbench.leaderboard.records import metrics_from_flags, read_flags, read_record
+from zsrbench.models import resolve_portable
 
 runner = CliRunner()
 FAST = ["--protocol", "synthetic", "--steps", "3", "--quiet"]
@@ -44,9 +45,11 @@ def test_run_writes_valid_records(synthetic_run):
         assert rec.protocol.eps_text == "4/255" and abs(rec.protocol.eps - 4 / 255) < 1e-12
         assert [a.name for a in rec.protocol.attacks] == ["pgd", "cw"]
         assert rec.protocol.attacks[1].params["kappa"] == 50.0 and rec.protocol.attacks[0].params["steps"] == 3
+        assert [a.params["eot"] for a in rec.protocol.attacks] == [1, 1]  # plain PGD/CW, recorded
         assert rec.env.torch and rec.protocol.indices_digest.startswith("sha256:")
         flags = read_flags(f, rec)
         again = metrics_from_flags(flags, m.num_classes, ["pgd", "cw"])
+        assert m.n_nonfinite == 0 and flags["nonfinite"].dtype == bool and not flags["nonfinite"].any()
         assert again == m  # every number re-derivable from the sidecar
         assert not (flags["robust"] & ~flags["clean_correct"]).any()
         raw = json.loads(f.read_text())
@@ -73,6 +76,8 @@ def test_seeded_runs_are_deterministic(synthetic_run, tmp_path):
         (["--eps", "0"], "(0, 255]"),
         (["--eps", "300"], "(0, 255]"),
         (["--steps", "0"], "at least 1"),
+        (["--eot", "0"], "--eot must be an integer ≥ 1"),
+        (["--attack", "aa-lite", "--eot", "4"], "takes no parameter eot"),
         (["--checkpoint", "/nonexistent/ckpt.pt", "--model", "zsr-tiny"], "does not exist"),
     ],
 )
@@ -111,7 +116,7 @@ def test_checkpoint_wrong_keys_exit_2(tmp_path):
 
 def test_list_attacks_and_datasets():
     res = invoke("list", "attacks")
-    for name in ("pgd", "cw", "autoattack", "aa-lite", "aa-fare"):
+    for name in ("pgd", "cw", "autoattack", "aa-lite", "aa-fare", "aa-rand"):
         assert name in res.output
     assert invoke("list", "protocols").exit_code == 0
     assert invoke("list", "nothing").exit_code == 2
@@ -175,7 +180,7 @@ def test_trainable_defense_is_fine_tuned_on_demand_and_cached(tmp_path):
     rec = read_record(next((tmp_path / "r").rglob("synthetic_shapes.json")))
     assert rec.model.defense == "tecoa" and rec.model.id.startswith("tecoa/zsr-tiny/")
     assert rec.model.hparams["template"] == "This is a photo of a {}" and rec.model.hparams["steps"] == 2
-    folder = Path(rec.model.checkpoint)
+    folder = Path(resolve_portable(rec.model.checkpoint))
     stamp = (folder / "manifest.json").stat().st_mtime_ns
     second = invoke(*args)
     assert second.exit_code == 0 and (folder / "manifest.json").stat().st_mtime_ns == stamp  # cache hit
@@ -213,3 +218,35 @@ def test_leaderboard_commands_do_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_eot_option_is_recorded(tmp_path):
+    """`--eot N` reaches pgd and cw and is recorded in each record's attack params."""
+    res = invoke("run", "--attack", "pgd,cw", "--eot", "2", "--steps", "2", "--protocol", "synthetic", "--datasets",
+                 "synthetic_colors", "--results-dir", str(tmp_path), "--no-leaderboard", "--quiet")
+    assert res.exit_code == 0, res.output
+    rec = read_record(next(tmp_path.rglob("synthetic_colors.json")))
+    assert [(a.name, a.params["eot"]) for a in rec.protocol.attacks] == [("pgd", 2), ("cw", 2)]
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "2"])
+def test_check_config_validates_eot(bad):
+    from zsrbench.errors import ZsrError
+    from zsrbench.runner import RunConfig, check_config
+
+    with pytest.raises(ZsrError, match="--eot must be an integer ≥ 1"):
+        check_config(RunConfig(protocol="synthetic", attacks=("pgd",), attack_params={"eot": bad}))
+
+
+def test_eot_applies_to_pgd_and_cw_only():
+    from zsrbench.errors import ZsrError
+    from zsrbench.runner import RunConfig, check_config
+
+    _, _, _, params = check_config(RunConfig(protocol="synthetic", attacks=("pgd", "aa-lite"),
+                                             attack_params={"eot": 3}))
+    assert params["pgd"]["eot"] == 3 and "eot" not in params["aa-lite"]
+    _, _, _, params = check_config(RunConfig(protocol="synthetic", attacks=("cw",)))
+    assert params["cw"]["eot"] == 1
+    for suite in (("aa-rand",), ("autoattack", "aa-fare")):
+        with pytest.raises(ZsrError, match="takes no parameter eot"):
+            check_config(RunConfig(protocol="synthetic", attacks=suite, attack_params={"eot": 2}))

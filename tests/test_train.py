@@ -137,7 +137,8 @@ def test_manifest_records_everything(trained):
     assert m["completed"] and m["seed"] == 0 and m["steps"] == 4 and m["total_steps"] == 4 and m["batch_size"] == 16
     hp = m["hparams"]
     assert (hp["alpha"], hp["beta"], hp["attention_norm"], hp["distance"], hp["warmup_steps"]) == \
-        (0.08, 0.05, "token_axis", "explicit", 1)
+        (0.08, 0.05, "token_axis", "gram", 1)
+    assert hp["attention_size"] == 224  # the official code's size, not the model's 32 px
     assert "attention_norm" in m["quirks"] and m["model_selection"].startswith("final")
     assert m["frozen_original_unchanged"] and m["base_model"]["visual_sha256"]
     assert m["precision"] == "fp32" and m["adversary"]["steps"] == 2
@@ -292,3 +293,15 @@ def test_cli_trains_and_maps_errors_to_exit_2(app, tmp_path):
         res = runner.invoke(app, ["train", "--protocol", "synthetic", "--out", str(tmp_path / "e"), *args])
         assert res.exit_code == 2, res.output
         assert text in res.output and "Traceback" not in res.output
+
+
+def test_reseed_training_attack_reaches_the_loop(tmp_path):
+    """Comp-TGA's official-code quirk: with reseed_training_attack the adversary is re-seeded with the run's
+    seed before every attack (recorded); the default draws a fresh start every step."""
+    quirk = run("comp_tga", tmp_path / "q", steps=2, reseed_training_attack="true")
+    plain = run("comp_tga", tmp_path / "p", steps=2)
+    assert quirk.manifest["hparams"]["reseed_training_attack"] is True
+    assert quirk.manifest["adversary"]["reseed"] == 0 + 7919  # the loop seeds its adversary with seed + 7919
+    assert plain.manifest["hparams"]["reseed_training_attack"] is False
+    assert plain.manifest["adversary"]["reseed"] is None
+    assert quirk.manifest["hparams"]["attention_size"] == 224

@@ -46,6 +46,8 @@ def run_cmd(
     step: Optional[float] = typer.Option(None, "--step", help="PGD/CW step size in units of 1/255"),
     steps: Optional[int] = typer.Option(None, "--steps", help="PGD/CW iterations"),
     restarts: Optional[int] = typer.Option(None, "--restarts", help="PGD/CW random restarts"),
+    eot: Optional[int] = typer.Option(None, "--eot", help="PGD/CW: average each step's gradient over N forward "
+                                      "passes (EOT, for randomised defenses; default 1 = plain PGD)"),
     kappa: Optional[float] = typer.Option(None, "--kappa", help="CW margin κ"),
     criterion: Optional[str] = typer.Option(None, "--criterion", help="PGD/CW success criterion: last | any"),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: micro)"),
@@ -79,7 +81,8 @@ def run_cmd(
 
     cfg = RunConfig(
         defense=defense, protocol=protocol or _default_protocol(), attacks=_csv(attack) or (), eps=eps,
-        attack_params={"step": step, "steps": steps, "restarts": restarts, "kappa": kappa, "criterion": criterion},
+        attack_params={"step": step, "steps": steps, "restarts": restarts, "eot": eot, "kappa": kappa,
+                       "criterion": criterion},
         model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
         trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
         n_samples=n_samples, subset=subset, seed=seed, batch_size=batch_size, device=device, precision=precision,
@@ -182,8 +185,12 @@ def _mount_optional() -> None:
         from zsrbench.cli_leaderboard import register
 
         register(app)
+        __import__("zsrbench.cli_maintain", fromlist=["register"]).register(app)  # migrate-paths
     except ImportError:  # pragma: no cover
         pass
+    from zsrbench.cli_audit import register as register_audit
+
+    register_audit(app)
 
 
 _mount_optional()

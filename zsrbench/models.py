@@ -57,8 +57,31 @@ def sha256_state(tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def portable_path(path: str | Path) -> str:
+    """A machine-independent name for a file or folder, as result records store it.
+
+    Inside zsrbench's cache (:func:`cache_dir`): ``cache:<path relative to the cache>`` (a folder fine-tuned on
+    demand, a downloaded checkpoint); any other absolute path (or ``~/…``): its file or folder name only (the
+    sha256 next to it identifies the file); a relative path as given. ``Defense.load`` accepts ``cache:…``.
+    """
+    text = str(path)
+    if text.startswith("cache:"):
+        return text
+    p = Path(text).expanduser()
+    try:
+        return f"cache:{p.resolve().relative_to(cache_dir().resolve()).as_posix()}"
+    except (ValueError, OSError):
+        pass
+    return p.name if (p.is_absolute() or text.startswith("~")) else text
+
+
+def resolve_portable(text: str) -> str:
+    """The local path a :func:`portable_path` ``cache:<path>`` name stands for (anything else unchanged)."""
+    return str(cache_dir() / text.split(":", 1)[1]) if text.startswith("cache:") else text
 
 
 @dataclass
@@ -80,6 +103,53 @@ class CLIPParts:
 
     def describe(self) -> dict[str, Any]:
         return {"architecture": self.name, "pretrained": self.pretrained, "image_size": self.image_size, **self.source}
+
+    def tensors_sha256(self) -> str:
+        """The model's identity: :func:`sha256_state` of the whole state dict (visual and text tower).
+
+        :func:`build_clip` computes it once, after any checkpoint is loaded; parts built another way (a plugin's
+        loader) get it computed here on first use. Equal tensors give equal digests whatever file they came from.
+        """
+        if not self.source.get("tensors_sha256"):
+            self.source["tensors_sha256"] = sha256_state(self.model.state_dict())
+        return str(self.source["tensors_sha256"])
+
+    def _base_folder(self) -> tuple[str | None, str | None]:
+        """(the known base architecture, else None; the folder standing for it, else None)."""
+        if not self.name.startswith("local-dir:"):
+            return self.name, None
+        base = self.source.get("base_architecture")
+        if base and not str(base).startswith("local-dir:"):
+            return str(base), None
+        return None, str(base or self.name).split(":", 1)[1]  # trained from (or being) a plain folder
+
+    def base_name(self) -> str:
+        """The architecture to name the model by: for a ``local-dir:`` folder, the architecture it was trained
+        (or published) from when known, else the folder's name; otherwise the open_clip name."""
+        base, folder = self._base_folder()
+        return base if base is not None else Path(str(folder)).name
+
+    def portable_architecture(self) -> str:
+        """:meth:`base_name`, or ``local-dir:<portable name>`` for a folder of unknown origin (no local paths)."""
+        base, folder = self._base_folder()
+        return base if base is not None else "local-dir:" + portable_path(str(folder))
+
+    def portable_pretrained(self) -> str | None:
+        """The pretrained tag, or a weights file given as the tag by :func:`portable_path`."""
+        return None if self.pretrained is None else portable_path(self.pretrained)
+
+    def portable_checkpoint(self, given: str | Path | None = None) -> str | None:
+        """Where the evaluated weights came from, without machine-local paths: a catalogue checkpoint by its
+        catalogue name, ``hf-hub:`` ids as they are, files and folders by :func:`portable_path`."""
+        if self.source.get("catalogue"):
+            return str(self.source["catalogue"])
+        ck = self.source.get("checkpoint") or given
+        if ck is None:
+            return None
+        text = str(ck)
+        if text.startswith("local-dir:"):
+            text = text.split(":", 1)[1]
+        return text if text.startswith(("hf-hub:", "cache:")) else portable_path(text)
 
 
 def activation_is_quickgelu(model: nn.Module) -> bool:
@@ -150,12 +220,14 @@ def build_clip(
         weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".pth", ".bin"))
         if weights:
             source["weights_sha256"] = sha256_file(weights[0])
-            source["weights_file"] = str(weights[0])
+            source["weights_file"] = portable_path(weights[0])
     if pretrained == "openai" or arch.endswith("-quickgelu"):
         if not activation_is_quickgelu(model):
             raise ZsrError(f"{arch} was built without QuickGELU; OpenAI weights would silently change the model.")
     if checkpoint is not None:
         source.update(load_visual_checkpoint(model, checkpoint, expected_sha256=checkpoint_sha256, trust=trust_checkpoint))
+    # the model's identity: its tensors (a file's bytes differ for equal tensors, e.g. safetensors header order)
+    source["tensors_sha256"] = sha256_state(model.state_dict())
     model.eval().to(device)
     size = model.visual.image_size
     image_size = int(size[0] if isinstance(size, (tuple, list)) else size)

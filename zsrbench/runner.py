@@ -130,6 +130,9 @@ def check_config(cfg: RunConfig) -> tuple[Protocol, list[AttackSpec], float, dic
             raise ZsrError(f"--restarts must be at least 1; got {conf['restarts']}.")
         if "step" in conf and not conf["step"] > 0:
             raise ZsrError(f"--step must be positive (units of 1/255); got {conf['step']}.")
+        if "eot" in conf and (not isinstance(conf["eot"], int) or isinstance(conf["eot"], bool) or conf["eot"] < 1):
+            raise ZsrError(f"--eot must be an integer ≥ 1 (the forward passes whose gradients each {spec.name} step "
+                           f"averages; 1 = plain PGD); got {conf['eot']!r}.")
         params[spec.name] = conf
     unknown = [k for k, v in cfg.attack_params.items() if v is not None and not any(k in s.defaults for s in specs)]
     if unknown:
@@ -172,17 +175,13 @@ def _writable(d: Path) -> bool:
 
 
 def model_id(defense: str, parts: CLIPParts) -> str:
-    src = parts.source
-    if src.get("checkpoint_sha256"):
-        tag = src["checkpoint_sha256"][:12]
-    elif src.get("weights_sha256"):
-        tag = src["weights_sha256"][:12]
-    else:
-        tag = parts.pretrained or "random"
-    arch = parts.name
-    if arch.startswith("local-dir:"):  # a trained folder: name it by the architecture it was trained from
-        arch = src.get("base_architecture") or Path(arch.split(":", 1)[1]).name
-    return f"{defense}/{arch}/{tag}"
+    """``<defense>/<architecture>/<first 12 hex of the tensors' digest>``: equal tensors, one id (and one entry).
+
+    The digest is of the whole evaluated model (visual and text tower, :meth:`CLIPParts.tensors_sha256`), not of
+    a file: re-saving or re-training the same weights gives the same id. A trained folder is named by the
+    architecture it was trained from (its manifest's ``base_architecture``).
+    """
+    return f"{defense}/{parts.base_name()}/{parts.tensors_sha256()[:12]}"
 
 
 def _autocast(device: str, precision: str):
@@ -202,13 +201,20 @@ def evaluate_dataset(
     params: dict[str, dict[str, Any]], *, eps: float, seed: int, batch_size: int, device: str, precision: str,
     num_workers: int = 0, on_batch: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]], dict[str, float]]:
-    """Per-sample flags (clean prediction, per-attack and worst-case robustness) for one dataset."""
+    """Per-sample flags (clean prediction, per-attack and worst-case robustness) for one dataset.
+
+    Non-finite logits (NaN/inf) count against the model: a sample whose clean logits are non-finite is not correct
+    (its ``clean_pred`` is -1, no class), and one whose logits on an attack's ``x_adv`` are non-finite (checked by
+    one extra forward pass, under the same autocast) is not robust to that attack. ``flags["nonfinite"]`` marks
+    both kinds.
+    """
     loader = DataLoader(Subset(evalset.dataset, list(indices)), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, pin_memory=device.startswith("cuda"))
     n = len(indices)
     labels = np.zeros(n, dtype=np.int64)
     clean_pred = np.zeros(n, dtype=np.int64)
     robust = {s.name: np.zeros(n, dtype=bool) for s in specs}
+    nonfinite = np.zeros(n, dtype=bool)
     infos: dict[str, list[str]] = {"fallbacks": [], "autoattack_warnings": [], "notes": []}
     timing = {"clean_s": 0.0, "attack_s": 0.0}
     start = 0
@@ -218,8 +224,11 @@ def evaluate_dataset(
         b = x.shape[0]
         t0 = time.perf_counter()
         with torch.no_grad(), _autocast(device, precision):
-            pred = clf(x).argmax(1)
+            logits = clf(x)
+        finite = torch.isfinite(logits).all(1)
+        pred = torch.where(finite, logits.argmax(1), torch.full_like(y, -1))  # a NaN/inf row predicts no class
         timing["clean_s"] += time.perf_counter() - t0
+        bad = ~finite
         correct = pred == y
         labels[start:start + b] = y.cpu().numpy()
         clean_pred[start:start + b] = pred.cpu().numpy()
@@ -230,16 +239,24 @@ def evaluate_dataset(
             if idx.numel():
                 with _autocast(device, precision):
                     out = spec(clf, x[idx], y[idx], eps=eps, seed=batch_seed(seed, spec.name, start), **params[spec.name])
-                ok[idx] = ~out.success.to(device)
+                with torch.no_grad(), _autocast(device, precision):  # x_adv whose logits are NaN/inf is no defense
+                    adv_finite = torch.isfinite(clf(out.x_adv.to(device))).all(1)
+                ok[idx] = ~out.success.to(device) & adv_finite
+                bad[idx] |= ~adv_finite
                 _collect(infos, spec.name, out.info)
             robust[spec.name][start:start + b] = ok.cpu().numpy()
         timing["attack_s"] += time.perf_counter() - t0
+        nonfinite[start:start + b] = bad.cpu().numpy()
         start += b
         if on_batch is not None:
             on_batch(b)
     worst = np.logical_and.reduce([robust[s.name] for s in specs]) if specs else clean_pred == labels
     flags = {"labels": labels, "clean_pred": clean_pred, "clean_correct": clean_pred == labels, "robust": worst}
     flags.update({f"robust__{k}": v for k, v in robust.items()})
+    flags["nonfinite"] = nonfinite
+    if nonfinite.any():
+        infos["notes"].append(f"{int(nonfinite.sum())} sample(s) with non-finite logits (NaN/inf): counted neither "
+                              "correct nor robust")
     return flags, {k: sorted(set(v)) for k, v in infos.items()}, timing
 
 
@@ -277,9 +294,13 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     if cfg.leaderboard_dir is not None and results:
         from zsrbench.leaderboard.store import add_measured
 
-        for rev in add_measured(cfg.leaderboard_dir, [(r.path, r.record) for r in results]):
-            if log:
-                log(f"leaderboard: {rev}")
+        added = add_measured(cfg.leaderboard_dir, [(r.path, r.record) for r in results])
+        for rev, outcome in zip(added, added.outcomes):
+            if log and outcome == "reproduced":
+                log(f"reproduced {rev.stem}: {rev.parent.parent.name}/{rev.parent.name} (the same per-sample flags; "
+                    "no new revision)")
+            elif log:
+                log(f"leaderboard: {rev}" + (" (unchanged: the same records)" if outcome == "unchanged" else ""))
     return results
 
 
@@ -356,6 +377,7 @@ def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense_name: str, chec
                         log(f"{name}: already evaluated with the same settings ({done.path}); skipped (--resume)")
                     continue
             clf, head_info = make_classifier(parts, evalset.info.prompts(), device=device)
+            clf = DEFENSES.get(defense_name)().wrap_classifier(clf)
             task = bar.add_task(f"{name} [{suite} ε={eps_text(eps)}]", total=len(indices))
             t0 = time.perf_counter()
             flags, infos, timing = evaluate_dataset(
@@ -367,10 +389,12 @@ def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense_name: str, chec
             record = ResultRecord(
                 zsrbench_version=zsrbench.__version__, git_sha=git_sha(),
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                model=ModelInfo(id=mid, defense=defense_name, architecture=parts.name, pretrained=parts.pretrained,
-                                checkpoint=parts.source.get("checkpoint") or checkpoint,
+                model=ModelInfo(id=mid, defense=defense_name, architecture=parts.portable_architecture(),
+                                pretrained=parts.portable_pretrained(),
+                                checkpoint=parts.portable_checkpoint(checkpoint),  # no machine-local paths
                                 checkpoint_sha256=parts.source.get("checkpoint_sha256"),
                                 weights_sha256=parts.source.get("weights_sha256"),
+                                tensors_sha256=parts.tensors_sha256(),
                                 text_tower_sha256=head_info["text_tower_sha256"], image_size=parts.image_size,
                                 hparams=parts.source.get("hparams", {}), notes=list(parts.source.get("notes", []))),
                 protocol=ProtocolInfo(

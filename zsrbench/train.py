@@ -10,7 +10,10 @@ optimiser, schedule, budget, training adversary, precision, training classifier)
 * sets the learning rate per step (linear warm-up ``lr·(s+1)/warmup`` then cosine to 0, as TeCoA/open_clip);
 * runs the loss under autocast on CUDA (bf16, or fp16 with a GradScaler) and in fp32 on CPU;
 * zeroes parameter gradients between the attack and the backward pass (the adversary takes input gradients
-  only, so nothing from the attack can reach the update);
+  only, so nothing from the attack can reach the update; the original codes leave the attack's parameter
+  gradients in ``.grad``, divided by the fp16 loss scale under AMP: a small, non-zero leak);
+* draws the training attack's random starts from its own seeded generator (fresh per step; a defense's
+  ``reseed_training_attack`` re-seeds it before every attack, as the official Comp-TGA code does);
 * checkpoints every epoch (or every N steps) with model, optimiser, scheduler, GradScaler, all RNG states,
   the step and the data-order position, and resumes from the last checkpoint exactly (CPU: bit-identical);
 * keeps the final weights (no selection on test data) and writes an open_clip ``local-dir`` folder
@@ -385,10 +388,12 @@ def train_defense(
 
     torch.manual_seed(int(seed))  # random-init configs (zsr-tiny) are then reproducible
     entry = catalogue.lookup(model_name)
+    base_architecture = model_name  # what the manifest names as the base (a model id's architecture)
     if entry is not None:
         folder, _prov = catalogue.fetch(entry)
         model_name = f"local-dir:{folder}"
         pretrained = None
+        base_architecture = entry.architecture  # not the cache folder it was fetched into
     parts = build_clip(model_name, pretrained, device=dev)
     clip_model = parts.model
     clip_model.requires_grad_(False)
@@ -547,7 +552,7 @@ def train_defense(
         defense=defense, hp=hp, proto=proto, fingerprint=fingerprint, parts=parts, train_set=train_set,
         prompt_sets=prompt_sets, seed=seed, step=step, total=total, bpe=bpe, curve=curve, precision=precision,
         device=dev, adversary=adversary, resumed_from=resumed_from, data_root=data_root, completed=step >= total,
-        elapsed=time.time() - started, base_digest=base_digest, model_name=model_name, pretrained=pretrained,
+        elapsed=time.time() - started, base_digest=base_digest, model_name=base_architecture, pretrained=pretrained,
     )
     if step < total:
         return TrainResult(out, manifest, False)

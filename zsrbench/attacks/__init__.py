@@ -9,8 +9,9 @@ ATTACKS.add(
     AttackSpec(
         name="pgd",
         fn=pgd_attack,
-        description="L∞ sign-PGD on cross-entropy, uniform random start (step 1/255, 100 steps)",
-        defaults={"step": 1.0, "steps": 100, "restarts": 1, "criterion": "last"},
+        description="L∞ sign-PGD on cross-entropy, uniform random start (step 1/255, 100 steps); "
+        "eot > 1 averages the gradients of that many forward passes (randomised models)",
+        defaults={"step": 1.0, "steps": 100, "restarts": 1, "eot": 1, "criterion": "last"},
     ),
 )
 ATTACKS.add(
@@ -18,12 +19,13 @@ ATTACKS.add(
     AttackSpec(
         name="cw",
         fn=cw_attack,
-        description="L∞ sign-PGD on the CW margin loss, κ = 50 (the 'CW' of these papers, not L2 C&W)",
-        defaults={"step": 1.0, "steps": 100, "restarts": 1, "kappa": 50.0, "criterion": "last"},
+        description="L∞ sign-PGD on the CW margin loss, κ = 50 (the 'CW' of these papers, not L2 C&W); "
+        "eot > 1 as for pgd",
+        defaults={"step": 1.0, "steps": 100, "restarts": 1, "eot": 1, "kappa": 50.0, "criterion": "last"},
     ),
 )
 
-from zsrbench.attacks import autoattack  # noqa: E402,F401  (registers autoattack, aa-lite, aa-fare)
+from zsrbench.attacks import autoattack  # noqa: E402,F401  (registers autoattack, aa-lite, aa-fare, aa-rand)
 
 
 def _torchattacks(name: str) -> AttackSpec:

@@ -1,6 +1,7 @@
-"""The official AutoAttack (``pyautoattack``) as zsrbench attacks: ``autoattack``, ``aa-lite`` and ``aa-fare``.
+"""The official AutoAttack (``pyautoattack``) as zsrbench attacks: ``autoattack``, ``aa-lite``, ``aa-fare`` and
+``aa-rand``.
 
-All three are untargeted L∞ attacks run by the official code (``pyautoattack.AutoAttack.run_standard_evaluation``,
+All four are untargeted L∞ attacks run by the official code (``pyautoattack.AutoAttack.run_standard_evaluation``,
 worst case per sample over the attacks of the ensemble). This module only *configures* the official objects
 (which attacks run, how many restarts, iterations, target classes, queries); it never edits or copies their code.
 
@@ -10,6 +11,8 @@ worst case per sample over the attacks of the ensemble). This module only *confi
 ``aa-lite``     APGD-CE + untargeted APGD-DLR, 100 iterations, 1 restart: what the TeCoA/TGA-ZSR papers call
                 "AutoAttack"
 ``aa-fare``     APGD-CE (5 restarts) + APGD-T (9 target classes, 1 restart), 100 iterations: the FARE protocol
+``aa-rand``     the official ``rand`` version, for randomised defenses: APGD-CE + untargeted APGD-DLR, 100
+                iterations, 1 restart, each step's gradient averaged over 20 forward passes (EOT, ``eot_iter=20``)
 ==============  ==================================================================================================
 
 Fallbacks for problems with few classes
@@ -23,7 +26,7 @@ then it is the untargeted FAB of a binary problem), Square's margin loss is defi
 The adapter therefore runs:
 
 =========  ==========================================  ==============================  ==========================
-C          ``autoattack``                              ``aa-lite``                     ``aa-fare``
+C          ``autoattack``                              ``aa-lite`` and ``aa-rand``     ``aa-fare``
 =========  ==========================================  ==============================  ==========================
 ≥ 10       APGD-CE, APGD-T(9), FAB-T(9), Square        APGD-CE, APGD-DLR               APGD-CE ×5, APGD-T(9)
 4 … 9      APGD-CE, APGD-T(C−1), FAB-T(C−1), Square    APGD-CE, APGD-DLR               APGD-CE ×5, APGD-T(C−1)
@@ -39,6 +42,17 @@ recorded in ``info["adjustments"]`` (``info["dropped"]``, ``info["substituted"]`
 AutoAttack's own ``check_n_classes`` warns for ``C = 3`` whenever any DLR attack runs, also the untargeted one
 (its check is coarse); that warning is recorded and explained in ``info["notes"]``.
 
+The ``rand`` version (``aa-rand``)
+----------------------------------
+``aa-rand`` builds ``AutoAttack(version="rand")``, which sets APGD-CE and APGD-DLR with ``n_restarts = 1`` and
+``eot_iter = 20`` (100 iterations, as every APGD object it builds) and skips AutoAttack's randomised-defense check
+(the version exists for such defenses). The few-class fallbacks are those of ``aa-lite`` (2 classes: APGD-DLR
+dropped, APGD-CE with EOT remains; recorded). ``n_iter``, ``n_restarts`` and ``eot_iter`` can be changed (a change
+is recorded in the attack's params and in ``info["config"]``; ``info["standard"]`` is True only for the official
+settings with no fallback). Success is judged as for every suite, by one final forward pass on ``x_adv``: for a
+randomised model that is one draw of its randomness, like a clean evaluation. The draws are seeded: every APGD run
+re-seeds torch's global generator with ``seed``, so a model drawing from it gives the same result for the same seed.
+
 Other properties
 ----------------
 * Inputs are passed as contiguous float32 NCHW tensors on ``x.device``; ``x_adv`` comes back in ``x``'s dtype,
@@ -46,7 +60,9 @@ Other properties
 * ``success[i]`` is recomputed from one forward pass on ``x_adv``: the model misclassifies ``x_adv[i]`` (a sample
   misclassified clean counts as a success, with ``x_adv[i] = x[i]``).
 * Determinism: every official attack re-seeds torch's global generator (CPU and CUDA) with ``seed`` at its start,
-  so the same seed gives the same result. The caller's global RNG state is saved and restored around the call.
+  so the same seed gives the same result. The caller's global RNG state is saved and restored around the call; inside
+  it the generator is seeded with ``seed`` before the first forward pass, so a randomised model drawing from it (the
+  class-count pass, AutoAttack's checks and clean pass, the final judging pass) also repeats with the seed.
 * The model is attacked in ``eval()`` mode with its parameters' ``requires_grad`` switched off (FAB calls
   ``backward()``, which would otherwise accumulate parameter gradients); training flags and ``requires_grad`` are
   restored afterwards, existing ``.grad`` tensors are untouched.
@@ -92,7 +108,12 @@ PROTOCOL_ATTACKS: dict[str, tuple[str, ...]] = {
     "autoattack": ("apgd-ce", "apgd-t", "fab-t", "square"),
     "aa-lite": ("apgd-ce", "apgd-dlr"),
     "aa-fare": ("apgd-ce", "apgd-t"),
+    "aa-rand": ("apgd-ce", "apgd-dlr"),
 }
+#: the suites configured from an official ``version`` (the others are ``version="custom"``)
+OFFICIAL_VERSIONS = {"autoattack": "standard", "aa-rand": "rand"}
+#: the EOT iterations the official ``rand`` version sets
+RAND_EOT_ITER = 20
 TARGETED = ("apgd-t", "fab-t")
 
 FLAG_PATTERNS = (  # AutoAttack's check messages -> short flag names (see its flags_doc.md)
@@ -309,22 +330,29 @@ def _configure(
     n_iter: int,
     n_restarts: int,
     n_queries: int,
+    eot_iter: int | None = None,
 ) -> "AutoAttack":
-    if protocol == "autoattack":
-        # the official standard version sets its own restarts, targets and queries
-        aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device=device)
+    if protocol in OFFICIAL_VERSIONS:
+        # the official standard / rand version sets its own attacks, restarts, targets, queries (and EOT for rand)
+        aa = AutoAttack(model, norm="Linf", eps=eps, version=OFFICIAL_VERSIONS[protocol], seed=seed, device=device)
     else:
         aa = AutoAttack(model, norm="Linf", eps=eps, version="custom", attacks=list(plan.attacks), seed=seed,
                         device=device)
     aa.attacks_to_run = list(plan.attacks)
     if int(n_iter) != int(aa.apgd.n_iter):
         # APGD derives its step-size checkpoints from n_iter in its constructor: build new official objects
+        # (the version's settings carry over: restarts, targets, EOT iterations)
         aa.apgd = APGDAttack(aa.model, n_restarts=aa.apgd.n_restarts, n_iter=int(n_iter), verbose=False, eps=eps,
-                             norm="Linf", eot_iter=1, rho=0.75, seed=seed, device=device, logger=aa.logger)
+                             norm="Linf", eot_iter=aa.apgd.eot_iter, rho=0.75, seed=seed, device=device,
+                             logger=aa.logger)
+        targeted = aa.apgd_targeted
         aa.apgd_targeted = APGDAttack_targeted(
-            aa.model, n_restarts=aa.apgd_targeted.n_restarts, n_iter=int(n_iter), verbose=False, eps=eps,
-            norm="Linf", eot_iter=1, rho=0.75, seed=seed, device=device, logger=aa.logger)
+            aa.model, n_restarts=targeted.n_restarts, n_iter=int(n_iter), verbose=False, eps=eps,
+            norm="Linf", eot_iter=targeted.eot_iter, rho=0.75, seed=seed, device=device, logger=aa.logger)
+        aa.apgd_targeted.n_target_classes = targeted.n_target_classes
     aa.apgd.n_restarts = int(n_restarts)
+    if eot_iter is not None:
+        aa.apgd.eot_iter = int(eot_iter)
     if plan.n_target_classes is not None:
         aa.apgd_targeted.n_target_classes = int(plan.n_target_classes)
         aa.fab.n_target_classes = int(plan.n_target_classes)
@@ -362,10 +390,12 @@ def run_autoattack(
     n_restarts: int = 1,
     n_target_classes: int = 9,
     n_queries: int = 5000,
+    eot_iter: int | None = None,
 ) -> AttackOutput:
     """Run the official AutoAttack ``protocol`` (a key of :data:`PROTOCOL_ATTACKS`) on one batch.
 
     ``eps`` in pixel units; the whole batch is one AutoAttack batch (the runner chooses the batch size).
+    ``eot_iter`` (APGD's EOT iterations) is left as the official version sets it when None.
     """
     if pyautoattack is None:
         raise ZsrError("The official AutoAttack package is missing: `pip install pyautoattack` (a zsrbench dependency)")
@@ -373,6 +403,8 @@ def run_autoattack(
         raise ValueError(f"unknown AutoAttack protocol {protocol!r}")
     if not (eps > 0 and math.isfinite(eps)):
         raise ZsrError(f"ε must be positive; got {eps}.")
+    if eot_iter is not None and (isinstance(eot_iter, bool) or int(eot_iter) != eot_iter or int(eot_iter) < 1):
+        raise ZsrError(f"eot_iter must be an integer ≥ 1; got {eot_iter!r}.")
     dtype = x.dtype
     device = x.device
     info: dict[str, Any] = {
@@ -387,15 +419,17 @@ def run_autoattack(
         if x.shape[0] == 0:
             info.update(attacks=[], attacks_run=[], adjustments=[], warnings=[], flags=[])
             return AttackOutput(x_adv=x.to(dtype), success=torch.zeros(0, dtype=torch.bool, device=device), info=info)
-        with attack_mode(model):
+        # every forward pass (class count, AutoAttack's checks and clean pass, the attacks, the final judgement) runs
+        # inside the saved RNG state, from a generator seeded with `seed`: a randomised model's draws repeat
+        with attack_mode(model), preserved_rng(device):
+            torch.random.manual_seed(int(seed))
             n_cls = num_classes(model, x)
             plan = plan_attacks(PROTOCOL_ATTACKS[protocol], n_cls, n_target_classes)
             old_trace = sys.gettrace()
-            with preserved_rng(device), _captured_autoattack_log() as log, \
-                    warnings.catch_warnings(record=True) as py_warnings:
+            with _captured_autoattack_log() as log, warnings.catch_warnings(record=True) as py_warnings:
                 warnings.simplefilter("always")
                 aa = _configure(model, protocol, plan, eps=eps, seed=int(seed), device=device, n_iter=n_iter,
-                                n_restarts=n_restarts, n_queries=n_queries)
+                                n_restarts=n_restarts, n_queries=n_queries, eot_iter=eot_iter)
                 for k in list(_aa_checks.funcs):  # the dynamic-defense check's counters are module globals
                     _aa_checks.funcs[k] = 0
                 try:
@@ -433,8 +467,9 @@ def run_autoattack(
         fallback=plan.fallback,
         dropped=list(plan.dropped),
         substituted=dict(plan.substituted),
-        standard=(protocol == "autoattack" and not adjustments
-                  and (n_iter, n_target_classes, n_queries) == (100, 9, 5000)),
+        standard=not adjustments and (
+            (protocol == "autoattack" and (n_iter, n_target_classes, n_queries) == (100, 9, 5000))
+            or (protocol == "aa-rand" and (n_iter, n_restarts, int(aa.apgd.eot_iter)) == (100, 1, RAND_EOT_ITER))),
         clean_accuracy=initial,
         robust_accuracy_after=acc_after,
         warnings=aa_warnings,
@@ -477,6 +512,15 @@ def aa_fare(
                           n_target_classes=n_target_classes)
 
 
+def aa_rand(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, seed: int = 0,
+    n_iter: int = 100, n_restarts: int = 1, eot_iter: int = RAND_EOT_ITER,
+) -> AttackOutput:
+    """The official ``rand`` version: APGD-CE + APGD-DLR with EOT (20 passes per step), for randomised defenses."""
+    return run_autoattack("aa-rand", model, x, y, eps=eps, seed=seed, n_iter=n_iter, n_restarts=n_restarts,
+                          eot_iter=eot_iter)
+
+
 ATTACKS.add(
     "autoattack",
     AttackSpec(
@@ -509,6 +553,19 @@ ATTACKS.add(
         description="official APGD-CE (5 restarts) + APGD-T (9 targets), 100 iterations (the FARE protocol); "
         "fewer targets/attacks when C < 10 (recorded)",
         defaults={"n_iter": 100, "n_restarts": 5, "n_target_classes": 9},
+        family="autoattack",
+        per255=(),
+    ),
+)
+ATTACKS.add(
+    "aa-rand",
+    AttackSpec(
+        name="aa-rand",
+        fn=aa_rand,
+        description="official AutoAttack 'rand' version (pyautoattack) for randomised defenses: APGD-CE + APGD-DLR "
+        "with EOT (gradients averaged over 20 forward passes), 100 iterations, 1 restart; APGD-CE only for "
+        "2 classes (recorded)",
+        defaults={"n_iter": 100, "n_restarts": 1, "eot_iter": RAND_EOT_ITER},
         family="autoattack",
         per255=(),
     ),

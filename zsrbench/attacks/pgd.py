@@ -2,9 +2,30 @@
 
 Pure functions of tensors: the model maps images in [0,1] to logits; nothing here touches datasets or files.
 Parameter gradients never accumulate: gradients are taken with respect to the input only.
+
+EOT (expectation over transformation) for randomised models
+-----------------------------------------------------------
+With ``eot = N > 1`` the ascent direction at each step is the sign of the *average* of the input gradients of
+``N`` forward passes of the same iterate (one backward per pass, so only one graph is alive at a time); a
+randomised model draws new randomness in every pass, from its own generator (typically torch's global one, which
+the caller seeds: the attack neither seeds nor consumes it otherwise). ``eot = 1`` is exactly the plain PGD
+computation (one pass, no averaging). For a deterministic model the N gradients are identical, so their average
+has the same sign and EOT changes nothing but the cost (N× the forward/backward passes).
+
+How success is judged (also for a randomised model):
+
+* ``criterion="last"``: the final iterate is evaluated with **one** fresh forward pass, as without EOT (one draw of
+  the model's randomness, like a clean evaluation).
+* ``criterion="any"``: each iterate is judged by the **average of the logits of its N passes** (the same passes that
+  gave the gradient, so no extra cost; with N = 1 the single pass, as without EOT): a sample counts as broken at
+  the first iterate whose expected logits are misclassified, so one lucky draw among N does not count as a break.
+  The final iterate (the one after the last step, which no gradient pass saw) is judged the same way, by the mean
+  of N fresh passes.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +63,35 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
+def eot_gradient(
+    model: nn.Module,
+    xi: torch.Tensor,
+    y: torch.Tensor,
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    eot: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, ∇ₓ Σ objective)`` at ``xi`` (a leaf that requires grad), averaged over ``eot`` forward passes.
+
+    ``eot = 1``: one pass, its logits and gradient as they are (plain PGD). ``eot = N > 1``: one forward and one
+    backward per pass (one graph alive at a time); the mean gradient, and the mean of the N passes' logits (in
+    float32), which is what ``criterion="any"`` judges.
+    """
+    with torch.enable_grad():
+        logits = model(xi)
+        grad = torch.autograd.grad(objective(logits, y).sum(), xi)[0]
+    n = int(eot)
+    if n > 1:
+        logits = logits.detach().float()
+        for _ in range(n - 1):
+            with torch.enable_grad():
+                more = model(xi)
+                grad = grad + torch.autograd.grad(objective(more, y).sum(), xi)[0]
+            logits = logits + more.detach().float()
+        grad = grad / n
+        logits = logits / n
+    return logits, grad
+
+
 def pgd_attack(
     model: nn.Module,
     x: torch.Tensor,
@@ -56,15 +106,20 @@ def pgd_attack(
     kappa: float = 50.0,
     criterion: str = "last",
     random_init: bool = True,
+    eot: int = 1,
 ) -> AttackOutput:
     """Untargeted L∞ sign-PGD (all sizes in pixel units).
 
     ``criterion="last"`` judges the last iterate (as the papers do); ``"any"`` counts a sample as broken at
     the first misclassified iterate, keeps that iterate and stops attacking it (a stronger, valid attack).
-    Restarts attack only the samples that are still unbroken.
+    Restarts attack only the samples that are still unbroken. ``eot = N > 1`` averages the input gradients of ``N``
+    forward passes per step (for randomised models; see the module docstring for how success is judged then).
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}")
+    if isinstance(eot, bool) or int(eot) != eot or int(eot) < 1:
+        raise ValueError(f"eot must be an integer ≥ 1; got {eot!r}")
+    n_eot = int(eot)
     if loss not in ("ce", "cw"):
         raise ValueError("loss must be 'ce' or 'cw'")
     x = x.detach()
@@ -84,9 +139,7 @@ def pgd_attack(
         active = torch.arange(todo.numel(), device=x.device)  # rows of xa still attacked
         for _ in range(int(steps)):
             xi = xa[active].requires_grad_(True)
-            with torch.enable_grad():
-                logits = model(xi)
-                grad = torch.autograd.grad(objective(logits, yy[active]).sum(), xi)[0]
+            logits, grad = eot_gradient(model, xi, yy[active], objective, n_eot)
             if criterion == "any":
                 broken = logits.detach().argmax(1) != yy[active]
                 if broken.any():  # keep the misclassified iterate, stop attacking it
@@ -100,10 +153,13 @@ def pgd_attack(
         if active.numel() == 0:
             continue
         with torch.no_grad():
-            pred = model(xa[active]).argmax(1)
+            if criterion == "any" and n_eot > 1:  # judged like every other iterate: the mean of n_eot passes
+                pred = sum(model(xa[active]).float() for _ in range(n_eot)).argmax(1)
+            else:
+                pred = model(xa[active]).argmax(1)
         x_best[todo[active]] = xa[active]
         success[todo[active[pred != yy[active]]]] = True
-    return AttackOutput(x_adv=x_best, success=success, info={"criterion": criterion})
+    return AttackOutput(x_adv=x_best, success=success, info={"criterion": criterion, "eot": n_eot})
 
 
 def cw_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> AttackOutput:

@@ -10,10 +10,18 @@ As the official TGA-ZSR code computes it (spec §5):
    obvious reading of the paper.
 3. ``a = F[:, 1:] @ t_y`` → [B, P].
 4. min-max per image over the P patches (a constant map becomes 0 instead of NaN).
-5. reshape √P×√P (row-major), bilinear upsample (``align_corners=False``) to the model's input size, flatten.
+5. reshape √P×√P (row-major), bilinear upsample (``align_corners=False``) to 224×224, flatten: the official
+   code's fixed size whatever the model's input size (the loss weights α, β are calibrated at that scale);
+   the defenses' ``attention_size`` hyper-parameter sets another size.
 
 Comp-TGA's complementary map ``A_class ⊙ (1 − A_nonclass)``: both maps from the same patch features, each
 min-max normalised before upsampling, the product taken after upsampling, no re-normalisation.
+
+The training losses never materialise the 224×224 maps. Bilinear upsampling is linear, so for TGA-ZSR
+``‖U(a − b)‖₂ = sqrt((a − b)ᵀ UᵀU (a − b))`` with a fixed P×P matrix (:func:`upsampled_l2`). Comp-TGA's product
+is not linear, but inside each cell of the patch grid an upsampled map is bilinear in the pixel's position, the
+product biquadratic and its squared difference biquartic, so the sum over a cell's pixels needs only the sums
+of the first powers of the interpolation weights (:func:`product_upsampled_l2`, exact as well).
 
 All maps are computed in float32 whatever the autocast state (the maps are small; fp16 min-max is lossy).
 """
@@ -79,6 +87,9 @@ def grid_side(p: int) -> int:
     return side
 
 
+DEFAULT_SIZE = 224  # the official code's map size (args.image_size), whatever the model's input size
+
+
 def upsample(a: torch.Tensor, size: int) -> torch.Tensor:
     """[B, P] row-major √P×√P maps → bilinear (align_corners=False) at size×size → [B, size*size]."""
     b, p = a.shape
@@ -133,4 +144,79 @@ def upsampled_l2(a_small: torch.Tensor, b_small: torch.Tensor, gram: torch.Tenso
         q = ((d @ gram.to(d)) * d).sum(dim=1)
     positive = q > 0
     # safe sqrt: the gradient at a zero distance is 0 (as for torch's norm), not NaN
+    return torch.where(positive, q.clamp_min(1e-30).sqrt(), torch.zeros_like(q))
+
+
+# --- the exact compact form for products of upsampled maps (Comp-TGA) --------------------------------------
+
+
+def axis_segments(side: int, size: int, *, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """1-D linear upsampling side → size (``align_corners=False``, as :func:`torch.nn.functional.interpolate`)
+    grouped by the pair of grid points each output position interpolates between.
+
+    Returns ``(lo [S], hi [S], H [S, 3, 3])``: output positions of segment s take ``(1 − w)·g[lo] + w·g[hi]``
+    and ``H[s, k, l] = Σ w^(k+l)`` over them (Hankel matrices of the moments of w up to the 4th).
+    """
+    scale = side / size
+    src = ((torch.arange(size, dtype=torch.float64) + 0.5) * scale - 0.5).clamp_min(0.0)
+    lo = src.floor().long().clamp_max(side - 1)
+    hi = (lo + 1).clamp_max(side - 1)
+    w = src - lo.double()
+    w = torch.where(hi == lo, torch.zeros_like(w), w)  # the edge: both points are the same one
+    keys, inverse = torch.unique(lo * side + hi, return_inverse=True)
+    powers = w[:, None] ** torch.arange(5, dtype=torch.float64)  # [size, 5]
+    moments = torch.zeros(len(keys), 5, dtype=torch.float64).index_add_(0, inverse, powers)
+    k = torch.arange(3)
+    hankel = moments[:, k[:, None] + k[None, :]]  # [S, 3, 3]
+    return (keys // side).to(device), (keys % side).to(device), hankel.float().to(device)
+
+
+def _cell_coefficients(g: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor], cols: tuple[torch.Tensor, torch.Tensor]
+                       ) -> torch.Tensor:
+    """Per (row segment, column segment) the coefficients c[k, l] of the upsampled map ``Σ c[k,l] wᵏ zˡ``
+    (k, l ∈ {0, 1}) from grid maps ``g`` [B, side, side] → [B, S, T, 2, 2]."""
+    (rlo, rhi), (clo, chi) = rows, cols
+    g00 = g[:, rlo][:, :, clo]
+    g10 = g[:, rhi][:, :, clo]
+    g01 = g[:, rlo][:, :, chi]
+    g11 = g[:, rhi][:, :, chi]
+    c = torch.stack([torch.stack([g00, g01 - g00], -1), torch.stack([g10 - g00, g11 - g10 - g01 + g00], -1)], -2)
+    return c
+
+
+def _poly_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Product of two [.., 2, 2] bivariate polynomials (coefficients of wᵏ zˡ) → [.., 3, 3]."""
+    out = a.new_zeros(*a.shape[:-2], 3, 3)
+    for i in range(2):
+        for j in range(2):
+            out[..., i:i + 2, j:j + 2] = out[..., i:i + 2, j:j + 2] + a[..., i:i + 1, j:j + 1] * b
+    return out
+
+
+def product_map_coefficients(a_small: torch.Tensor, n_small: torch.Tensor, segments) -> torch.Tensor:
+    """Coefficients [B, S, T, 3, 3] of ``U a ⊙ (1 − U n)`` per grid cell (Comp-TGA's complementary map)."""
+    lo, hi, _ = segments
+    side = grid_side(a_small.shape[1])
+    b = a_small.shape[0]
+    ca = _cell_coefficients(a_small.float().reshape(b, side, side), (lo, hi), (lo, hi))
+    cn = _cell_coefficients(n_small.float().reshape(b, side, side), (lo, hi), (lo, hi))
+    return F.pad(ca, (0, 1, 0, 1)) - _poly_product(ca, cn)
+
+
+def product_upsampled_l2(pair_a: torch.Tensor, pair_b: torch.Tensor, size: int) -> torch.Tensor:
+    """``‖U a₁ ⊙ (1 − U n₁) − U a₂ ⊙ (1 − U n₂)‖₂`` per image without materialising the size×size maps.
+
+    ``pair_*`` are [B, 2, P] grid maps (class map, non-class map), each min-max normalised; U is the bilinear
+    upsampling to size×size (:func:`upsample`). Exact: per grid cell the difference is a biquadratic polynomial
+    in the interpolation weights (w, z), whose squared sum over the cell's pixels is ``tr(Eᵀ H_rows E H_cols)``.
+    """
+    d = pair_a.float()
+    with torch.autocast(d.device.type, enabled=False):
+        side = grid_side(d.shape[-1])
+        seg = axis_segments(side, size, device=d.device)
+        e = product_map_coefficients(d[:, 0], d[:, 1], seg) - product_map_coefficients(
+            pair_b[:, 0].float(), pair_b[:, 1].float(), seg)
+        h = seg[2]
+        q = torch.einsum("bstkl,skm,bstmn,tln->b", e, h, e, h)
+    positive = q > 0
     return torch.where(positive, q.clamp_min(1e-30).sqrt(), torch.zeros_like(q))

@@ -153,6 +153,10 @@ class Adversary:
     ``adversary(model, x, y)`` is spec §1: cross-entropy on ``model(x_adv)`` logits. The model is put in eval
     mode during the attack and its parameters do not require grad, so no parameter gradient is computed or
     accumulated (nothing can leak into the training step). Sizes are in pixel units ([0,1] images).
+
+    ``reseed`` (None by default: a fresh random start for every attack) re-seeds ``generator`` with that seed
+    before every attack, so attacks on batches of the same shape start from the same random point (a quirk of
+    the official Comp-TGA code, which re-seeds the global RNG before every training attack).
     """
 
     eps: float
@@ -162,6 +166,7 @@ class Adversary:
     random_start: bool = True
     generator: torch.Generator | None = None
     enabled: bool = True
+    reseed: int | None = None
 
     def perturb(self, model: torch.nn.Module, x: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         from zsrbench.attacks.pgd import project, random_start
@@ -177,6 +182,8 @@ class Adversary:
                 gen = self.generator
                 if gen is None or gen.device.type != x.device.type:
                     raise ValueError("the adversary's generator must live on the batch's device")
+                if self.reseed is not None:
+                    gen.manual_seed(int(self.reseed))
                 xa = random_start(x, self.eps, gen)
             else:
                 xa = x.clone()
@@ -200,7 +207,7 @@ class Adversary:
 
     def describe(self) -> dict[str, Any]:
         return {"eps": self.eps, "step": self.step, "steps": self.steps, "momentum": self.momentum,
-                "random_start": self.random_start, "enabled": self.enabled}
+                "random_start": self.random_start, "enabled": self.enabled, "reseed": self.reseed}
 
 
 class Defense:
@@ -256,10 +263,15 @@ class Defense:
         return {"class": [[template.format(c)] for c in classnames]}
 
     def make_adversary(self, device: torch.device | str, generator: torch.Generator | None = None) -> Adversary:
+        """The training adversary; with a ``reseed_training_attack`` hyper-parameter set, it re-seeds
+        ``generator`` with its run seed (``generator.initial_seed()``) before every attack."""
         hp = self.hp
+        reseed = None
+        if getattr(hp, "reseed_training_attack", False) and generator is not None:
+            reseed = generator.initial_seed()
         return Adversary(
             eps=hp.eps / 255.0, step=hp.attack_step / 255.0, steps=int(hp.attack_steps), momentum=hp.attack_momentum,
-            random_start=hp.attack_random_start, generator=generator, enabled=hp.attack != "none",
+            random_start=hp.attack_random_start, generator=generator, enabled=hp.attack != "none", reseed=reseed,
         )
 
     def loss(self, batch: Any, model: Any, frozen: Any, adversary: Adversary) -> LossOutput:
@@ -270,14 +282,25 @@ class Defense:
                 "quirks": dict(self.quirks), "notes": list(self.notes)}
 
     # loading --------------------------------------------------------------------------------------
+    def wrap_classifier(self, clf: torch.nn.Module) -> torch.nn.Module:
+        """The classifier attacks see: ``clf`` (images in [0,1] → logits) by default. A defense that acts on the
+        input or the logits around the CLIP classifier (a purification step, a randomised transform, a logit
+        transform) returns a module wrapping ``clf``; the runner and the audit attack what this returns."""
+        return clf
+
     def load(self, spec: LoadSpec, *, device: str = "cpu") -> CLIPParts:
         """The model to evaluate: the base CLIP with this defense's visual weights (if a checkpoint is given).
 
         ``checkpoint`` may be a published checkpoint's catalogue name (``fare2-clip``, see
         :mod:`zsrbench.defenses.catalogue`; downloaded on first use, cached, sha256 checked), a folder written by
-        ``zsrbench train`` (or ``local-dir:<folder>``), an ``hf-hub:`` id, or a visual-encoder state-dict file.
+        ``zsrbench train`` (or ``local-dir:<folder>``), an ``hf-hub:`` id, or a visual-encoder state-dict file; a
+        ``cache:<path>`` name (as result records write a folder in zsrbench's cache) is that path in the cache.
         """
         model, checkpoint = spec.model, spec.checkpoint
+        if checkpoint is not None and str(checkpoint).startswith("cache:"):
+            from zsrbench.models import resolve_portable
+
+            checkpoint = resolve_portable(str(checkpoint))
         if checkpoint is not None:
             from zsrbench.defenses import catalogue
 

@@ -211,6 +211,7 @@ def load(entry: CatalogueEntry, *, device: str = "cpu", allow_download: bool = T
     folder, provenance = fetch(entry, allow_download=allow_download, cache=cache, expected_sha256=expected_sha256)
     parts = build_clip(f"local-dir:{folder}", None, device=device)
     parts.source.update(provenance)
+    parts.source["base_architecture"] = entry.architecture  # names the model (its folder is a cache path)
     return parts
 
 

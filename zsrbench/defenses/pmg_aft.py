@@ -81,7 +81,9 @@ class PMGAFT(Defense):
         "model_selection": "final weights kept; the original selected model_best on test-set robust accuracy",
     }
     notes = (
-        "Attack gradients leak into the parameters' .grad in the original code; zsrbench takes input gradients only.",
+        "The original code leaves the training attack's parameter gradients in .grad before the update; under its "
+        "fp16 GradScaler they are divided by the loss scale (≈65536), so their effect on AMP runs is small but not "
+        "zero. zsrbench takes input gradients only.",
     )
 
     def loss(self, batch: Any, model: Any, frozen: Any, adversary: Adversary) -> LossOutput:

@@ -41,8 +41,10 @@ class TeCoA(Defense):
         "model_selection": "final weights kept; the original selected model_best on test-set robust accuracy",
     }
     notes = (
-        "The original attack back-propagates into the parameters' .grad after optimizer.zero_grad(), so attack "
-        "gradients leak into the update; zsrbench takes input gradients only (no leak).",
+        "The original attack back-propagates into the parameters' .grad after optimizer.zero_grad(), so the "
+        "training attack's gradients are still in .grad at the update; under the fp16 GradScaler of AMP runs they "
+        "are divided by the loss scale (≈65536), so their effect is small but not zero. zsrbench takes input "
+        "gradients only.",
     )
 
     def loss(self, batch: Any, model: Any, frozen: Any, adversary: Adversary) -> LossOutput:

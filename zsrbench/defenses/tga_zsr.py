@@ -1,15 +1,18 @@
 """TGA-ZSR (Yu, Zhang, Xu, NeurIPS 2024): text-guided attention refinement and constraint (spec §5).
 
 ``L = CE(logits_θ(x'), y) + α · mean_i ‖A_θ(x'_i) − A_θ0(x_i)‖₂ + β · mean_i ‖A_θ(x_i) − A_θ0(x_i)‖₂`` with
-the plain L2 norm over the map upsampled to the model's input size (224×224 for ViT-B/32). The map is
-:func:`zsrbench.defenses.attention.text_guided_attention` (official semantics by default). One forward of the
-fine-tuned model on ``x'`` gives both the CLS logits and the patch tokens (the official code does two).
+the plain L2 norm over the map upsampled to 224×224, the official code's fixed size whatever the model's input
+size (α and β are calibrated at that scale; ``attention_size`` sets another). The map is
+:func:`zsrbench.defenses.attention.text_guided_attention` (official semantics by default). The distance is
+computed exactly on the patch grid (``distance="gram"``: ``sqrt(dᵀUᵀUd)``), never materialising the 224×224
+maps; ``"explicit"`` materialises them. One forward of the fine-tuned model on ``x'`` gives both the CLS logits
+and the patch tokens (the official code does two).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +22,11 @@ from zsrbench.defenses.base import Adversary, Defense, LossOutput, TrainBatch, T
 from zsrbench.errors import ZsrError
 from zsrbench.registry import DEFENSES
 
-DISTANCES = ("explicit", "gram")
+# how ‖A − B‖₂ over the upsampled maps is computed (all three give the same value):
+#  "explicit": materialise the upsampled maps; "gram": sqrt(dᵀUᵀUd) on the patch grid (maps linear in the grid
+#  map: TGA-ZSR); "moments": per-cell moments of the interpolation weights (also products of upsampled maps:
+#  Comp-TGA)
+DISTANCES = ("explicit", "gram", "moments")
 
 
 def tga_loss(
@@ -32,19 +39,18 @@ def tga_loss(
     alpha: float,
     beta: float,
     gram: torch.Tensor | None = None,
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """CE + α·mean‖A_θ(x') − A_θ0(x)‖₂ + β·mean‖A_θ(x) − A_θ0(x)‖₂.
 
     Maps are [B, N]: the upsampled maps (``gram=None``), or the grid maps [B, P] with ``gram = UᵀU`` for the
-    exact small-matrix form of the same distance.
+    exact small-matrix form of the same distance; ``distance(a, b) → [B]`` replaces both (another exact form).
     """
     ce = F.cross_entropy(logits_adv.float(), y)
-    if gram is None:
-        d_ar = att.map_l2(att_adv, att_frozen)
-        d_amc = att.map_l2(att_clean, att_frozen)
-    else:
-        d_ar = att.upsampled_l2(att_adv, att_frozen, gram)
-        d_amc = att.upsampled_l2(att_clean, att_frozen, gram)
+    if distance is None:
+        distance = att.map_l2 if gram is None else (lambda a, b: att.upsampled_l2(a, b, gram))
+    d_ar = distance(att_adv, att_frozen)
+    d_amc = distance(att_clean, att_frozen)
     l_ar, l_amc = d_ar.mean(), d_amc.mean()
     total = ce + alpha * l_ar + beta * l_amc
     return total, {"ce": float(ce.detach()), "attn_refine": float(l_ar.detach()), "attn_constraint": float(l_amc.detach())}
@@ -60,8 +66,10 @@ class TGAHparams(TrainHparams):
     alpha: float = 0.08  # attention refinement (adversarial vs frozen clean)
     beta: float = 0.05  # attention-based model constraint (clean vs frozen clean); the paper's AutoAttack model: 0.009
     attention_norm: str = "token_axis"  # official quirk (dim=1 incl. CLS); "per_token" = the paper's obvious reading
-    attention_size: int | None = None  # None: the model's input size (224 for ViT-B/32)
-    distance: str = "explicit"  # "explicit" upsampled maps | "gram": exact sqrt(dᵀUᵀUd) on the patch grid
+    # the official code's fixed 224×224 whatever the model's input size (α, β are calibrated at that scale);
+    # None: the model's input size
+    attention_size: int | None = att.DEFAULT_SIZE
+    distance: str = "gram"  # exact sqrt(dᵀUᵀUd) on the patch grid | "explicit" upsampled maps | "moments"
 
     def validate(self) -> None:
         super().validate()
@@ -69,6 +77,8 @@ class TGAHparams(TrainHparams):
             raise ZsrError(f"attention_norm must be one of {att.NORMS}, got {self.attention_norm!r}.")
         if self.distance not in DISTANCES:
             raise ZsrError(f"distance must be one of {DISTANCES}, got {self.distance!r}.")
+        if self.attention_size is not None and self.attention_size < 1:
+            raise ZsrError(f"attention_size must be >= 1 (or None: the model's input size), got {self.attention_size}.")
 
 
 @DEFENSES.register("tga_zsr", "tga")
@@ -81,13 +91,17 @@ class TGAZSR(Defense):
     quirks = {
         "attention_norm": "'token_axis' (official code: F/‖F‖ over dim=1 incl. CLS); 'per_token' normalises each token",
         "minmax": "per-image min-max before upsampling, denominator clamped at 1e-12 (official: NaN on constant maps)",
-        "upsampling": "bilinear, align_corners=False, to the model's input size (official: args.image_size=224)",
-        "distance": "plain L2 over the upsampled map; 'gram' computes the same value without materialising it",
+        "upsampling": "bilinear, align_corners=False, to 224×224 as the official code (args.image_size = 224) "
+                      "whatever the model's input size; attention_size sets another (None: the model's input size)",
+        "distance": "plain L2 over the upsampled map; 'gram' (default) computes the same value exactly on the patch "
+                    "grid without materialising the 224×224 maps, 'explicit' materialises them",
         "forward_passes": "one forward of θ on x' gives logits and tokens (official: two)",
         "model_selection": "final weights kept (the 2024 code selected on test-set accuracy)",
     }
     notes = (
-        "Attack gradients leak into the parameters' .grad in the original code; zsrbench takes input gradients only.",
+        "The original code leaves the training attack's parameter gradients in .grad before the update; under its "
+        "fp16 GradScaler they are divided by the loss scale (≈65536), so their effect on AMP runs is small but not "
+        "zero. zsrbench takes input gradients only.",
         "The 'vision-based attention' ablation of the paper passes no gradient and is not implemented.",
     )
 
@@ -105,10 +119,23 @@ class TGAZSR(Defense):
         head = b.texts.get("class", model.head)
         return (head[b.y],)
 
-    def attention(self, feats: torch.Tensor, texts: tuple[torch.Tensor, ...], size: int, small: bool) -> torch.Tensor:
-        if small:
-            return att.attention_small(feats, texts[0], self.hp.attention_norm)
-        return att.text_guided_attention(feats, texts[0], size=size, norm=self.hp.attention_norm)
+    def attention(self, feats: torch.Tensor, texts: tuple[torch.Tensor, ...], size: int, mode: str) -> torch.Tensor:
+        """The map in the form ``mode`` (a :data:`DISTANCES` name) measures: [B, size²] upsampled ("explicit"),
+        [B, P] on the grid ("gram") or [B, 2, P] (map, 0) pairs of grid maps ("moments")."""
+        if mode == "explicit":
+            return att.text_guided_attention(feats, texts[0], size=size, norm=self.hp.attention_norm)
+        small = att.attention_small(feats, texts[0], self.hp.attention_norm)
+        return small if mode == "gram" else torch.stack([small, torch.zeros_like(small)], dim=1)
+
+    def distance(self, mode: str, p: int, size: int,
+                 device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Per-image ‖A − B‖₂ over the size×size upsampled maps, for maps in the form :meth:`attention` gives."""
+        if mode == "gram":
+            gram = self._gram(p, size, device)
+            return lambda a, b: att.upsampled_l2(a, b, gram)
+        if mode == "moments":
+            return lambda a, b: att.product_upsampled_l2(a, b, size)
+        return att.map_l2
 
     def loss(self, batch: Any, model: Any, frozen: Any, adversary: Adversary) -> LossOutput:
         b = as_batch(batch)
@@ -120,13 +147,13 @@ class TGAZSR(Defense):
         with torch.no_grad():
             _, f_frozen = att.projected_tokens(frozen, b.x)
         size = int(hp.attention_size or model.image_size)
-        small = hp.distance == "gram"
         texts = self.attention_texts(b, model)
-        a_adv = self.attention(f_adv, texts, size, small)
-        a_clean = self.attention(f_clean, texts, size, small)
+        a_adv = self.attention(f_adv, texts, size, hp.distance)
+        a_clean = self.attention(f_clean, texts, size, hp.distance)
         with torch.no_grad():
-            a_frozen = self.attention(f_frozen, texts, size, small)
-        gram = self._gram(f_adv.shape[1] - 1, size, a_adv.device) if small else None
-        total, terms = tga_loss(logits_adv, b.y, a_adv, a_clean, a_frozen, alpha=hp.alpha, beta=hp.beta, gram=gram)
+            a_frozen = self.attention(f_frozen, texts, size, hp.distance)
+        distance = self.distance(hp.distance, f_adv.shape[1] - 1, size, a_adv.device)
+        total, terms = tga_loss(logits_adv, b.y, a_adv, a_clean, a_frozen, alpha=hp.alpha, beta=hp.beta,
+                                distance=distance)
         terms["robust_acc"] = float((logits_adv.detach().argmax(1) == b.y).float().mean())
         return LossOutput(total, terms)

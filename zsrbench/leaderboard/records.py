@@ -19,7 +19,11 @@ from zsrbench.leaderboard.schema import Metrics, ResultRecord, Sidecar
 
 
 def metrics_from_flags(flags: dict[str, np.ndarray], num_classes: int, attacks: Sequence[str]) -> Metrics:
-    """Clean, worst-case and per-attack robust accuracy, re-derived from a per-sample flags sidecar alone."""
+    """Clean, worst-case and per-attack robust accuracy, re-derived from a per-sample flags sidecar alone.
+
+    ``n_nonfinite`` counts the samples flagged in ``flags["nonfinite"]`` (NaN/inf logits, clean or under an attack;
+    0 for sidecars written before the array existed).
+    """
     n = int(flags["labels"].shape[0])
     chance = 1.0 / num_classes
 
@@ -30,9 +34,11 @@ def metrics_from_flags(flags: dict[str, np.ndarray], num_classes: int, attacks: 
         return (a - chance) / (1 - chance) if num_classes > 1 else 0.0
 
     clean, rob = acc(flags["clean_correct"]), acc(flags["robust"])
+    nonfinite = flags.get("nonfinite")
     return Metrics(n=n, num_classes=num_classes, chance=chance, clean_accuracy=clean, robust_accuracy=rob,
                    per_attack={a: acc(flags[f"robust__{a}"]) for a in attacks},
-                   clean_normalised=norm(clean), robust_normalised=norm(rob))
+                   clean_normalised=norm(clean), robust_normalised=norm(rob),
+                   n_nonfinite=int(np.asarray(nonfinite, dtype=bool).sum()) if nonfinite is not None else 0)
 
 
 def slug(text: str) -> str:

@@ -9,6 +9,11 @@ Reads the CSVs of ``data/reported/`` (see its README):
 Rows of one method and source are merged: each (attack, ε) becomes one entry holding the robust numbers and the
 clean numbers of the same model. Printed averages are kept as printed; the mean of the printed per-dataset
 values is stored next to them, so the paper's own inconsistencies stay visible.
+
+Re-importing adds a revision only where the numbers or their description changed. An entry imported earlier
+from one of the CSVs that the corrected CSVs no longer produce (e.g. rows moved from ``autoattack`` to
+``aa-lite``) gets a new revision with ``reported.withdrawn`` saying why: it stays in the history, tables leave it
+out. Importing again is a no-op.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import zsrbench
 from zsrbench.errors import ZsrError
@@ -24,7 +29,9 @@ from zsrbench.leaderboard.records import slug
 from zsrbench.leaderboard.schema import (
     EntryModel, EntryProtocol, LeaderboardEntry, ReportedData, ReportedNumbers,
 )
-from zsrbench.leaderboard.store import add_reported, reported_slug
+from zsrbench.leaderboard.store import (
+    _previous, _taken_numbers, _write_revision, add_reported, entry_dirs, locked, now_utc, reported_slug,
+)
 
 # the zsrbench attack suite a printed attack name corresponds to (same attack and settings)
 SUITE_OF = {"pgd100": "pgd", "cw100": "cw", "none": "none"}
@@ -35,12 +42,23 @@ ATTACK_DESCRIPTIONS = {
     "autoattack": "AutoAttack (as run by the source)",
     "aa-fare": "AutoAttack as run in the RobustVLM (FARE) evaluation",
 }
+# a source whose text starts with one of these keys (the rest says where in it, e.g. "(…, Table 16)") has this id
 SOURCE_IDS = {
     "Yu, Zhang, Xu. Text-Guided Attention is All You Need for Zero-Shot Robustness in Vision-Language Models. "
     "NeurIPS 2024": "tga-zsr-neurips24",
     "official TGA-ZSR repository README, Comp-TGA row": "tga-zsr-readme",
     "third-party re-evaluation: UCAT, arXiv 2512.12997": "ucat-arxiv2512.12997",
     "RobustVLM README, average zero-shot": "robustvlm-readme",
+}
+# (source id, attack) -> what that source's attack is, where ATTACK_DESCRIPTIONS' generic text does not fit
+SOURCE_ATTACK_DESCRIPTIONS = {
+    ("ucat-arxiv2512.12997", "aa-lite"): "what the source calls 'AA': APGD-CE + APGD-DLR (not the standard AutoAttack)",
+}
+# (source id, attack no longer listed) -> why its entries were withdrawn
+WITHDRAWN_REASONS = {
+    ("ucat-arxiv2512.12997", "autoattack"): (
+        "the source's 'AA' is APGD-CE + APGD-DLR, not the standard AutoAttack: the corrected data/reported/others.csv "
+        "lists these numbers under aa-lite"),
 }
 # (file, method, attack) -> (row label, note): rows that are a different model than the method's other rows
 SEPARATE_MODELS = {
@@ -67,7 +85,10 @@ META = {"method", "model", "protocol", "metric", "attack", "eps", "average", "so
 
 
 def source_id(source: str) -> str:
-    return SOURCE_IDS.get(source) or slug(source.lower())[:48].strip("_.-")
+    for key, sid in SOURCE_IDS.items():
+        if source == key or source.startswith(key + " "):
+            return sid
+    return slug(source.lower())[:48].strip("_.-")
 
 
 def _num(text: str, where: str) -> float | None:
@@ -199,23 +220,82 @@ def _draft(robust: _Row | None, clean: _Row | None, separate: tuple[str, str] | 
         suite=suite, eps=eps, eps_text=eps_text, zsrbench_version=zsrbench.__version__,
         reported=ReportedData(
             source=base.source, source_id=sid, method=base.method, attack=attack,
-            attack_description=ATTACK_DESCRIPTIONS.get(attack), clean=_numbers(clean) if clean else None,
+            attack_description=SOURCE_ATTACK_DESCRIPTIONS.get((sid, attack)) or ATTACK_DESCRIPTIONS.get(attack),
+            clean=_numbers(clean) if clean else None,
             robust=_numbers(robust) if robust else None, imported_from=f"data/reported/{base.file}", notes=notes),
     )
 
 
-def reported_entries(csv_dir: str | Path) -> list[LeaderboardEntry]:
-    """Drafts of every reported entry in ``csv_dir`` (``tga16_neurips24.csv``, ``others.csv``, any ``*.csv``)."""
+def _csv_files(csv_dir: str | Path) -> list[Path]:
     d = Path(csv_dir)
     files = sorted(d.glob("*.csv"))
     if not files:
         raise ZsrError(f"No reported-number CSVs in {d}.")
+    return files
+
+
+def reported_entries(csv_dir: str | Path) -> list[LeaderboardEntry]:
+    """Drafts of every reported entry in ``csv_dir`` (``tga16_neurips24.csv``, ``others.csv``, any ``*.csv``)."""
     rows: list[_Row] = []
-    for f in files:
+    for f in _csv_files(csv_dir):
         rows += read_rows(f)
     return entries_from_rows(rows)
 
 
 def import_reported(csv_dir: str | Path, leaderboard_root: str | Path, *, now: str | None = None) -> list[Path]:
-    """Add the reported entries of ``csv_dir`` to the leaderboard (re-importing unchanged numbers adds nothing)."""
-    return add_reported(leaderboard_root, reported_entries(csv_dir), now=now)
+    """Add the reported entries of ``csv_dir`` to the leaderboard (re-importing unchanged numbers adds nothing).
+
+    Returns the newest revision file of every entry the CSVs produce, then the new revisions of entries they no
+    longer produce (imported before from one of these files), which are withdrawn (:func:`withdraw_missing`).
+    """
+    drafts = reported_entries(csv_dir)
+    paths = add_reported(leaderboard_root, drafts, now=now)
+    imported = {f"data/reported/{f.name}" for f in _csv_files(csv_dir)}
+    return paths + withdraw_missing(leaderboard_root, drafts, imported, now=now)
+
+
+def withdrawal_reason(old: LeaderboardEntry, drafts: Iterable[LeaderboardEntry]) -> str:
+    """Why a reported entry the corrected CSVs no longer produce is withdrawn (naming its replacement if any)."""
+    assert old.reported is not None
+    r = old.reported
+    where = r.imported_from or "the CSVs"
+    known = WITHDRAWN_REASONS.get((r.source_id, r.attack))
+    moved = sorted({d.suite for d in drafts if d.reported is not None and d.reported.source_id == r.source_id
+                    and d.model.name == old.model.name and d.protocol.name == old.protocol.name
+                    and d.eps_text == old.eps_text and d.suite != old.suite})
+    if known:
+        return known
+    if moved:
+        return (f"{where} no longer lists {old.model.name} under {r.attack!r} from this source; it lists the "
+                f"source's numbers under {', '.join(moved)}")
+    return f"{where} no longer lists these numbers (the source file was corrected)"
+
+
+def withdraw_missing(leaderboard_root: str | Path, drafts: Sequence[LeaderboardEntry], imported_from: set[str], *,
+                     now: str | None = None) -> list[Path]:
+    """Withdraw (as a new revision) every reported entry imported from ``imported_from`` that ``drafts`` no longer
+    contain; an entry already withdrawn is left alone. Returns the new revision files."""
+    root = Path(leaderboard_root)
+    if not root.is_dir():
+        return []
+    produced = {(d.protocol.name, d.entry) for d in drafts}
+    out = []
+    for edir in entry_dirs(root):
+        if (edir.parent.name, edir.name) in produced or not edir.name.startswith("reported__"):
+            continue
+        with locked(edir):
+            prev = _previous(edir)
+            pe = prev.entry
+            if pe is None or pe.kind != "reported" or pe.reported is None or prev.note is not None:
+                continue
+            if pe.reported.imported_from not in imported_from or pe.reported.withdrawn:
+                continue
+            reason = withdrawal_reason(pe, drafts)
+            entry = pe.model_copy(update={
+                "revision": max(_taken_numbers(edir), default=0) + 1, "created_at": now or now_utc(),
+                "previous": prev.ref(), "changes": [f"withdrawn: {reason}"],
+                "reported": pe.reported.model_copy(update={"withdrawn": reason}),
+                "zsrbench_version": zsrbench.__version__, "digest": ""})
+            entry = LeaderboardEntry.model_validate(entry.model_dump())
+            out.append(_write_revision(edir, entry, {}))
+    return out

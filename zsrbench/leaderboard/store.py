@@ -381,15 +381,36 @@ def _load_result(path: Path, given: ResultRecord | None) -> _Loaded:
     return _Loaded(path, record, blob, name, side)
 
 
+OUTCOMES = ("added", "unchanged", "reproduced")
+
+
+class AddedRevisions(list):
+    """The revision files :func:`add_measured` returns (a ``list[Path]``, one per entry) and, in the parallel list
+    ``outcomes``, what happened to each entry: ``"added"`` (a new revision), ``"unchanged"`` (the very records of
+    the newest revision again) or ``"reproduced"`` (new records whose per-sample flags equal the newest
+    revision's: nothing new was measured, so no revision is added)."""
+
+    def __init__(self, paths: Sequence[Path] = (), outcomes: Sequence[str] = ()) -> None:
+        super().__init__(paths)
+        self.outcomes: list[str] = list(outcomes)
+
+    def append_outcome(self, path: Path, outcome: str) -> None:
+        assert outcome in OUTCOMES
+        self.append(path)
+        self.outcomes.append(outcome)
+
+
 def add_measured(leaderboard_root: str | Path, results: Sequence[tuple[Path, ResultRecord]], *,
-                 now: str | None = None) -> list[Path]:
+                 now: str | None = None) -> AddedRevisions:
     """Add the runner's results as new revisions of their leaderboard entries; returns the revision files.
 
     ``results`` are ``(record_path, record)`` pairs as returned by :func:`zsrbench.runner.run`
     (``[(r.path, r.record) for r in run(cfg)]``). Records are grouped into entries (model × suite × ε × protocol
     version); each entry gets one new revision holding copies of the records and their flags. Datasets measured
     before with the same attack settings and not in ``results`` are carried over (referenced, not copied).
-    Adding exactly the records of the newest revision again adds nothing and returns that revision.
+    Adding exactly the records of the newest revision again adds nothing and returns that revision; so does a
+    run that reproduces it (every new record's per-sample flags equal the newest revision's for the same
+    dataset, attack settings, precision, seed and sample set). The returned list's ``outcomes`` say which.
     """
     root = Path(leaderboard_root)
     groups: dict[EntryKey, dict[str, _Loaded]] = {}
@@ -400,13 +421,60 @@ def add_measured(leaderboard_root: str | Path, results: Sequence[tuple[Path, Res
         if ds in groups.setdefault(key, {}):
             raise ZsrError(f"Two records for dataset {ds} of the same entry: {groups[key][ds].path} and {path}.")
         groups[key][ds] = item
-    out = []
+    out = AddedRevisions()
     for key, items in groups.items():
-        out.append(_add_measured_entry(root, key, items, now=now))
+        out.append_outcome(*_add_measured_entry(root, key, items, now=now))
     return out
 
 
-def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *, now: str | None) -> Path:
+FLAG_ARRAYS = ("labels", "clean_pred", "clean_correct", "robust")
+
+
+def _same_flags(new: dict[str, np.ndarray], old: dict[str, np.ndarray], attacks: Sequence[str]) -> bool:
+    """Per-sample flags equal array-wise: labels, predictions, clean and worst-case robustness, every attack's
+    robustness, and the non-finite marks (a sidecar without them has none)."""
+    for k in (*FLAG_ARRAYS, *(f"robust__{a}" for a in attacks)):
+        if k not in new or k not in old or not np.array_equal(new[k], old[k]):
+            return False
+    for k in sorted({k for k in (*new, *old) if k.startswith("nonfinite")}):
+        a, b = new.get(k), old.get(k)
+        a = np.zeros_like(b) if a is None else a
+        b = np.zeros_like(a) if b is None else b
+        if not np.array_equal(a, b):
+            return False
+    return True
+
+
+def _reproduces(edir: Path, pm: MeasuredData, new: dict[str, DatasetMeasurement], items: dict[str, _Loaded],
+                attacks: Sequence[str]) -> bool:
+    """Whether the new records measure exactly what the newest revision holds (same samples, same flags)."""
+    for ds, m in new.items():
+        old = pm.datasets.get(ds)
+        if old is None or old.indices_digest != m.indices_digest or old.n_samples != m.n_samples:
+            return False
+        path = _inside(edir, old.sidecar.path)
+        try:
+            blob = path.read_bytes() if path is not None else None
+        except OSError:
+            blob = None
+        if blob is None or sha256_hex(blob) != old.sidecar.sha256:
+            return False  # the old flags are gone or changed: record the new measurement
+        if not _same_flags(flags_from_bytes(items[ds].sidecar_blob, items[ds].path), flags_from_bytes(blob, path),
+                           attacks):
+            return False
+    return True
+
+
+def _inside(base: Path, rel: str) -> Path | None:
+    """``base/rel`` for a relative path that stays inside ``base`` (None otherwise)."""
+    parts = Path(rel).parts
+    if Path(rel).is_absolute() or ".." in parts:
+        return None
+    return base.joinpath(*parts)
+
+
+def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *,
+                        now: str | None) -> tuple[Path, str]:
     proto_name, version, model_id, suite, eps_text_, subset = key
     first = next(iter(items.values())).record
     settings = {_settings(i.record) for i in items.values()}
@@ -446,13 +514,14 @@ def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *,
                 if same_settings:
                     merged[ds] = m
         merged.update(new)
-        if pm is not None and same_settings and set(new) <= set(pm.datasets) and not dropped and all(
-            pm.datasets[ds].record.sha256 == m.record.sha256 and pm.datasets[ds].sidecar.sha256 == m.sidecar.sha256
-            for ds, m in new.items()
-        ):
+        newest_valid = prev.path is not None and prev.note is None and prev.path == revision_files(edir)[-1][1]
+        if pm is not None and same_settings and newest_valid and set(new) <= set(pm.datasets) and not dropped:
             assert prev.path is not None
-            if prev.path == revision_files(edir)[-1][1] and prev.note is None:
-                return prev.path  # the same records again: nothing new to record
+            if all(pm.datasets[ds].record.sha256 == m.record.sha256
+                   and pm.datasets[ds].sidecar.sha256 == m.sidecar.sha256 for ds, m in new.items()):
+                return prev.path, "unchanged"  # the same records again: nothing new to record
+            if _reproduces(edir, pm, new, items, [a.name for a in attacks]):
+                return prev.path, "reproduced"  # a re-run that measured exactly the same: nothing new either
         order = protocol_of(newest).datasets
         merged = dict(sorted(merged.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
         changes = measured_changes(prev, new, carried, dropped, attacks, first.protocol.precision, first.protocol.seed,
@@ -462,12 +531,13 @@ def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *,
             changes=changes, protocol=protocol_of(newest),
             model=EntryModel(id=model_id, name=model_id, defense=newest.model.defense,
                              architecture=newest.model.architecture,
-                             checkpoint_sha256=newest.model.checkpoint_sha256 or newest.model.weights_sha256),
+                             checkpoint_sha256=newest.model.checkpoint_sha256 or newest.model.weights_sha256,
+                             tensors_sha256=newest.model.tensors_sha256),
             suite=suite, eps=newest.protocol.eps, eps_text=eps_text_, zsrbench_version=zsrbench.__version__,
             measured=MeasuredData(attacks=attacks, precision=first.protocol.precision, seed=first.protocol.seed,
                                   datasets=merged),
         )
-        return _write_revision(edir, entry, files)
+        return _write_revision(edir, entry, files), "added"
 
 
 def _pct(x: float) -> str:
@@ -535,6 +605,63 @@ def measured_changes(prev: Previous, new: dict[str, DatasetMeasurement], carried
         lines.append(f"not carried over from {rev_name(pe.revision)} (different attack settings, precision or seed): "
                      f"{', '.join(dropped)}")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------------- audits
+def _audit_content(entry: LeaderboardEntry) -> Any:
+    """What makes two audits the same: every check and setting, not when or how fast they ran."""
+    assert entry.audit is not None
+    data = entry.audit.model_dump(mode="json")
+    data.pop("timing", None)
+    data.pop("env", None)
+    return data, entry.model.model_dump(mode="json"), entry.protocol.model_dump(mode="json")
+
+
+def add_audit(leaderboard_root: str | Path, draft: LeaderboardEntry, *, now: str | None = None) -> tuple[Path, bool]:
+    """Add an audit entry as a new revision; an audit equal to the newest one adds nothing.
+
+    Returns (the revision file, whether it reproduced the newest revision).
+    """
+    if draft.kind != "audit" or draft.audit is None:
+        raise ZsrError(f"add_audit takes audit entries; '{draft.entry}' is {draft.kind}.")
+    edir = Path(leaderboard_root) / draft.protocol.name / draft.entry
+    try:
+        edir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZsrError(f"Cannot write the leaderboard under {leaderboard_root} ({exc.strerror or exc}).") from exc
+    with locked(edir):
+        prev = _previous(edir)
+        pe = prev.entry
+        if pe is not None and prev.note is None and pe.kind == "audit" and _audit_content(pe) == _audit_content(draft):
+            assert prev.path is not None
+            return prev.path, True
+        n = max(_taken_numbers(edir), default=0) + 1
+        entry = draft.model_copy(update={"revision": n, "created_at": now or draft.created_at or now_utc(),
+                                         "previous": prev.ref(), "changes": audit_changes(prev, draft),
+                                         "zsrbench_version": zsrbench.__version__, "digest": ""})
+        entry = LeaderboardEntry.model_validate(entry.model_dump())
+        return _write_revision(edir, entry, {}), False
+
+
+def audit_changes(prev: Previous, new: LeaderboardEntry) -> list[str]:
+    lines = [prev.note] if prev.note else []
+    assert new.audit is not None
+    a = prev.entry.audit if prev.entry is not None else None
+    if a is None:
+        return lines + [f"first audit: {new.audit.verdict}"
+                        + (f" (failed: {', '.join(new.audit.failed)})" if new.audit.failed else "")]
+    if a.verdict != new.audit.verdict:
+        lines.append(f"verdict: {a.verdict} -> {new.audit.verdict}")
+    old = {c.name: c for c in a.checks}
+    for c in new.audit.checks:
+        o = old.get(c.name)
+        if o is None:
+            lines.append(f"{c.name}: added ({c.verdict})")
+        elif o.verdict != c.verdict or o.summary != c.summary:
+            lines.append(f"{c.name}: {o.verdict} -> {c.verdict} ({c.summary})")
+    if a.settings != new.audit.settings:
+        lines.append("settings changed")
+    return lines or ["re-audited: same checks, same numbers"]
 
 
 # ---------------------------------------------------------------------------------------------------- reported
@@ -737,7 +864,8 @@ def entries_from_results(results_dir: str | Path, protocol: str | None = None) -
                 created_at=newest.created_at, protocol=protocol_of(newest),
                 model=EntryModel(id=model_id, name=model_id, defense=newest.model.defense,
                                  architecture=newest.model.architecture,
-                                 checkpoint_sha256=newest.model.checkpoint_sha256 or newest.model.weights_sha256),
+                                 checkpoint_sha256=newest.model.checkpoint_sha256 or newest.model.weights_sha256,
+                                 tensors_sha256=newest.model.tensors_sha256),
                 suite=suite, eps=newest.protocol.eps, eps_text=eps_text_, zsrbench_version=zsrbench.__version__,
                 measured=MeasuredData(attacks=list(newest.protocol.attacks), precision=newest.protocol.precision,
                                       seed=newest.protocol.seed, datasets=datasets))

@@ -7,7 +7,12 @@ Checks, for a leaderboard (``leaderboards/``) or a raw results directory (``resu
   its content, and the previous revision it names exists with the sha256 it names (history is intact);
 * each record's flags sidecar exists, matches its sha256, and the accuracies recomputed from the flags equal the
   stored ones; each measured entry's numbers equal those of the records it references;
-* reported entries only name datasets of their protocol.
+* reported entries only name datasets of their protocol;
+* the newest revision of a measured entry, and the records it references, name no machine-local path in their
+  model fields (an absolute path, ``~/…``, ``local-dir:/…``): records name a model folder in zsrbench's cache as
+  ``cache:<path>`` and other files by their name (their sha256 identifies them). Older revisions that do are
+  history (kept as written) and get one summary warning; ``zsrbench migrate-paths`` rewrites an entry whose
+  newest revision is affected as a new revision.
 
 Nothing is ever modified.
 """
@@ -16,15 +21,56 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel
 
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.records import flags_from_bytes, parse_record
 from zsrbench.leaderboard.schema import LeaderboardEntry, ResultRecord
-from zsrbench.leaderboard.store import REV_DIR_RE, REV_FILE_RE, check_flags, read_entry
+from zsrbench.leaderboard.store import REV_DIR_RE, REV_FILE_RE, check_flags, read_entry, revision_files
 
 MEAN_TOL = 1e-4  # per_dataset_mean is stored rounded to 4 decimals
+
+# --- machine-local paths -------------------------------------------------------------------------------------
+_LOCAL_VALUE = re.compile(r"^(?:local-dir:)?(?:/|~[\w.-]*(?:/|$)|[A-Za-z]:[\\/]|\\\\)")
+# inside free text (notes, descriptions): a token that starts like an absolute path and has a second component
+_LOCAL_IN_TEXT = re.compile(r"(?:^|[\s'\"(\[=,;])((?:local-dir:)?(?:~[\w.-]*/|/)[\w.@+-]+/[^\s'\")\],;]*)")
+FREE_TEXT_FIELDS = ("notes", "description")
+
+
+def is_machine_local(value: str) -> bool:
+    """Whether ``value`` is (or, as text, contains) a path that only means something on one machine."""
+    return bool(_LOCAL_VALUE.match(value.strip()) or _LOCAL_IN_TEXT.search(value))
+
+
+def local_paths(model: BaseModel | dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``(field, value)`` of every string in a model's fields (``ModelInfo``/``EntryModel``, hyper-parameters and
+    notes included) that names a machine-local path: an absolute path, ``~/…`` or ``local-dir:/…``."""
+    data = model.model_dump(mode="json") if isinstance(model, BaseModel) else model
+    out: list[tuple[str, str]] = []
+
+    def walk(value: Any, where: str, text: bool) -> None:
+        if isinstance(value, str):
+            local = _LOCAL_IN_TEXT.search(value) if text else is_machine_local(value)
+            if local:
+                out.append((where, value))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}" if where else str(k), text or k in FREE_TEXT_FIELDS)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]", text)
+
+    walk(data, prefix, False)
+    return out
+
+
+def _short(value: str, width: int = 72) -> str:
+    return value if len(value) <= width else value[: width - 1] + "…"
 
 
 @dataclass
@@ -101,12 +147,43 @@ def _safe_rel(base: Path, rel: str) -> Path | None:
 
 
 def check_entry(path: Path, cache: dict[Path, tuple[ResultRecord | None, list[str]]] | None = None) -> list[str]:
-    """Reasons the entry revision at ``path`` is bad (empty: good)."""
+    """Reasons the entry revision at ``path`` is bad (empty: good); machine-local paths are not checked here
+    (see :func:`local_path_reasons`: only an entry's newest revision must be free of them)."""
+    return _check_entry(path, {} if cache is None else cache)[1]
+
+
+def local_path_reasons(entry: LeaderboardEntry, edir: Path,
+                       cache: dict[Path, tuple[ResultRecord | None, list[str]]] | None = None) -> list[str]:
+    """The machine-local paths in a measured entry's model fields and in those of the records it references,
+    as one line per place (empty: none)."""
+    if entry.kind != "measured" or entry.measured is None:
+        return []
     cache = {} if cache is None else cache
+    out = [f"entry model.{f} = {_short(v)!r}" for f, v in local_paths(entry.model)]
+    by_field: dict[str, tuple[str, list[str]]] = {}
+    for ds, m in entry.measured.datasets.items():
+        rp = _safe_rel(edir, m.record.path)
+        if rp is None:
+            continue
+        key = rp.resolve()
+        if key not in cache:
+            cache[key] = check_record(rp, m.record.sha256)
+        record = cache[key][0]
+        for f, v in local_paths(record.model) if record is not None else []:
+            by_field.setdefault(f, (v, []))[1].append(ds)
+    n = len(entry.measured.datasets)
+    for f, (v, datasets) in by_field.items():
+        which = f"all {n} records" if len(datasets) == n else ", ".join(datasets)
+        out.append(f"records' model.{f}, e.g. {_short(v)!r}, in {which}")
+    return out
+
+
+def _check_entry(path: Path, cache: dict[Path, tuple[ResultRecord | None, list[str]]]
+                 ) -> tuple[LeaderboardEntry | None, list[str]]:
     try:
         entry = read_entry(path)
     except ZsrError as exc:
-        return [str(exc).removeprefix(f"{path}: ")]
+        return None, [str(exc).removeprefix(f"{path}: ")]
     reasons: list[str] = []
     edir = path.parent
     if entry.previous is None:
@@ -125,9 +202,9 @@ def check_entry(path: Path, cache: dict[Path, tuple[ResultRecord | None, list[st
                            "(sha256 differs)")
     if entry.kind == "measured":
         reasons += _check_measured(entry, edir, cache)
-    else:
+    elif entry.kind == "reported":
         reasons += _check_reported(entry)
-    return reasons
+    return entry, reasons
 
 
 def _check_measured(entry: LeaderboardEntry, edir: Path, cache: dict) -> list[str]:
@@ -191,6 +268,8 @@ def validate_path(path: str | Path) -> Report:
     if not root.exists():
         raise ZsrError(f"{root} does not exist.")
     cache: dict[Path, tuple[ResultRecord | None, list[str]]] = {}
+    newest: dict[Path, int] = {}
+    local_history: list[Path] = []
     files = [root] if root.is_file() else sorted(root.rglob("*"))
     for p in files:
         if p.is_dir():
@@ -206,8 +285,21 @@ def validate_path(path: str | Path) -> Report:
             continue
         if REV_FILE_RE.match(p.name):
             report.checked += 1
-            for reason in check_entry(p, cache):
+            entry, reasons = _check_entry(p, cache)
+            for reason in reasons:
                 report.problems.append(Problem(p, reason))
+            if entry is None:
+                continue
+            if p.parent not in newest:
+                newest[p.parent] = max(n for n, _ in revision_files(p.parent))
+            local = local_path_reasons(entry, p.parent, cache)
+            if local and entry.revision == newest[p.parent]:
+                report.problems.append(Problem(p, "the newest revision names machine-local paths in its model fields "
+                                                  f"({'; '.join(local)}); results must not depend on one machine's "
+                                                  "folders: rewrite them as a new revision with `zsrbench "
+                                                  "migrate-paths`"))
+            elif local:
+                local_history.append(p)
             continue
         if REV_DIR_RE.match(p.parent.name) and (p.parent.parent / f"{p.parent.name}.json").exists():
             continue  # a record copied into an entry's revision: checked through that entry
@@ -217,4 +309,11 @@ def validate_path(path: str | Path) -> Report:
             cache[key] = check_record(p)
         for reason in cache[key][1]:
             report.problems.append(Problem(p, reason))
+    if local_history:
+        where = sorted({str(q.parent.relative_to(root)) if q.is_relative_to(root) else str(q.parent)
+                        for q in local_history})
+        report.problems.append(Problem(root, f"{len(local_history)} older revision(s) of {len(where)} entr"
+                                             f"{'y' if len(where) == 1 else 'ies'} name machine-local paths in their "
+                                             "model fields; they are history (kept as written) and their entries' "
+                                             "newest revisions are clean", "warning"))
     return report

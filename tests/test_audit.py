@@ -1,0 +1,153 @@
+"""`zsrbench audit` on known-broken defenses: each is flagged by the specific check it fails.
+
+The broken defenses are plugins registered by this module (as a user's package would register them): CLIP
+behind 4-bit input quantisation (zero input gradient almost everywhere), CLIP with saturated logits (its
+cross-entropy gradient underflows to exactly zero while the predictions are unchanged) and CLIP with Gaussian
+input noise at every forward pass (randomised). They run on a small protocol made of three micro tasks so
+that the module stays fast; the undefended micro CLIP is the control (no false alarm).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from zsrbench.audit_runner import AuditConfig, run_audit
+from zsrbench.cli import app
+from zsrbench.defenses.base import Defense
+from zsrbench.protocols import Protocol
+from zsrbench.registry import DEFENSES, PROTOCOLS, load_builtins
+from zsrbench.runner import RunConfig
+
+cli = CliRunner()
+TASKS = ("micro_color", "micro_size", "micro_count")
+QUERIES = 200  # Square queries in these tests (the CLI default is 1000)
+N = 32  # samples per task
+
+
+class _Around(nn.Module):
+    def __init__(self, inner: nn.Module, fn) -> None:
+        super().__init__()
+        self.inner, self.fn = inner, fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.inner, x)
+
+
+class Quantised(Defense):
+    name = "test_quantised"
+    description = "CLIP behind 4-bit colour quantisation (gradient masking)"
+
+    def wrap_classifier(self, clf):
+        return _Around(clf, lambda m, x: m(torch.round(x * 15) / 15))
+
+
+class Saturated(Defense):
+    name = "test_saturated"
+    description = "CLIP with logits scaled by 1e4 (the CE gradient underflows)"
+
+    def wrap_classifier(self, clf):
+        return _Around(clf, lambda m, x: m(x) * 1e4)
+
+
+class Randomised(Defense):
+    name = "test_randomised"
+    description = "CLIP with Gaussian input noise (σ = 8/255) drawn at every forward pass"
+
+    def wrap_classifier(self, clf):
+        return _Around(clf, lambda m, x: m((x + torch.randn_like(x) * (8 / 255)).clamp(0, 1)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered():
+    load_builtins()
+    for cls in (Quantised, Saturated, Randomised):
+        DEFENSES.add(cls.name, cls, origin="tests")
+    micro = PROTOCOLS.get("micro")
+    PROTOCOLS.add("audit_toy", replace(
+        micro, name="audit_toy", version=1, datasets=TASKS, train_dataset=None, n_samples=N, batch_size=N,
+        attack_defaults={"pgd": {"steps": 8, "step": 1.0}, "cw": {"steps": 8, "step": 1.0, "kappa": 50.0}},
+        required_suites=("pgd",), subsets={}, default_subset=None, train_on_demand=False), origin="tests")
+    yield
+
+
+def audit(defense: str, tmp_path, **kw):
+    cfg = AuditConfig(run=RunConfig(defense=defense, protocol="audit_toy", leaderboard_dir=str(tmp_path / "lb")),
+                      n_samples=N, square_queries=QUERIES, **kw)
+    return run_audit(cfg).entry.audit
+
+
+def checks(a):
+    return {c.name: c for c in a.checks}
+
+
+def test_undefended_clip_passes(tmp_path):
+    a = audit("clip", tmp_path)
+    assert a.verdict != "fail", [(c.name, c.summary) for c in a.checks if c.verdict == "fail"]
+    assert not a.randomised
+    assert checks(a)["gradient_health"].verdict == "pass"
+
+
+def test_input_quantisation_fails_gradient_health(tmp_path):
+    a = audit("test_quantised", tmp_path)
+    assert a.verdict == "fail"
+    c = checks(a)
+    assert c["gradient_health"].verdict == "fail"
+    assert "gradient_health" in a.failed
+    # the black-box attacks break what PGD could not move, and the samples are listed
+    assert c["black_box"].verdict != "pass" or c["transfer"].verdict != "pass" or c["eps_behaviour"].verdict == "fail"
+
+
+def test_saturated_logits_fail_gradient_health(tmp_path):
+    a = audit("test_saturated", tmp_path)
+    c = checks(a)
+    assert c["gradient_health"].verdict == "fail"
+    assert a.verdict == "fail"
+
+
+def test_randomised_defense_is_flagged_and_attacked_with_eot(tmp_path):
+    a = audit("test_randomised", tmp_path, eot=2)
+    assert a.randomised
+    assert checks(a)["randomness"].verdict == "warn"
+    assert a.settings["eot"] == 2
+
+
+def test_audit_cli_exit_codes_and_storage(tmp_path):
+    lb = tmp_path / "lb"
+    base = ["audit", "--protocol", "audit_toy", "--n-samples", "12", "--square-queries", "50",
+            "--datasets", "micro_color,micro_size",
+            "--leaderboard-dir", str(lb), "--quiet"]
+    ok = cli.invoke(app, [*base, "--defense", "clip"])
+    assert ok.exit_code == 0, ok.output
+    bad = cli.invoke(app, [*base, "--defense", "test_quantised"])
+    assert bad.exit_code == 1, bad.output
+    assert "gradient" in bad.output
+    entries = sorted(p.name for p in (lb / "audit_toy").iterdir())
+    assert any(e.startswith("test_quantised__") and "__audit__" in e for e in entries)
+    again = cli.invoke(app, [*base, "--defense", "clip"])
+    assert again.exit_code == 0 and "reproduced r0001" in again.output
+    entry_dir = next(p for p in (lb / "audit_toy").iterdir() if p.name.startswith("clip__"))
+    assert sorted(q.name for q in entry_dir.iterdir()) == ["r0001.json"]  # no second revision
+    data = json.loads((entry_dir / "r0001.json").read_text())
+    assert data["kind"] == "audit" and data["audit"]["verdict"] in ("pass", "warn")
+    assert cli.invoke(app, ["validate", str(lb)]).exit_code == 0
+
+
+def test_audit_bad_input_exits_2_and_writes_nothing(tmp_path):
+    lb = tmp_path / "lb"
+    for args, needle in (
+        (["--protocol", "synthetic"], "base model"),
+        (["--protocol", "audit_toy", "--n-samples", "0"], "--n-samples"),
+        (["--protocol", "audit_toy", "--defense", "nope"], "Unknown defense"),
+        (["--entry", "no-such-entry"], "No leaderboard"),
+    ):
+        r = cli.invoke(app, ["audit", *args, "--leaderboard-dir", str(lb)])
+        assert r.exit_code == 2, (args, r.output)
+        assert needle in r.output, (args, r.output)
+        assert "Traceback" not in r.output
+    assert not lb.exists()

@@ -1,0 +1,278 @@
+"""`zsrbench audit`: run the checks of :mod:`zsrbench.audit` on one model under a protocol, record the verdict.
+
+The model is named like `zsrbench run` names it (defense, model, checkpoint; trainable defenses of protocols
+that allow it are fine-tuned on demand), or by one of its leaderboard entries. Each dataset contributes a
+seeded subset of its test set (the protocol's ``quick`` subset where it has one, else ``DEFAULT_SAMPLES``; the
+indices digest is recorded); only its clean-correct samples are attacked. The result is an ``audit`` entry in
+the leaderboard (``<model>__audit__eps<k>__v<version>``, revisions like every entry); tables rank a model only
+when its audit did not fail.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+import zsrbench
+from zsrbench import audit as A
+from zsrbench.attacks.base import eps_text
+from zsrbench.data.base import indices_digest, select_indices
+from zsrbench.errors import ZsrError
+from zsrbench.leaderboard.schema import AuditData, EntryModel, EntryProtocol, LeaderboardEntry
+from zsrbench.models import make_classifier
+from zsrbench.registry import ATTACKS, DATASETS, DEFENSES
+from zsrbench.runner import RunConfig, check_config, model_id, prepare_model, resolve_device
+
+DEFAULT_SAMPLES = 256  # per dataset, for protocols without a "quick" subset
+SQUARE_QUERIES = 1000
+NOISE_DRAWS = 10
+EOT_PASSES = 10  # gradient samples per step when the model is randomised
+RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    run: RunConfig  # the model, protocol, ε, datasets, device and leaderboard, as `zsrbench run` takes them
+    n_samples: int | None = None  # per dataset (None: the protocol's quick subset size, else DEFAULT_SAMPLES)
+    square_queries: int = SQUARE_QUERIES
+    noise_draws: int = NOISE_DRAWS
+    eot: int = EOT_PASSES
+    batch_size: int | None = None
+
+
+@dataclass
+class AuditResult:
+    entry: LeaderboardEntry
+    path: Path | None = None  # the revision written (or reproduced)
+    reproduced: bool = False
+
+    @property
+    def verdict(self) -> str:
+        assert self.entry.audit is not None
+        return self.entry.audit.verdict
+
+
+@dataclass
+class _Model:
+    clf: torch.nn.Module
+    base: torch.nn.Module
+
+
+def _wrap(defense: Any, clf: torch.nn.Module) -> torch.nn.Module:
+    wrap = getattr(defense, "wrap_classifier", None)
+    return wrap(clf) if wrap is not None else clf
+
+
+def check_audit_config(cfg: AuditConfig) -> Any:
+    protocol, _, eps, _ = check_config(replace(cfg.run, attacks=("pgd",)))
+    if protocol.base_model is None:
+        raise ZsrError(
+            f"Protocol '{protocol.name}' has no undefended base model, so the audit's transfer check has nothing to "
+            "transfer from. Audit under a protocol with a pretrained base model (e.g. --protocol micro or tga16).")
+    for name, value in (("--n-samples", cfg.n_samples), ("--square-queries", cfg.square_queries),
+                        ("--noise-draws", cfg.noise_draws), ("--eot", cfg.eot), ("--batch-size", cfg.batch_size)):
+        if value is not None and int(value) < 1:
+            raise ZsrError(f"{name} must be at least 1; got {value}.")
+    return protocol, eps
+
+
+def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> AuditResult:
+    """Audit the model of ``cfg.run`` and (unless ``cfg.run.leaderboard_dir`` is None) record the audit entry."""
+    protocol, eps = check_audit_config(cfg)
+    device = resolve_device(cfg.run.device)
+    seed = protocol.seed if cfg.run.seed is None else cfg.run.seed
+    t_start = time.perf_counter()
+    defense, parts, _ = prepare_model(cfg.run, protocol, device=device, seed=seed, log=log)
+    mid = model_id(defense.name, parts)
+    base_cfg = RunConfig(defense=protocol.base_model, protocol=protocol.name, device=device)
+    base_defense, base_parts, _ = prepare_model(base_cfg, protocol, device=device, seed=seed)
+    base_id = model_id(base_defense.name, base_parts)
+    n = cfg.n_samples or protocol.subsets.get("quick") or DEFAULT_SAMPLES
+    bs = cfg.batch_size or cfg.run.batch_size or protocol.batch_size
+    pgd = ATTACKS.get("pgd")
+    pgd_params = pgd.config(**{k: v for k, v in protocol.attack_defaults.get("pgd", {}).items() if k in pgd.defaults})
+    sweep = sorted({*protocol.eps_sweep, eps, A.THRESHOLDS["large_eps"]})
+    tallies = {k: A.Tally() for k in ("gradient_health", "randomness", "eps_behaviour", "convergence", "fgsm_vs_pgd",
+                                      "black_box", "transfer", "nonfinite")}
+    chance: dict[str, float] = {}
+    datasets: dict[str, Any] = {}
+    randomised = False
+    for name in cfg.run.datasets or protocol.datasets:
+        evalset = DATASETS.get(name).build(cfg.run.data_root, image_size=parts.image_size, download=cfg.run.download)
+        indices = select_indices(len(evalset), n, seed)
+        x = torch.stack([evalset.dataset[i][0] for i in indices]).float().to(device)
+        y = torch.tensor([int(evalset.dataset[i][1]) for i in indices], device=device)
+        prompts = evalset.info.prompts()
+        clf = _wrap(defense, make_classifier(parts, prompts, device=device)[0])
+        base = _wrap(base_defense, make_classifier(base_parts, prompts, device=device)[0])
+        chance[name] = 1.0 / evalset.info.num_classes
+        if log:
+            log(f"{name}: auditing {len(indices)} samples")
+        rnd = _dataset(name, _Model(clf, base), x, y, np.asarray(indices), tallies, cfg, eps=eps, sweep=sweep,
+                       pgd_params=pgd_params, seed=seed, batch_size=bs)
+        randomised = randomised or rnd
+        datasets[name] = {"n": len(indices), "n_total": len(evalset), "indices_digest": indices_digest(indices),
+                          "n_correct": int(tallies["gradient_health"].per_dataset[name]["n_correct"])}
+    checks = [A.judge_gradient(tallies["gradient_health"]), A.judge_randomness(tallies["randomness"]),
+              A.judge_eps(tallies["eps_behaviour"], sweep, chance), A.judge_convergence(tallies["convergence"]),
+              A.judge_fgsm(tallies["fgsm_vs_pgd"]),
+              A.judge_black_box(tallies["black_box"], cfg.square_queries, cfg.noise_draws),
+              A.judge_transfer(tallies["transfer"], base_id)]
+    aa_flags, recorded_nonfinite = _recorded(cfg.run.leaderboard_dir, protocol, mid, eps)
+    checks += [A.judge_autoattack_flags(aa_flags), A.judge_nonfinite(tallies["nonfinite"], recorded_nonfinite)]
+    verdict, failed, warned = A.summarise(checks)
+    settings = {"n_samples": n, "seed": seed, "eps": eps, "eps_sweep": sweep, "pgd": pgd_params,
+                "restarts": RESTARTS, "square_queries": cfg.square_queries, "noise_draws": cfg.noise_draws,
+                "eot": cfg.eot if randomised else 1, "batch_size": bs, "thresholds": dict(A.THRESHOLDS),
+                "datasets": list(datasets)}
+    from zsrbench.runner import environment
+
+    env = environment(device)
+    data = AuditData(verdict=verdict, randomised=randomised, failed=failed, warned=warned, checks=checks,
+                     settings=settings, base_model=base_id, datasets=datasets,
+                     env={"python": env.python, "torch": env.torch, "device": env.device},
+                     timing={"wall_s": round(time.perf_counter() - t_start, 3)})
+    entry = audit_entry(protocol, mid, defense.name, parts, eps, data)
+    result = AuditResult(entry=entry)
+    if cfg.run.leaderboard_dir is not None:
+        from zsrbench.leaderboard.store import add_audit
+
+        result.path, result.reproduced = add_audit(cfg.run.leaderboard_dir, entry)
+    return result
+
+
+def audit_entry(protocol: Any, mid: str, defense: str, parts: Any, eps: float, data: AuditData) -> LeaderboardEntry:
+    from zsrbench.leaderboard.store import measured_slug, now_utc
+
+    et = eps_text(eps)
+    return LeaderboardEntry(
+        kind="audit", entry=measured_slug(mid, "audit", et, protocol.version), revision=1, created_at=now_utc(),
+        protocol=EntryProtocol(name=protocol.name, version=protocol.version, datasets=list(protocol.datasets),
+                               train_dataset=protocol.train_dataset, normalised_average=protocol.normalised_average),
+        model=EntryModel(id=mid, name=mid, defense=defense, architecture=parts.base_name(),
+                         checkpoint_sha256=parts.source.get("checkpoint_sha256") or parts.source.get("weights_sha256"),
+                         tensors_sha256=parts.tensors_sha256()),
+        suite="audit", eps=eps / 255.0, eps_text=et, zsrbench_version=zsrbench.__version__, audit=data)
+
+
+def _recorded(leaderboard_dir: str | None, protocol: Any, mid: str, eps: float) -> tuple[dict[str, list[str]], int]:
+    """AutoAttack warnings per (suite, dataset) and the non-finite count in this model's leaderboard results."""
+    from zsrbench.leaderboard.store import load_store
+
+    if leaderboard_dir is None or not Path(leaderboard_dir).is_dir():
+        return {}, 0
+    flags: dict[str, list[str]] = {}
+    nonfinite = 0
+    for le in load_store(leaderboard_dir, protocol.name).entries:
+        e = le.entry
+        if e.kind != "measured" or e.model.id != mid or e.eps_text != eps_text(eps) or e.protocol.version != protocol.version:
+            continue
+        assert e.measured is not None
+        for ds, m in e.measured.datasets.items():
+            nonfinite += m.metrics.n_nonfinite
+            if any(a.family == "autoattack" for a in e.measured.attacks):
+                flags[f"{e.suite}/{ds}"] = list(m.flags.autoattack_warnings)
+    return flags, nonfinite
+
+
+# ------------------------------------------------------------------------------------------------ one dataset
+def _dataset(name: str, m: _Model, x: torch.Tensor, y: torch.Tensor, positions: np.ndarray, t: dict[str, A.Tally],
+             cfg: AuditConfig, *, eps: float, sweep: Sequence[float], pgd_params: dict[str, Any], seed: int,
+             batch_size: int) -> bool:
+    """Measure every check on one dataset into the tallies ``t``; returns whether the model looked randomised."""
+    pred, finite = A.predict(m.clf, x, batch_size)
+    correct = (pred == y) & finite
+    nonfinite = (~finite).cpu().numpy()
+    idx = correct.nonzero().squeeze(1)
+    xc, yc, pos = x[idx], y[idx], positions[idx.cpu().numpy()]
+    nc = int(idx.numel())
+    diff, flips = A.repeat_disagreement(m.clf, x, batch_size)
+    randomised = diff > A.THRESHOLDS["random_logit_tol"]
+    t["randomness"].add(name, n=int(x.shape[0]), max_rel_logit_change=diff, flipped=int(round(flips * x.shape[0])))
+    zero, bad = A.gradient_status(m.clf, xc, yc, batch_size)
+    t["gradient_health"].add(name, n_correct=nc, zero=int(zero.sum()), nonfinite=int(bad.sum()))
+    params = dict(pgd_params)
+    if randomised and "eot" in ATTACKS.get("pgd").defaults:
+        params["eot"] = cfg.eot
+    adv_bad = np.zeros(nc, dtype=bool)
+
+    def pgd_robust(model: torch.nn.Module, e: float, p: dict[str, Any], salt: int, judge: torch.nn.Module | None = None) -> np.ndarray:
+        """Robust flags of the clean-correct samples under PGD on ``model`` (judged on ``judge``, default: it)."""
+        x_adv = _attack(model, xc, yc, e, p, seed + salt, batch_size)
+        return _robust(judge or model, x_adv, yc, batch_size, adv_bad)
+
+    robust = pgd_robust(m.clf, eps, params, 0)
+    ratio = float(params.get("step", eps)) / eps
+    sweep_counts = {}
+    for e in sweep:
+        if e == eps:
+            r = robust
+        else:
+            p = {**params, "step": e * min(ratio, 0.25)}
+            r = pgd_robust(m.clf, e, p, 1 + int(e * 1000))
+        sweep_counts[f"robust@{e:g}"] = int(r.sum())
+    t["eps_behaviour"].add(name, dataset=name, n=nc, **sweep_counts)
+    more = pgd_robust(m.clf, eps, {**params, "steps": 2 * int(params.get("steps", 20))}, 2)
+    restarts = pgd_robust(m.clf, eps, {**params, "restarts": RESTARTS}, 3)
+    t["convergence"].add(name, n=nc, robust=int(robust.sum()), robust_2x_steps=int(more.sum()),
+                         robust_restarts=int(restarts.sum()))
+    fg = _robust(m.clf, A.batched(lambda a, b: A.fgsm(m.clf, a, b, eps / 255.0), xc, yc, batch_size), yc, batch_size,
+                 adv_bad)
+    fgsm_only = robust & ~fg
+    t["fgsm_vs_pgd"].add(name, n=nc, robust=int(robust.sum()), robust_fgsm=int(fg.sum()), fgsm_only=int(fgsm_only.sum()))
+    t["fgsm_vs_pgd"].listed(name, pos[fgsm_only])
+    _black_box(name, m, xc, yc, pos, robust, t["black_box"], cfg, eps=eps, seed=seed, batch_size=batch_size,
+               adv_bad=adv_bad)
+    transfer = pgd_robust(m.base, eps, dict(pgd_params), 4, judge=m.clf)
+    beyond = robust & ~transfer
+    t["transfer"].add(name, pgd_robust=int(robust.sum()), broken_beyond_pgd=int(beyond.sum()))
+    t["transfer"].listed(name, pos[beyond])
+    nonfinite[idx.cpu().numpy()] |= adv_bad
+    t["nonfinite"].add(name, n=int(x.shape[0]), nonfinite=int(nonfinite.sum()))
+    t["nonfinite"].listed(name, positions[nonfinite])
+    return bool(randomised)
+
+
+def _black_box(name: str, m: _Model, xc: torch.Tensor, yc: torch.Tensor, pos: np.ndarray, robust: np.ndarray,
+               tally: A.Tally, cfg: AuditConfig, *, eps: float, seed: int, batch_size: int, adv_bad: np.ndarray) -> None:
+    sel = np.flatnonzero(robust)
+    broken = np.zeros(len(robust), dtype=bool)
+    if len(sel):
+        xs, ys = xc[torch.as_tensor(sel, device=xc.device)], yc[torch.as_tensor(sel, device=yc.device)]
+        sub_bad = np.zeros(len(sel), dtype=bool)
+        x_sq = A.batched(lambda a, b: A.square(m.clf, a, b, eps / 255.0, queries=cfg.square_queries, seed=seed),
+                         xs, ys, batch_size)
+        ok = _robust(m.clf, x_sq, ys, batch_size, sub_bad)
+        g = torch.Generator(device=xs.device).manual_seed(seed + 5)
+        for _ in range(cfg.noise_draws):
+            ok &= _robust(m.clf, A.uniform_noise(xs, eps / 255.0, g), ys, batch_size, sub_bad)
+        broken[sel] = ~ok
+        adv_bad[sel] |= sub_bad
+    tally.add(name, pgd_robust=int(robust.sum()), broken_beyond_pgd=int(broken.sum()))
+    tally.listed(name, pos[broken])
+
+
+def _attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict[str, Any], seed: int,
+            batch_size: int) -> torch.Tensor:
+    """PGD (the registered ``pgd`` attack, protocol settings) on ``model``; the adversarial images."""
+    spec = ATTACKS.get("pgd")
+    outs = []
+    for i in range(0, x.shape[0], batch_size):
+        out = spec(model, x[i:i + batch_size], y[i:i + batch_size], eps=eps, seed=seed + i, **params)
+        outs.append(out.x_adv.detach())
+    return torch.cat(outs) if outs else x
+
+
+def _robust(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor, batch_size: int,
+            nonfinite: np.ndarray) -> np.ndarray:
+    """Still correct on ``x_adv`` (NaN/inf logits are wrong; they are marked in ``nonfinite``)."""
+    if x_adv.shape[0] == 0:
+        return np.zeros(0, dtype=bool)
+    pred, finite = A.predict(model, x_adv, batch_size)
+    nonfinite |= (~finite).cpu().numpy()
+    return (pred == y).cpu().numpy()
