@@ -55,6 +55,14 @@ class Saturated(Defense):
         return _Around(clf, lambda m, x: m(x) * 1e4)
 
 
+class NaNLogits(Defense):
+    name = "test_nan"
+    description = "CLIP whose logits are NaN (as a checkpoint of NaN weights gives)"
+
+    def wrap_classifier(self, clf):
+        return _Around(clf, lambda m, x: m(x) * float("nan"))
+
+
 class Randomised(Defense):
     name = "test_randomised"
     description = "CLIP with Gaussian input noise (σ = 8/255) drawn at every forward pass"
@@ -66,7 +74,7 @@ class Randomised(Defense):
 @pytest.fixture(scope="module", autouse=True)
 def registered():
     load_builtins()
-    for cls in (Quantised, Saturated, Randomised):
+    for cls in (Quantised, Saturated, NaNLogits, Randomised):
         DEFENSES.add(cls.name, cls, origin="tests")
     micro = PROTOCOLS.get("micro")
     PROTOCOLS.add("audit_toy", replace(
@@ -108,6 +116,13 @@ def test_saturated_logits_fail_gradient_health(tmp_path):
     c = checks(a)
     assert c["gradient_health"].verdict == "fail"
     assert a.verdict == "fail"
+
+
+def test_nan_logits_fail_the_nonfinite_check(tmp_path):
+    a = audit("test_nan", tmp_path)
+    c = checks(a)
+    assert c["nonfinite"].verdict == "fail" and "nonfinite" in a.failed
+    assert a.datasets["micro_color"]["n_correct"] == 0  # NaN logits are never correct
 
 
 def test_randomised_defense_is_flagged_and_attacked_with_eot(tmp_path):

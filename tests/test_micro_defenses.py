@@ -41,3 +41,16 @@ def test_defense_transfers_robustness_to_held_out_tasks(defense, micro, undefend
     assert robust > base, f"{defense}: held-out normalised robust {robust:.3f} <= undefended {base:.3f}"
     assert all(v > 0 for v in clean.values()), f"{defense} collapsed on some held-out task: {clean}"
     assert recs[0].model.hparams["steps"] == micro.train_recipe["steps"]  # the shared recipe was used
+
+
+@pytest.mark.parametrize("defense", ["tecoa", "fare"])
+def test_audit_raises_no_false_alarm_on_fine_tuned_defenses(defense, micro):
+    """The audit's checks pass (or at most warn) on real defenses: a smaller audit of the models trained above."""
+    from zsrbench.audit_runner import AuditConfig, run_audit
+
+    cfg = AuditConfig(run=RunConfig(protocol="micro", defense=defense, leaderboard_dir=None,
+                                    datasets=("micro_color", "micro_pattern", "micro_size")),
+                      n_samples=24, square_queries=200)
+    a = run_audit(cfg).entry.audit
+    assert a.verdict != "fail", [(c.name, c.summary) for c in a.checks if c.verdict == "fail"]
+    assert not a.randomised

@@ -112,6 +112,8 @@ def gradient_status(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_si
         finite = torch.isfinite(flat).all(1)
         bad.append((~finite).cpu().numpy())
         zero.append((finite & (flat.abs().amax(1) == 0)).cpu().numpy())
+    if not zero:
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
     return np.concatenate(zero), np.concatenate(bad)
 
 

@@ -1,4 +1,4 @@
-"""The leaderboard commands: ``zsrbench table``, ``show``, ``history`` and ``validate``.
+"""The leaderboard commands: ``zsrbench table``, ``show``, ``history``, ``validate`` and ``compare``.
 
 Plain typer command functions; ``register(app)`` adds them to the main app. A :class:`ZsrError` is printed
 without a traceback and exits 2; ``validate`` exits 1 when a file is bad.
@@ -58,7 +58,8 @@ def table(
     protocol_version: str = typer.Option("latest", "--protocol-version", help="latest (per protocol), all, or a number"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file instead of stdout"),
 ) -> None:
-    """Leaderboard tables: rows = models ranked by average robust accuracy, columns = datasets + averages."""
+    """Leaderboard tables: first the ranking (worst case over every suite, ranking rules, significance groups),
+    then one table per attack suite; columns = datasets + averages, each with its 95% interval."""
     from zsrbench.leaderboard import combine, render, store, tables
 
     fmts = [f for f, on in zip(FORMATS, (markdown, csv_, latex, html_, json_)) if on]
@@ -80,16 +81,20 @@ def table(
     for path, reason in view.problems:
         _warn(f"{path}: {reason} — not shown; run `zsrbench validate` (nothing was changed)")
     warnings: list[str] = []
+    audits = [le for le in view.entries if le.entry.kind == "audit"]  # they give rows a status; never rows
+    shown = [le for le in view.entries if le.entry.kind != "audit"]
+    cache = combine.FlagsCache()
     if worst_of is not None:
         suites = combine.parse_suites(worst_of)
-        chosen = tables.select(view.entries, protocol=protocol, eps=eps)
-        entries, warnings = combine.worst_of(chosen, suites)
+        chosen = tables.select(shown, protocol=protocol, eps=eps)
+        entries, warnings = combine.worst_of(chosen, suites, cache)
     else:
-        entries = tables.select(view.entries, protocol=protocol, attack=attack, eps=eps,
-                                include_reported=not no_reported)
+        entries = tables.select(shown, protocol=protocol, attack=attack, eps=eps, include_reported=not no_reported)
     entries, hidden = tables.select_version(entries, version)
     warnings += hidden
-    ts = tables.build_tables(entries, metrics=tables.METRICS if metric == "both" else (metric,))
+    # the default view starts with the ranking tables; --attack and --worst-of show just the tables asked for
+    ts = tables.build_tables(entries, metrics=tables.METRICS if metric == "both" else (metric,), audits=audits,
+                             ranking=attack is None and worst_of is None, cache=cache)
     for w in [*warnings, *ts.warnings]:
         _warn(w)
     if not fmts:
@@ -285,9 +290,36 @@ def validate(
     _console().print(f"{report.checked} file(s) under {path} valid.", highlight=False)
 
 
+def compare(
+    a: str = typer.Argument(..., help="entry A: slug (or a unique part of it, protocol/slug, a path); @r0002 for a revision"),
+    b: str = typer.Argument(..., help="entry B, named the same way"),
+    leaderboard_dir: Path = typer.Option(Path(DEFAULT_LEADERBOARD), "--leaderboard-dir", help="the leaderboard"),
+    metric: str = typer.Option("robust", "--metric", help="robust | clean"),
+    json_: bool = typer.Option(False, "--json", help="print JSON"),
+    markdown: bool = typer.Option(False, "--markdown", help="print markdown"),
+) -> None:
+    """Two measured entries on the same samples: per dataset and for the averages, A − B with its paired 95%
+    bootstrap interval and p-value (exact McNemar per dataset; paired permutation test for averages)."""
+    from zsrbench.leaderboard import ranking, render
+
+    if json_ and markdown:
+        raise ZsrError("Choose one output format; got --json --markdown.")
+    if metric not in ("robust", "clean"):
+        raise ZsrError(f"--metric takes robust or clean; got {metric!r}.")
+    result = ranking.compare_entries(ranking.load_named(leaderboard_dir, a), ranking.load_named(leaderboard_dir, b),
+                                     metric)
+    if json_:
+        sys.stdout.write(json.dumps(render.comparison_data(result), indent=2, ensure_ascii=False) + "\n")
+    elif markdown:
+        sys.stdout.write(render.comparison_markdown(result))
+    else:
+        render.comparison_rich(result, _console())
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``table``, ``show``, ``history`` and ``validate`` to ``app``."""
+    """Add ``table``, ``show``, ``history``, ``validate`` and ``compare`` to ``app``."""
     app.command("table")(_errors(table))
+    app.command("compare")(_errors(compare))
     app.command("show")(_errors(show))
     app.command("history")(_errors(history))
     app.command("validate")(_errors(validate))

@@ -1,7 +1,10 @@
 """Render :class:`~zsrbench.leaderboard.tables.TableSet` as markdown, CSV, LaTeX, HTML, JSON or a rich table.
 
-Values are accuracies in % with two decimals. Marks (†, ‡, *, §) refer to the footnotes under each table;
-``[n]`` refers to the group's sources (reported numbers).
+Values are accuracies in % with two decimals. Measured cells carry their 95% interval: ``±h`` (h = half the
+interval's width, in points) in markdown, HTML and LaTeX; ``<column>_lo`` / ``<column>_hi`` in CSV; ``lo`` /
+``hi`` in JSON. The terminal shows ``±h`` on the averages only, to stay readable. Marks (†, ‡, *, §) refer to
+the footnotes under each table; ``[n]`` refers to the group's sources (reported numbers). Ranking tables add
+the significance group, the status (ranked, or why not) and, like every table, the audit verdict.
 """
 
 from __future__ import annotations
@@ -12,16 +15,40 @@ import io
 import json
 from typing import Any
 
-from zsrbench.leaderboard.tables import DAGGER, DDAGGER, SECTION, STAR, Cell, Footnote, Group, TableSet
+from zsrbench.leaderboard.tables import DAGGER, DDAGGER, SECTION, STAR, Cell, Footnote, Group, Row, TableSet
 
 METRIC_TITLES = {"robust": "Robust accuracy (%)", "clean": "Clean accuracy (%)"}
 DASH = "–"
 
 
-def _cell_text(cell: Cell | None) -> str:
+def _cell_text(cell: Cell | None, interval: bool = True) -> str:
     if cell is None or cell.value is None:
         return DASH
-    return cell.number() + "".join(cell.marks)
+    text = cell.number() + "".join(cell.marks)
+    return f"{text} {cell.pm()}" if interval and cell.has_interval else text
+
+
+def _rank_text(r: Row) -> str:
+    return DASH if r.rank is None else str(r.rank)
+
+
+def _audit_text(r: Row) -> str:
+    return r.audit or DASH
+
+
+def _head(g: Group) -> tuple[list[str], list[str]]:
+    """Column titles before and after the value columns."""
+    before = ["#", "Group", "Model", "Source", "Status"] if g.is_ranking else ["#", "Model", "Source"]
+    return before, ["Audit"]
+
+
+def _row_texts(g: Group, r: Row) -> tuple[list[str], list[str]]:
+    """Texts of the columns before and after the value columns (matching :func:`_head`)."""
+    if g.is_ranking:
+        before = [_rank_text(r), r.group or DASH, r.label, r.source, r.status or ""]
+    else:
+        before = [_rank_text(r), r.label, r.source]
+    return before, [_audit_text(r)]
 
 
 def _footnote_lines(g: Group, metrics: tuple[str, ...] | list[str]) -> list[str]:
@@ -38,6 +65,7 @@ def _footnote_lines(g: Group, metrics: tuple[str, ...] | list[str]) -> list[str]
     for fn in sorted(merged.values(), key=lambda f: order.index(f.mark) if f.mark in order else len(order)):
         lines.append(f"{fn.mark} {fn.title}:")
         lines += [f"  - {item}" for item in fn.items]
+    lines += g.footer
     for i, s in enumerate(g.sources, 1):
         lines.append(f"[{i}] {s}")
     return lines
@@ -62,12 +90,15 @@ def to_markdown(ts: TableSet) -> str:
         for metric in ts.metrics:
             out.append(f"**{METRIC_TITLES[metric]}**")
             out.append("")
-            head = ["#", "Model", "Source", *[_md_escape(label) for _, label in g.columns]]
+            before, after = _head(g)
+            head = [*before, *[_md_escape(label) for _, label in g.columns], *after]
             out.append("| " + " | ".join(head) + " |")
-            out.append("|" + "|".join(["---:", ":---", ":---"] + ["---:"] * len(g.columns)) + "|")
+            align = ["---:", ":---:", ":---", ":---", ":---"] if g.is_ranking else ["---:", ":---", ":---"]
+            out.append("|" + "|".join(align + ["---:"] * len(g.columns) + [":---"]) + "|")
             for r in g.rows:
-                vals = [_md_escape(_cell_text(r.cells[metric].get(k))) for k, _ in g.columns]
-                out.append("| " + " | ".join([str(r.rank), _md_escape(r.label), _md_escape(r.source), *vals]) + " |")
+                pre, post = _row_texts(g, r)
+                vals = [_cell_text(r.cells[metric].get(k)) for k, _ in g.columns]
+                out.append("| " + " | ".join(_md_escape(t) for t in [*pre, *vals, *post]) + " |")
             out.append("")
         notes = _footnote_lines(g, ts.metrics)
         if notes:
@@ -89,18 +120,22 @@ def to_csv(ts: TableSet) -> str:
         avgs += [k for k, _ in g.avg_columns if k not in avgs]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["protocol", "protocol_version", "suite", "eps", "metric", "rank", "model", "kind", "source", "entry",
-                "revision", *datasets, *avgs, "marks", "notes"])
+    value_cols = [c for k in [*datasets, *avgs] for c in (k, f"{k}_lo", f"{k}_hi")]
+    w.writerow(["protocol", "protocol_version", "subset", "table", "suite", "eps", "metric", "rank", "group", "model",
+                "kind", "source", "status", "audit", "entry", "revision", "entries", *value_cols, "marks", "notes"])
     for g, metric in _tables(ts):
         for r in g.rows:
             cells = r.cells[metric]
             marks = sorted({m for c in cells.values() for m in c.marks})
             source = r.source_text if r.kind == "reported" else r.source
-            w.writerow([g.protocol, g.version, g.suite, g.eps_text or "", metric, r.rank, r.label, r.kind, source,
-                        r.entry, r.revision if r.revision is not None else "",
-                        *[cells[d].number() if d in cells else "" for d in datasets],
-                        *[cells[k].number() if k in cells else "" for k in avgs],
-                        "".join(marks), " | ".join(r.notes[metric])])
+            values = []
+            for k in [*datasets, *avgs]:
+                c = cells.get(k)
+                values += [c.number(), c.bound("lo"), c.bound("hi")] if c is not None else ["", "", ""]
+            w.writerow([g.protocol, g.version, g.subset or "", g.kind, g.suite, g.eps_text or "", metric,
+                        "" if r.rank is None else r.rank, r.group or "", r.label, r.kind, source, r.status or "",
+                        r.audit or "", r.entry, r.revision if r.revision is not None else "", " ".join(r.entries),
+                        *values, "".join(marks), " | ".join(r.notes[metric])])
     return buf.getvalue()
 
 
@@ -109,7 +144,7 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "ε": r"$\epsilon$", "β": r"$\beta$",
         "κ": r"$\kappa$", "·": r"$\cdot$", "–": "--", "—": "---", "→": r"$\rightarrow$", "∧": r"$\wedge$",
         DAGGER: r"\textsuperscript{\dag}", DDAGGER: r"\textsuperscript{\ddag}", SECTION: r"\textsuperscript{\S}",
-        "…": r"\dots{}"}
+        "…": r"\dots{}", "±": r"$\pm$"}
 
 
 def tex(text: str) -> str:
@@ -120,7 +155,8 @@ def _tex_cell(cell: Cell | None) -> str:
     if cell is None or cell.value is None:
         return "--"
     marks = "".join(r"\textsuperscript{*}" if m == STAR else tex(m) for m in cell.marks)
-    return cell.number() + marks
+    pm = cell.pm()
+    return cell.number() + marks + (r"\,{\scriptsize$\pm$" + pm[1:] + "}" if pm else "")
 
 
 def to_latex(ts: TableSet) -> str:
@@ -131,13 +167,16 @@ def to_latex(ts: TableSet) -> str:
         out.append(r"\centering")
         out.append(r"\caption{" + tex(f"{g.title} — {METRIC_TITLES[metric]}") + "}")
         out.append(r"\resizebox{\linewidth}{!}{%")
-        out.append(r"\begin{tabular}{rll" + "r" * len(cols) + "}")
+        before, after = _head(g)
+        out.append(r"\begin{tabular}{" + ("rclll" if g.is_ranking else "rll") + "r" * len(cols) + "l}")
         out.append(r"\toprule")
-        out.append(" & ".join([r"\#", "Model", "Source", *[tex(label) for _, label in cols]]) + r" \\")
+        out.append(" & ".join([*map(tex, before), *[tex(label) for _, label in cols],
+                               *after]) + r" \\")
         out.append(r"\midrule")
         for r in g.rows:
+            pre, post = _row_texts(g, r)
             vals = [_tex_cell(r.cells[metric].get(k)) for k, _ in cols]
-            out.append(" & ".join([str(r.rank), tex(r.label), tex(r.source), *vals]) + r" \\")
+            out.append(" & ".join([*map(tex, pre), *vals, *map(tex, post)]) + r" \\")
         out.append(r"\bottomrule")
         out.append(r"\end{tabular}}")
         notes = _footnote_lines(g, [metric])
@@ -157,26 +196,34 @@ def to_latex(ts: TableSet) -> str:
 
 # ---------------------------------------------------------------------------------------------------- JSON
 def to_data(ts: TableSet) -> dict[str, Any]:
+    def pct(x: float | None) -> float | None:
+        return None if x is None else round(100 * x, 6)
+
     def cell(c: Cell) -> dict[str, Any]:
-        return {"value": None if c.value is None else round(100 * c.value, 6), "marks": c.marks}
+        return {"value": pct(c.value), "marks": c.marks, "lo": pct(c.lo) if c.has_interval else None,
+                "hi": pct(c.hi) if c.has_interval else None}
 
     return {
         "unit": "percent",
         "warnings": ts.warnings,
         "groups": [
             {
-                "protocol": g.protocol, "protocol_version": g.version, "suite": g.suite, "eps": g.eps_text,
+                "protocol": g.protocol, "protocol_version": g.version, "kind": g.kind, "subset": g.subset,
+                "title": g.title, "suite": g.suite, "eps": g.eps_text,
                 "datasets": g.datasets, "train_dataset": g.train_dataset, "normalised_average": g.normalised,
                 "average_columns": [{"key": k, "label": label} for k, label in g.avg_columns],
                 "rows": [
-                    {"rank": r.rank, "model": r.label, "kind": r.kind, "source": r.source, "source_text": r.source_text,
-                     "entry": r.entry, "revision": r.revision, "notes": {m: r.notes[m] for m in ts.metrics},
+                    {"rank": r.rank, "ranked": r.ranked, "group": r.group, "status": r.status, "audit": r.audit,
+                     "model": r.label, "kind": r.kind, "source": r.source, "source_text": r.source_text,
+                     "entry": r.entry, "revision": r.revision, "entries": r.entries, "suites": r.suites,
+                     "vs_above": r.vs_above, "notes": {m: r.notes[m] for m in ts.metrics},
                      **{m: {k: cell(c) for k, c in r.cells[m].items()} for m in ts.metrics}}
                     for r in g.rows
                 ],
                 "footnotes": {m: [{"mark": f.mark, "title": f.title, "items": f.items} for f in g.footnotes.get(m, [])]
                               for m in ts.metrics},
                 "sources": g.sources,
+                "footer": g.footer,
             }
             for g in ts.groups
         ],
@@ -196,7 +243,8 @@ th,td{padding:.25rem .5rem;border-bottom:1px solid #ddd;text-align:right;white-s
 th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}th:hover{background:#e8e8e8}
 td.l,th.l{text-align:left}tr.reported td{color:#555;font-style:italic}
 th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
-.notes{font-size:.8rem;color:#444}.warn{color:#a60}
+.notes{font-size:.8rem;color:#444}.warn{color:#a60}small.ci{color:#777}
+tr.unranked td{color:#666}tr.unreliable td.status{color:#b00;font-weight:600}
 """
 _JS = """
 document.querySelectorAll('table.sortable').forEach(function(t){
@@ -215,25 +263,45 @@ def to_html(ts: TableSet, title: str = "zsrbench leaderboard") -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">', f"<title>{e(title)}</title>",
            f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
-           '<p class="notes">Accuracy in %. Click a column header to sort. Rows marked <em>reported</em> are '
-           "published numbers, shown with their source, never part of a measured average.</p>"]
+           '<p class="notes">Accuracy in %, ± half the width of the 95% interval (hover a cell for its bounds). '
+           "Click a column header to sort. Rows marked <em>reported</em> are published numbers, shown with their "
+           "source, never part of a measured average.</p>"]
     for w in ts.warnings:
         out.append(f'<p class="warn">{e(w)}</p>')
     for g in ts.groups:
         out.append(f"<h2>{e(g.title)}</h2>")
         for metric in ts.metrics:
             out.append(f"<h3>{e(METRIC_TITLES[metric])}</h3>")
-            out.append('<table class="sortable"><thead><tr><th>#</th><th class="l">Model</th><th class="l">Source</th>'
-                       + "".join(f"<th>{e(label)}</th>" for _, label in g.columns) + "</tr></thead><tbody>")
+            before, after = _head(g)
+            out.append('<table class="sortable"><thead><tr>'
+                       + "".join(("<th>" if h == "#" else '<th class="l">') + f"{e(h)}</th>" for h in before)
+                       + "".join(f"<th>{e(label)}</th>" for _, label in g.columns)
+                       + "".join(f'<th class="l">{e(h)}</th>' for h in after) + "</tr></thead><tbody>")
             for r in g.rows:
                 tds = []
                 for k, _ in g.columns:
                     c = r.cells[metric].get(k)
                     v = "-1" if c is None or c.value is None else f"{100 * c.value:.6f}"
-                    tds.append(f'<td data-v="{v}">{e(_cell_text(c))}</td>')
+                    if c is not None and c.has_interval:
+                        tip = f"95% interval {c.bound('lo')}–{c.bound('hi')}"
+                        tds.append(f'<td data-v="{v}" title="{e(tip)}">{e(_cell_text(c, interval=False))} '
+                                   f'<small class="ci">{e(c.pm())}</small></td>')
+                    else:
+                        tds.append(f'<td data-v="{v}">{e(_cell_text(c))}</td>')
+                pre, post = _row_texts(g, r)
                 title_attr = f' title="{e(r.source_text)}"' if r.source_text else ""
-                out.append(f'<tr class="{e(r.kind)}"><td>{r.rank}</td><td class="l">{e(r.label)}</td>'
-                           f'<td class="l"{title_attr}>{e(r.source)}</td>{"".join(tds)}</tr>')
+                rank_v = "" if r.rank is not None else ' data-v="1e9"'
+                cells = [f"<td{rank_v}>{e(pre[0])}</td>"]
+                if g.is_ranking:
+                    cells += [f'<td class="l">{e(pre[1])}</td>', f'<td class="l">{e(pre[2])}</td>',
+                              f'<td class="l">{e(pre[3])}</td>', f'<td class="l status">{e(pre[4])}</td>']
+                else:
+                    cells += [f'<td class="l">{e(pre[1])}</td>', f'<td class="l"{title_attr}>{e(pre[2])}</td>']
+                classes = [r.kind] + ([] if r.rank is not None else ["unranked"])
+                if (r.status or "").startswith("unreliable"):
+                    classes.append("unreliable")
+                out.append(f'<tr class="{e(" ".join(classes))}">{"".join(cells)}{"".join(tds)}'
+                           f'<td class="l">{e(post[0])}</td></tr>')
             out.append("</tbody></table>")
         notes = _footnote_lines(g, ts.metrics)
         if notes:
@@ -248,18 +316,65 @@ def to_html(ts: TableSet, title: str = "zsrbench leaderboard") -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- terminal
+def _rich_cell(g: Group, key: str, cell: Cell | None) -> str:
+    """Per-dataset cells without their interval (readable in a terminal); averages with ±."""
+    return _cell_text(cell, interval=key in dict(g.avg_columns))
+
+
+def _short_status(r: Row) -> str:
+    return (r.status or "").split(":")[0]
+
+
+def _rich_pre(g: Group, r: Row | None, narrow: bool = False) -> list[str]:
+    """Terminal columns before the values: ranking tables keep a one-word status (details under the table),
+    or none when the terminal is narrow."""
+    if g.is_ranking:
+        head = ["#", "Group", "Model"] if r is None else [_rank_text(r), r.group or DASH, r.label]
+        return head if narrow else head + ["Status" if r is None else _short_status(r)]
+    return ["#", "Model", "Source"] if r is None else [_rank_text(r), r.label, r.source]
+
+
+def _rich_values(g: Group, r: Row, metrics: tuple[str, ...] | list[str], narrow: bool) -> list[str]:
+    [metric] = metrics
+    if narrow:  # averages only
+        return [_cell_text(r.cells[metric].get(k)) for k, _ in g.avg_columns]
+    return [_rich_cell(g, k, r.cells[metric].get(k)) for k, _ in g.columns]
+
+
+def _rich_table(g: Group, metrics: tuple[str, ...] | list[str], narrow: bool, title: str) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=escape(title), title_justify="left")
+    for h in _rich_pre(g, None, narrow):
+        t.add_column(h, justify="right" if h == "#" else "left", overflow="fold")
+    labels = [label for _, label in (g.avg_columns if narrow else g.columns)]
+    rows = [[*_rich_pre(g, r, narrow), *_rich_values(g, r, metrics, narrow), _audit_text(r)] for r in g.rows]
+    first = len(_rich_pre(g, None, narrow))
+    for i, label in enumerate(labels):
+        t.add_column(escape(label), justify="right", min_width=max([5, *(len(row[first + i]) for row in rows)]))
+    t.add_column("Audit")
+    for r, row in zip(g.rows, rows):
+        t.add_row(*map(escape, row), style=_rich_style(r))
+    return t
+
+
 def _width(g: Group, metric: str) -> int:
-    cols = [("#", [str(r.rank) for r in g.rows]), ("Model", [r.label for r in g.rows]),
-            ("Source", [r.source for r in g.rows])]
-    cols += [(label, [_cell_text(r.cells[metric].get(k)) for r in g.rows]) for k, label in g.columns]
-    return 1 + sum(3 + max(len(h), *(len(v) for v in vals)) if vals else 3 + len(h) for h, vals in cols)
+    heads = [*_rich_pre(g, None), *[label for _, label in g.columns], "Audit"]
+    rows = [[*_rich_pre(g, r), *_rich_values(g, r, [metric], False), _audit_text(r)] for r in g.rows]
+    return 1 + sum(3 + max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(heads))
+
+
+def _rich_style(r: Row) -> str | None:
+    if r.kind == "reported":
+        return "italic dim"
+    if (r.status or "").startswith("unreliable"):
+        return "red"
+    return "dim" if r.rank is None else None
 
 
 def to_rich(ts: TableSet, console: Any) -> None:
     """Full tables when the terminal is wide enough, else one compact table of averages per group."""
-    from rich.markup import escape
-    from rich.table import Table
-
     if not ts.groups:
         console.print("No leaderboard entries match.")
         return
@@ -267,32 +382,16 @@ def to_rich(ts: TableSet, console: Any) -> None:
     for g in ts.groups:
         if all(_width(g, m) <= console.width for m in ts.metrics):
             for metric in ts.metrics:
-                t = Table(title=escape(f"{g.title} — {METRIC_TITLES[metric]}"), title_justify="left")
-                t.add_column("#", justify="right")
-                t.add_column("Model")
-                t.add_column("Source")
-                for _, label in g.columns:
-                    t.add_column(escape(label), justify="right")
-                for r in g.rows:
-                    t.add_row(str(r.rank), escape(r.label), escape(r.source),
-                              *[escape(_cell_text(r.cells[metric].get(k))) for k, _ in g.columns],
-                              style="italic dim" if r.kind == "reported" else None)
-                console.print(t)
+                console.print(_rich_table(g, [metric], False, f"{g.title} — {METRIC_TITLES[metric]}"))
         else:
             narrow = True
-            t = Table(title=escape(f"{g.title} — accuracy (%), averages over {len(g.datasets)} datasets"),
-                      title_justify="left")
-            t.add_column("#", justify="right")
-            t.add_column("Model")
-            t.add_column("Source")
             for metric in ts.metrics:
-                for _, label in g.avg_columns:
-                    t.add_column(escape(f"{metric} {label}"), justify="right")
+                console.print(_rich_table(g, [metric], True, f"{g.title} — {METRIC_TITLES[metric]}, averages over "
+                                                             f"{len(g.datasets)} datasets"))
+        if g.is_ranking:
             for r in g.rows:
-                vals = [_cell_text(r.cells[m].get(k)) for m in ts.metrics for k, _ in g.avg_columns]
-                t.add_row(str(r.rank), escape(r.label), escape(r.source), *map(escape, vals),
-                          style="italic dim" if r.kind == "reported" else None)
-            console.print(t)
+                console.print(f"  {r.label} — {r.source} — {r.status}", highlight=False, markup=False,
+                              style=_rich_style(r))
         for line in _footnote_lines(g, ts.metrics):
             console.print(line, highlight=False, markup=False)
         console.print()
@@ -303,3 +402,87 @@ def to_rich(ts: TableSet, console: Any) -> None:
 
 def render(ts: TableSet, fmt: str) -> str:
     return {"markdown": to_markdown, "csv": to_csv, "latex": to_latex, "html": to_html, "json": to_json}[fmt](ts)
+
+
+# ---------------------------------------------------------------------------------------------------- compare
+def format_p(p: float) -> str:
+    if p >= 0.001:
+        return f"{p:.3f}"
+    return f"{p:.1e}" if p > 0 else "<1e-300"
+
+
+def _pp(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def _comparison_rows(c: Any) -> list[list[str]]:
+    rows = []
+    for line in c.lines:
+        r = line.result
+        rows.append([line.label, str(line.n), f"{100 * r.a:.2f}", f"{100 * r.b:.2f}", _pp(r.difference),
+                     f"[{_pp(r.lo)}, {_pp(r.hi)}]", format_p(r.p), str(r.a_only), str(r.b_only)])
+    return rows
+
+
+COMPARISON_HEAD = ["", "n", "A (%)", "B (%)", "A − B", "95% interval", "p", "only A", "only B"]
+
+
+def _comparison_header(c: Any) -> list[str]:
+    a, b = c.a.entry, c.b.entry
+    return [f"A: {c.name(c.a)} — {a.model.name}, {a.suite}, ε = {a.eps_text}",
+            f"B: {c.name(c.b)} — {b.model.name}, {b.suite}, ε = {b.eps_text}",
+            f"{c.metric} accuracy on the same samples of {len(c.datasets)} dataset(s) of {a.protocol.name} "
+            f"v{a.protocol.version}"]
+
+
+def _comparison_footer() -> list[str]:
+    from zsrbench import stats
+
+    return [f"A − B in percentage points; interval: paired bootstrap over samples ({stats.N_BOOTSTRAP} resamples, "
+            "stratified by dataset for averages, percentile); p (two-sided): exact McNemar test per dataset, for "
+            f"averages the {stats.TEST_DESCRIPTION}. only A / only B: samples one model gets right and the other not."]
+
+
+def comparison_data(c: Any) -> dict[str, Any]:
+    def side(le: Any) -> dict[str, Any]:
+        e = le.entry
+        return {"entry": c.name(le), "model": e.model.name, "model_id": e.model.id, "suite": e.suite, "eps": e.eps_text,
+                "revision": e.revision}
+
+    return {
+        "unit": "percent", "metric": c.metric, "protocol": c.a.entry.protocol.name,
+        "protocol_version": c.a.entry.protocol.version, "a": side(c.a), "b": side(c.b), "datasets": c.datasets,
+        "rows": [{"key": line.key, "label": line.label, "n": line.n, "a": 100 * line.result.a, "b": 100 * line.result.b,
+                  "difference": 100 * line.result.difference, "lo": 100 * line.result.lo, "hi": 100 * line.result.hi,
+                  "p": line.result.p, "test": line.result.test, "only_a": line.result.a_only,
+                  "only_b": line.result.b_only, "significant": line.result.significant}
+                 for line in c.lines],
+        "notes": c.notes, "method": _comparison_footer()[0],
+    }
+
+
+def comparison_markdown(c: Any) -> str:
+    out = [f"- {_md_escape(h)}" for h in _comparison_header(c)] + [""]
+    out.append("| " + " | ".join(COMPARISON_HEAD) + " |")
+    out.append("|" + "|".join([":---"] + ["---:"] * (len(COMPARISON_HEAD) - 1)) + "|")
+    for row in _comparison_rows(c):
+        out.append("| " + " | ".join(_md_escape(x) for x in row) + " |")
+    out.append("")
+    out += [f"- {_md_escape(n)}" for n in [*c.notes, *_comparison_footer()]]
+    return "\n".join(out) + "\n"
+
+
+def comparison_rich(c: Any, console: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    for h in _comparison_header(c):
+        console.print(h, highlight=False, markup=False)
+    t = Table()
+    for i, h in enumerate(COMPARISON_HEAD):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for row in _comparison_rows(c):
+        t.add_row(*map(escape, row))
+    console.print(t)
+    for n in [*c.notes, *_comparison_footer()]:
+        console.print(n, highlight=False, markup=False, style="dim")

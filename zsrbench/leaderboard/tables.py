@@ -1,17 +1,29 @@
-"""Leaderboard tables as data: groups (protocol version × suite × ε), rows (models), cells (numbers + marks).
+"""Leaderboard tables as data: groups (protocol version × suite × ε × subset), rows (models), cells (numbers,
+95% intervals, marks).
 
-One group never mixes protocol versions, attack suites or ε. Rows are ranked by average robust accuracy.
-Reported (published) rows are marked and carry their source; their numbers never enter a measured average.
+One group never mixes protocol versions, attack suites, ε or sample sets. The default view starts each
+(protocol version, ε, subset) with a *ranking* group (``zsrbench.leaderboard.ranking``: the per-sample worst
+case over every suite of each model, the ranking rules and significance groups), followed by one group per
+suite, ordered by average robust accuracy as before. Reported (published) rows are marked and carry their
+source; their numbers never enter a measured average and have no interval (there are no per-sample flags).
+
+Intervals (95%): Wilson per dataset (from the measured n and accuracy); a stratified bootstrap over samples
+(:func:`zsrbench.stats.bootstrap_average_counts`) for the averages.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+from zsrbench import stats
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard.schema import EntryProtocol, LeaderboardEntry, ReportedNumbers
+from zsrbench.leaderboard.combine import suite_order
+from zsrbench.leaderboard.schema import AuditData, DatasetMeasurement, EntryProtocol, LeaderboardEntry, ReportedNumbers
 from zsrbench.leaderboard.store import LoadedEntry, rev_name
+
+if TYPE_CHECKING:
+    from zsrbench.leaderboard.combine import FlagsCache
 
 DAGGER, DDAGGER, STAR, SECTION = "†", "‡", "*", "§"
 MARK_TITLES = {
@@ -22,15 +34,39 @@ MARK_TITLES = {
 }
 PRINTED_TOL = 0.01  # percentage points: 2-decimal rounding of the values and of the average
 METRICS = ("robust", "clean")
+RANKING = "ranking"  # Group.kind and Group.suite of a ranking group
+INTERVAL_NOTE = (f"± is half the width of the {stats.CONFIDENCE:.0%} interval: Wilson per dataset, a stratified bootstrap "
+                 f"over samples ({stats.N_BOOTSTRAP} resamples, percentile) for the averages; near 0% or 100% the "
+                 "interval is not symmetric: its bounds are the CSV's *_lo and *_hi columns and the JSON's lo and "
+                 "hi. Reported numbers have no per-sample flags and no interval.")
+AUDIT_NONE = "none"
 
 
 @dataclass
 class Cell:
-    value: float | None  # a fraction in [0, 1]
+    value: float | None  # a fraction in [0, 1] (normalised averages can be below 0)
     marks: list[str] = field(default_factory=list)
+    lo: float | None = None  # 95% interval (None: unknown, e.g. reported numbers)
+    hi: float | None = None
 
     def number(self) -> str:
         return "" if self.value is None else f"{100 * self.value:.2f}"
+
+    @property
+    def has_interval(self) -> bool:
+        return self.value is not None and self.lo is not None and self.hi is not None
+
+    def half_width(self) -> float | None:
+        return (self.hi - self.lo) / 2 if self.has_interval else None  # type: ignore[operator]
+
+    def pm(self) -> str:
+        """``±h`` with h = half the interval's width in percentage points ("" without an interval)."""
+        h = self.half_width()
+        return "" if h is None else f"±{100 * h:.1f}"
+
+    def bound(self, which: str) -> str:
+        v = self.lo if which == "lo" else self.hi
+        return "" if v is None or self.value is None else f"{100 * v:.2f}"
 
 
 @dataclass
@@ -41,9 +77,19 @@ class Row:
     entry: str
     revision: int | None
     cells: dict[str, dict[str, Cell]]  # metric -> column key -> cell
-    rank: int = 0
+    rank: int | None = 0  # None: listed, not ranked (see ``status``)
     source_text: str | None = None  # reported: the citation
     notes: dict[str, list[str]] = field(default_factory=lambda: {m: [] for m in METRICS})  # per metric, plain text
+    audit: str | None = None  # measured rows: pass | warn | fail | none (no audit entry); reported: None
+    status: str | None = None  # ranking groups: "ranked" or why not ("unranked: …", "unreliable: …")
+    group: str | None = None  # ranking groups: significance group letter of a ranked row
+    suites: list[str] = field(default_factory=list)  # ranking groups: the suites the row is the worst case of
+    entries: list[str] = field(default_factory=list)  # the entries (slug@rNNNN) the row's numbers come from
+    vs_above: dict | None = None  # ranking groups: the paired test against the ranked row just above
+
+    @property
+    def ranked(self) -> bool:
+        return self.rank is not None
 
     def add_note(self, metrics: Sequence[str], text: str) -> None:
         for m in metrics:
@@ -62,7 +108,7 @@ class Footnote:
 class Group:
     protocol: str
     version: int
-    suite: str
+    suite: str  # the attack suite; "ranking" for a ranking group
     eps_text: str | None
     datasets: list[str]
     train_dataset: str | None
@@ -71,11 +117,20 @@ class Group:
     rows: list[Row] = field(default_factory=list)
     footnotes: dict[str, list[Footnote]] = field(default_factory=dict)  # per metric
     sources: list[str] = field(default_factory=list)  # index + 1 = reference number
+    kind: str = "suite"  # "suite" | "ranking"
+    subset: str | None = None  # a named subset of the protocol's evaluation sets (None: the full sets)
+    footer: list[str] = field(default_factory=list)  # explanatory lines; "  - " starts a sub-item
 
     @property
     def title(self) -> str:
         eps = f"ε = {self.eps_text}" if self.eps_text else "clean"
-        return f"{self.protocol} v{self.version} · {self.suite} · {eps}"
+        subset = f" · {self.subset} subset" if self.subset else ""
+        suite = "ranking: worst case over all suites" if self.kind == RANKING else self.suite
+        return f"{self.protocol} v{self.version}{subset} · {suite} · {eps}"
+
+    @property
+    def is_ranking(self) -> bool:
+        return self.kind == RANKING
 
     @property
     def columns(self) -> list[tuple[str, str]]:
@@ -174,33 +229,69 @@ def _protocol_for(entries: Sequence[LeaderboardEntry], warnings: list[str]) -> E
     return first.model_copy(update={"datasets": datasets})
 
 
-def _suite_order(suite: str) -> tuple[int, str]:
-    order = ["pgd", "cw", "pgd+cw", "aa-lite", "autoattack", "aa-fare"]
-    return (order.index(suite) if suite in order else len(order), suite)
+def visible(le: LoadedEntry) -> bool:
+    """Entries that can be rows: not audits (they only give a row its status), not withdrawn reported numbers."""
+    e = le.entry
+    if e.kind == "audit":
+        return False
+    return not (e.kind == "reported" and e.reported is not None and e.reported.withdrawn)
 
 
-def build_tables(entries: Sequence[LoadedEntry], *, metrics: Sequence[str] = METRICS) -> TableSet:
-    """Group, rank and annotate ``entries`` (already selected) into tables."""
+GroupKey = tuple[str, int, str, "str | None", "str | None"]  # protocol, version, suite, ε, subset
+
+
+def build_tables(entries: Sequence[LoadedEntry], *, metrics: Sequence[str] = METRICS,
+                 audits: Sequence[LoadedEntry] | None = None, ranking: bool = True,
+                 cache: "FlagsCache | None" = None) -> TableSet:
+    """Group, rank and annotate ``entries`` (already selected) into tables.
+
+    ``audits``: the audit entries that give rows their audit status (default: those among ``entries``).
+    ``ranking``: start each (protocol version, ε, subset) with its ranking group (the default view; off for
+    ``--attack`` and ``--worst-of``).
+    """
+    from zsrbench.leaderboard import ranking as rk
+    from zsrbench.leaderboard.combine import FlagsCache
+
+    cache = cache or FlagsCache()
+    audit_index = rk.audit_index(entries if audits is None else audits)
     ts = TableSet(metrics=tuple(metrics))
-    groups: dict[tuple[str, int, str, str | None], list[LoadedEntry]] = {}
+    groups: dict[GroupKey, list[LoadedEntry]] = {}
     for le in entries:
+        if not visible(le):
+            continue
         e = le.entry
-        groups.setdefault((e.protocol.name, e.protocol.version, e.suite, e.eps_text), []).append(le)
+        groups.setdefault((e.protocol.name, e.protocol.version, e.suite, e.eps_text, e.protocol.subset), []).append(le)
     versions: dict[str, set[int]] = {}
-    for name, version, _, _ in groups:
+    for name, version, *_ in groups:
         versions.setdefault(name, set()).add(version)
     for name, vs in sorted(versions.items()):
         if len(vs) > 1:
             ts.warnings.append(f"protocol {name} has entries under versions {', '.join(map(str, sorted(vs)))}: they are "
                                "shown in separate tables, never in one column")
-    keys = sorted(groups, key=lambda k: (k[0], -k[1], float(k[3].split("/")[0]) if k[3] else -1.0, _suite_order(k[2])))
-    for key in keys:
-        ts.groups.append(_build_group(key, groups[key], ts.warnings))
+    if ranking:
+        rank_groups: dict[GroupKey, list[LoadedEntry]] = {}
+        for (name, version, _, eps_text, subset), members in groups.items():
+            if eps_text is not None:
+                rank_groups.setdefault((name, version, RANKING, eps_text, subset), []).extend(members)
+        groups.update({k: v for k, v in rank_groups.items() if any(m.entry.kind == "measured" for m in v)})
+
+    def order(k: GroupKey) -> tuple:
+        name, version, suite, eps_text, subset = k
+        return (name, -version, subset is not None, subset or "", float(eps_text.split("/")[0]) if eps_text else -1.0,
+                suite != RANKING, suite_order(suite))
+
+    for key in sorted(groups, key=order):
+        if key[2] == RANKING:
+            ts.groups.append(rk.ranking_group(key, groups[key], audit_index, ts.warnings, cache))
+        else:
+            ts.groups.append(_build_group(key, groups[key], ts.warnings, audit_index))
+    ts.warnings = list(dict.fromkeys(ts.warnings))  # a ranking group repeats its suites' warnings
     return ts
 
 
-def _build_group(key: tuple[str, int, str, str | None], members: list[LoadedEntry], warnings: list[str]) -> Group:
-    name, version, suite, eps_text = key
+def new_group(key: GroupKey, members: Sequence[LoadedEntry], warnings: list[str]) -> tuple[Group, list[str]]:
+    """An empty group for ``key`` with the protocol's columns; and the zero-shot datasets."""
+    name, version, suite, eps_text, subset = key
     proto = _protocol_for([m.entry for m in members], warnings)
     datasets = proto.datasets
     train = proto.train_dataset if proto.train_dataset in datasets else None
@@ -215,23 +306,47 @@ def _build_group(key: tuple[str, int, str, str | None], members: list[LoadedEntr
     if train or zs_reported:
         avg_cols.append(("avg_zs", f"Avg zero-shot{norm}"))
     g = Group(protocol=name, version=version, suite=suite, eps_text=eps_text, datasets=datasets, train_dataset=train,
-              normalised=proto.normalised_average, avg_columns=avg_cols)
-    notes: dict[str, dict[str, list[str]]] = {metric: {m: [] for m in MARK_TITLES} for metric in METRICS}
+              normalised=proto.normalised_average, avg_columns=avg_cols, subset=subset,
+              kind=RANKING if suite == RANKING else "suite")
+    return g, zs
+
+
+def new_notes() -> dict[str, dict[str, list[str]]]:
+    return {metric: {m: [] for m in MARK_TITLES} for metric in METRICS}
+
+
+def finish_footnotes(g: Group, notes: dict[str, dict[str, list[str]]]) -> None:
+    g.footnotes = {metric: [Footnote(m, MARK_TITLES[m], list(dict.fromkeys(items))) for m, items in by_mark.items() if items]
+                   for metric, by_mark in notes.items()}
+    if any(r.kind == "measured" for r in g.rows) and INTERVAL_NOTE not in g.footer:
+        g.footer.append(INTERVAL_NOTE)
+
+
+def _build_group(key: GroupKey, members: list[LoadedEntry], warnings: list[str],
+                 audits: "dict[tuple[str, int, str, str | None], AuditData] | None" = None) -> Group:
+    from zsrbench.leaderboard.ranking import audit_status
+
+    g, zs = new_group(key, members, warnings)
+    notes = new_notes()
     for le in members:
         e = le.entry
         if e.kind == "measured":
-            g.rows.append(_measured_row(le, g, zs, notes))
+            row = measured_row(le, g, zs, notes)
+            row.audit = audit_status((audits or {}).get((e.protocol.name, e.protocol.version, e.model.id, e.eps_text)))
+            g.rows.append(row)
         else:
             g.rows.append(_reported_row(le, g, zs, notes))
-    g.rows.sort(key=lambda r: (-_rank_value(r), r.label, r.source))
+    # per-suite tables keep their order by the suite's own average, reported rows interleaved, as they always
+    # were: they are the evidence behind the ranking group, which alone applies the ranking rules
+    g.rows.sort(key=lambda r: (-rank_value(r), r.label, r.source))
     for i, r in enumerate(g.rows, 1):
         r.rank = i
-    g.footnotes = {metric: [Footnote(m, MARK_TITLES[m], list(dict.fromkeys(items))) for m, items in by_mark.items() if items]
-                   for metric, by_mark in notes.items()}
+    finish_footnotes(g, notes)
     return g
 
 
-def _rank_value(row: Row) -> float:
+def rank_value(row: Row) -> float:
+    """The number rows are ordered by: the robust average (or zero-shot average) of the row."""
     cells = row.cells.get("robust", {})
     for k in ("avg", "avg_zs"):
         c = cells.get(k)
@@ -240,7 +355,31 @@ def _rank_value(row: Row) -> float:
     return float("-inf")
 
 
-def _measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict[str, list[str]]]) -> Row:
+def _count(m: DatasetMeasurement, metric: str) -> tuple[int, int]:
+    """(k, n) behind a measured accuracy (the accuracy is k / n of the flags)."""
+    n = m.metrics.n
+    return int(round(getattr(m.metrics, f"{metric}_accuracy") * n)), n
+
+
+def dataset_interval(m: DatasetMeasurement, metric: str) -> tuple[float | None, float | None]:
+    k, n = _count(m, metric)
+    if n <= 0:
+        return None, None
+    iv = stats.wilson(k, n)
+    return iv.lo, iv.hi
+
+
+def average_interval(ms: Sequence[DatasetMeasurement], metric: str,
+                     normalised: bool) -> tuple[float | None, float | None]:
+    counts = [_count(m, metric) for m in ms]
+    if not counts or any(n <= 0 for _, n in counts):
+        return None, None
+    iv = stats.bootstrap_average_counts([k for k, _ in counts], [n for _, n in counts],
+                                        [m.metrics.chance for m in ms] if normalised else None)
+    return iv.lo, iv.hi
+
+
+def measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict[str, list[str]]]) -> Row:
     e = le.entry
     assert e.measured is not None
     label = e.model.name
@@ -249,7 +388,7 @@ def _measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dic
     else:
         rev = f"measured {rev_name(e.revision)}" if le.file is not None else "measured"
     row = Row(label=label, kind="measured", source=rev, entry=e.entry, revision=e.revision if le.file else None,
-              cells={m: {} for m in METRICS})
+              cells={m: {} for m in METRICS}, entries=[f"{e.entry}@{rev_name(e.revision)}"] if le.file else [])
     ds_map = e.measured.datasets
     for d in g.datasets:
         m = ds_map.get(d)
@@ -269,8 +408,8 @@ def _measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dic
             for metric in METRICS:
                 notes[metric][DDAGGER].append(f"{label}, {d}: {'; '.join(m.deviations)}")
             row.add_note(METRICS, f"{DDAGGER} {d}: {'; '.join(m.deviations)}")
-        row.cells["robust"][d] = Cell(m.metrics.robust_accuracy, rmarks)
-        row.cells["clean"][d] = Cell(m.metrics.clean_accuracy, cmarks)
+        row.cells["robust"][d] = Cell(m.metrics.robust_accuracy, rmarks, *dataset_interval(m, "robust"))
+        row.cells["clean"][d] = Cell(m.metrics.clean_accuracy, cmarks, *dataset_interval(m, "clean"))
     extra = [d for d in ds_map if d not in g.datasets]
     if extra:
         row.add_note(METRICS, f"not columns of the protocol: {', '.join(extra)}")
@@ -280,7 +419,7 @@ def _measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dic
             if key not in dict(g.avg_columns):
                 continue
             vals = [getattr(ds_map[d].metrics, attr) for d in cols if d in ds_map]
-            cell = Cell(_mean(vals))
+            cell = Cell(_mean(vals), [], *average_interval([ds_map[d] for d in cols if d in ds_map], metric, g.normalised))
             if vals and len(vals) < len(cols):
                 cell.marks.append(STAR)
                 missing = [d for d in cols if d not in ds_map]
