@@ -98,3 +98,14 @@ def l1_margin_ratios(model: LinearLogits, x: torch.Tensor, y: torch.Tensor, eps:
             l1 = (w[yi] - w[ks]).abs().sum(1)
             out.append((m / (eps * l1)).min())
     return torch.stack(out)
+
+
+class InputNoise(torch.nn.Module):
+    """A randomised defense: Gaussian noise on the input, new in every forward pass."""
+
+    def __init__(self, inner: torch.nn.Module, sigma: float) -> None:
+        super().__init__()
+        self.inner, self.sigma = inner, sigma
+
+    def forward(self, x):
+        return self.inner(x + self.sigma * torch.randn_like(x))

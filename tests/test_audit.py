@@ -84,8 +84,13 @@ def registered():
     yield
 
 
-def audit(defense: str, tmp_path, **kw):
-    cfg = AuditConfig(run=RunConfig(defense=defense, protocol="audit_toy", leaderboard_dir=str(tmp_path / "lb")),
+@pytest.fixture(scope="module")
+def lb(tmp_path_factory):
+    return tmp_path_factory.mktemp("audit-lb") / "leaderboards"
+
+
+def audit(defense: str, lb, **kw):
+    cfg = AuditConfig(run=RunConfig(defense=defense, protocol="audit_toy", leaderboard_dir=str(lb)),
                       n_samples=N, square_queries=QUERIES, **kw)
     return run_audit(cfg).entry.audit
 
@@ -94,15 +99,15 @@ def checks(a):
     return {c.name: c for c in a.checks}
 
 
-def test_undefended_clip_passes(tmp_path):
-    a = audit("clip", tmp_path)
+def test_undefended_clip_passes(lb):
+    a = audit("clip", lb)
     assert a.verdict != "fail", [(c.name, c.summary) for c in a.checks if c.verdict == "fail"]
     assert not a.randomised
     assert checks(a)["gradient_health"].verdict == "pass"
 
 
-def test_input_quantisation_fails_gradient_health(tmp_path):
-    a = audit("test_quantised", tmp_path)
+def test_input_quantisation_fails_gradient_health(lb):
+    a = audit("test_quantised", lb)
     assert a.verdict == "fail"
     c = checks(a)
     assert c["gradient_health"].verdict == "fail"
@@ -111,25 +116,65 @@ def test_input_quantisation_fails_gradient_health(tmp_path):
     assert c["black_box"].verdict != "pass" or c["transfer"].verdict != "pass" or c["eps_behaviour"].verdict == "fail"
 
 
-def test_saturated_logits_fail_gradient_health(tmp_path):
-    a = audit("test_saturated", tmp_path)
+def test_saturated_logits_fail_gradient_health(lb):
+    a = audit("test_saturated", lb)
     c = checks(a)
     assert c["gradient_health"].verdict == "fail"
     assert a.verdict == "fail"
 
 
-def test_nan_logits_fail_the_nonfinite_check(tmp_path):
-    a = audit("test_nan", tmp_path)
+def test_nan_logits_fail_the_nonfinite_check(lb):
+    a = audit("test_nan", lb)
     c = checks(a)
     assert c["nonfinite"].verdict == "fail" and "nonfinite" in a.failed
     assert a.datasets["micro_color"]["n_correct"] == 0  # NaN logits are never correct
 
 
-def test_randomised_defense_is_flagged_and_attacked_with_eot(tmp_path):
-    a = audit("test_randomised", tmp_path, eot=2)
+def test_randomised_defense_is_flagged_and_attacked_with_eot(lb):
+    a = audit("test_randomised", lb, eot=2)
     assert a.randomised
     assert checks(a)["randomness"].verdict == "warn"
     assert a.settings["eot"] == 2
+
+
+def _table(lb) -> str:
+    r = cli.invoke(app, ["table", "--protocol", "audit_toy", "--leaderboard-dir", str(lb), "--markdown"])
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def _ranking_rows(md: str) -> list[str]:
+    """The rows of the first (ranking) table of the markdown, in order."""
+    block = md.split("**Robust accuracy (%)**", 1)[1].split("\n\n", 2)[1]
+    return [line for line in block.splitlines() if line.startswith("|") and "---" not in line][1:]
+
+
+def test_broken_defenses_are_never_ranked_above_a_real_one(lb):
+    """After the audits above: PGD entries for all; the masked ones rank below CLIP with "unreliable"."""
+    for defense in ("clip", "test_quantised", "test_saturated", "test_randomised"):
+        r = cli.invoke(app, ["run", "--protocol", "audit_toy", "--defense", defense, "--attack", "pgd",
+                             "--leaderboard-dir", str(lb), "--results-dir", str(lb.parent / "results"), "--quiet"])
+        assert r.exit_code == 0, r.output
+    rows = _ranking_rows(_table(lb))
+    order = [next(d for d in ("clip", "test_quantised", "test_saturated", "test_randomised") if f" {d}/" in row)
+             for row in rows]
+    assert order[0] == "clip", rows
+    for row in rows:
+        if " test_quantised/" in row or " test_saturated/" in row:
+            assert "unreliable" in row and "gradient_health" in row, row
+        if " test_randomised/" in row:
+            assert "without EOT" in row, row
+    # with EOT the randomised defense is ranked
+    r = cli.invoke(app, ["run", "--protocol", "audit_toy", "--defense", "test_randomised", "--attack", "pgd",
+                         "--eot", "2", "--leaderboard-dir", str(lb), "--results-dir", str(lb.parent / "results"),
+                         "--quiet"])
+    assert r.exit_code == 0, r.output
+    rows = _ranking_rows(_table(lb))
+    rnd = next(row for row in rows if " test_randomised/" in row)
+    assert not rnd.startswith("| –") and "without EOT" not in rnd, rows
+    masked = [i for i, row in enumerate(rows) if " test_quantised/" in row or " test_saturated/" in row]
+    ranked = [i for i, row in enumerate(rows) if not row.startswith("| –")]
+    assert min(masked) > max(ranked), rows
 
 
 def test_audit_cli_exit_codes_and_storage(tmp_path):

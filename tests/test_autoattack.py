@@ -13,9 +13,9 @@ import pytest
 import torch
 
 try:  # tests/ as a package, or as a plain folder on sys.path (pytest's default "prepend" import mode)
-    from tests.linear_model import l1_margin_ratios, make_linear_problem
+    from tests.linear_model import InputNoise, l1_margin_ratios, make_linear_problem
 except ImportError:  # pragma: no cover
-    from linear_model import l1_margin_ratios, make_linear_problem
+    from linear_model import InputNoise, l1_margin_ratios, make_linear_problem
 from zsrbench.attacks.autoattack import PROTOCOL_ATTACKS, plan_attacks, pyautoattack_version
 from zsrbench.errors import ZsrError
 import zsrbench.attacks  # noqa: F401  (registers the attacks)
@@ -226,15 +226,6 @@ def test_aa_rand_breaks_a_randomised_defense_that_aa_lite_does_not():
     assert torch.equal(rand.success, breakable)  # all breakable ones, and (exact logits) no other
     assert rand.info["attacks"] == ["apgd-ce"] and rand.info["dropped"] == ["apgd-dlr"]  # 2 classes: recorded
     assert rand.info["config"]["apgd"]["eot_iter"] == 20
-
-
-class InputNoise(torch.nn.Module):
-    def __init__(self, inner: torch.nn.Module, sigma: float) -> None:
-        super().__init__()
-        self.inner, self.sigma = inner, sigma
-
-    def forward(self, x):
-        return self.inner(x + self.sigma * torch.randn_like(x))
 
 
 def test_aa_rand_on_a_model_with_random_inputs_is_seeded_and_recorded():

@@ -2,6 +2,11 @@ import pytest
 import torch
 
 from zsrbench.attacks.pgd import ce_loss, cw_margin_loss, eot_gradient, pgd_attack
+
+try:  # tests/ as a package, or as a plain folder on sys.path (pytest's default "prepend" import mode)
+    from tests.linear_model import InputNoise
+except ImportError:  # pragma: no cover
+    from linear_model import InputNoise
 from zsrbench.registry import ATTACKS, load_builtins
 
 
@@ -133,17 +138,6 @@ def test_eot_gradient_of_identical_passes_has_the_same_sign():
     four = eot_gradient(model, x.clone().requires_grad_(True), y, ce_loss, 4)
     assert torch.equal(one[1].sign(), four[1].sign())
     assert torch.allclose(one[1], four[1], rtol=1e-5, atol=1e-9) and torch.allclose(one[0], four[0], atol=1e-5)
-
-
-class InputNoise(torch.nn.Module):
-    """A randomised defense: Gaussian noise on the input, new in every forward pass."""
-
-    def __init__(self, inner: torch.nn.Module, sigma: float) -> None:
-        super().__init__()
-        self.inner, self.sigma = inner, sigma
-
-    def forward(self, x):
-        return self.inner(x + self.sigma * torch.randn_like(x))
 
 
 def test_eot_averages_the_gradients_of_a_randomised_model():

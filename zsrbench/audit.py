@@ -26,7 +26,10 @@ check               measured on the clean-correct samples of each dataset; verdi
 ``nonfinite``       NaN/inf logits, clean or under any attack of the audit or the recorded results (fail)
 ==================  ===========================================================================================
 
-The overall verdict is ``fail`` when a check fails, else ``warn`` when one warns, else ``pass``.
+For a randomised model the tolerances of the comparisons (ε, convergence, FGSM, black-box, transfer) are widened
+by its own prediction noise (how often a prediction changes between repeated passes), and every comparison
+allows one sample of slack, so that noise is not taken for a finding. The overall verdict is ``fail`` when a
+check fails, else ``warn`` when one warns, else ``pass``.
 """
 
 from __future__ import annotations
@@ -204,6 +207,13 @@ def judge_gradient(t: Tally) -> AuditCheck:
                   f"non-finite ({int(bad)}) input gradient", t, ("grad_zero_warn", "grad_zero_fail"), rule)
 
 
+def prediction_noise(t: Tally) -> float:
+    """How often a prediction changes between repeated passes (0 for a deterministic model): the larger of the
+    pooled rates on the clean images and on the reference PGD's adversarial images."""
+    return max(frac(t.totals.get("flipped", 0), t.totals.get("n", 0)),
+               frac(t.totals.get("adv_flipped", 0), t.totals.get("n_attacked", 0)))
+
+
 def judge_randomness(t: Tally) -> AuditCheck:
     diffs = [d["max_rel_logit_change"] for d in t.per_dataset.values()]
     flips = t.totals.get("flipped", 0)
@@ -217,12 +227,12 @@ def judge_randomness(t: Tally) -> AuditCheck:
                   lambda d: "warn" if d["max_rel_logit_change"] > THRESHOLDS["random_logit_tol"] else "pass")
 
 
-def judge_eps(t: Tally, sweep: Sequence[float], chance: dict[str, float]) -> AuditCheck:
+def judge_eps(t: Tally, sweep: Sequence[float], chance: dict[str, float], noise: float = 0.0) -> AuditCheck:
     """Pooled robust accuracy per ε must not rise; at the largest ε every dataset falls to chance."""
     n = t.totals.get("n", 0)
     accs = [frac(t.totals.get(f"robust@{e:g}", 0), n) for e in sweep]
     rises = [(a, b, e0, e1) for (a, e0), (b, e1) in zip(zip(accs, sweep), zip(accs[1:], sweep[1:]))
-             if b > a + THRESHOLDS["eps_rise_tol"] + frac(1, n)]
+             if b > a + THRESHOLDS["eps_rise_tol"] + frac(1, n) + noise]
     large = max(sweep)
 
     def above_chance(ds: str, d: dict[str, Any]) -> bool:
@@ -232,7 +242,7 @@ def judge_eps(t: Tally, sweep: Sequence[float], chance: dict[str, float]) -> Aud
     def rule_ds(d: dict[str, Any]) -> str:
         ds = d["dataset"]
         seq = [d[f"robust@{e:g}"] for e in sweep]
-        rise = any(b > a + THRESHOLDS["eps_rise_tol"] * d["n"] + 1 for a, b in zip(seq, seq[1:]))
+        rise = any(b > a + (THRESHOLDS["eps_rise_tol"] + noise) * d["n"] + 1 for a, b in zip(seq, seq[1:]))
         return "fail" if rise or above_chance(ds, d) else "pass"
 
     high = [ds for ds, d in t.per_dataset.items() if above_chance(ds, d)]
@@ -246,7 +256,10 @@ def judge_eps(t: Tally, sweep: Sequence[float], chance: dict[str, float]) -> Aud
                   ("eps_rise_tol", "large_eps_margin", "large_eps"), rule_ds)
 
 
-def judge_convergence(t: Tally) -> AuditCheck:
+def judge_convergence(t: Tally, noise: float = 0.0) -> AuditCheck:
+    """``noise``: the fraction of predictions that change between repeated passes (randomised models); the
+    thresholds are widened by it and by one sample, so that the model's own randomness is not taken for an
+    attack that has not converged."""
     n = t.totals.get("n", 0)
     base = frac(t.totals.get("robust", 0), n)
     more = frac(t.totals.get("robust_2x_steps", 0), n)
@@ -255,44 +268,46 @@ def judge_convergence(t: Tally) -> AuditCheck:
 
     def rule(d: dict[str, Any]) -> str:
         m = max(d["n"], 1)
-        dd = max(d["robust"] - d["robust_2x_steps"], d["robust"] - d["robust_restarts"]) / m
+        dd = max(d["robust"] - d["robust_2x_steps"], d["robust"] - d["robust_restarts"]) / m - 1 / m - noise
         return by_thresholds(dd, THRESHOLDS["convergence_warn"], THRESHOLDS["convergence_fail"])
 
-    v = by_thresholds(drop, THRESHOLDS["convergence_warn"], THRESHOLDS["convergence_fail"])
+    v = by_thresholds(drop - frac(1, n) - noise, THRESHOLDS["convergence_warn"], THRESHOLDS["convergence_fail"])
     return _check("convergence", v, f"PGD {base:.1%}; twice the steps {more:.1%}; with restarts {rest:.1%} "
                   f"(largest drop {100 * drop:.2f} points)", t, ("convergence_warn", "convergence_fail"), rule)
 
 
-def judge_fgsm(t: Tally) -> AuditCheck:
+def judge_fgsm(t: Tally, noise: float = 0.0) -> AuditCheck:
     n = t.totals.get("n", 0)
     pgd, fg, only = (frac(t.totals.get(k, 0), n) for k in ("robust", "robust_fgsm", "fgsm_only"))
-    beats = fg < pgd - THRESHOLDS["fgsm_beats_pgd_fail"]
-    v = "fail" if beats else "warn" if only > THRESHOLDS["fgsm_only_warn"] else "pass"
+    slack = frac(1, n) + noise
+    beats = fg < pgd - THRESHOLDS["fgsm_beats_pgd_fail"] - slack
+    v = "fail" if beats else "warn" if only - slack > THRESHOLDS["fgsm_only_warn"] else "pass"
     return _check("fgsm_vs_pgd", v, f"FGSM robust {fg:.1%} vs PGD {pgd:.1%}; {int(t.totals.get('fgsm_only', 0))} "
                   "sample(s) broken by FGSM but not by PGD", t, ("fgsm_beats_pgd_fail", "fgsm_only_warn"))
 
 
-def _consistency(name: str, t: Tally, warn_key: str, fail_key: str, what: str) -> AuditCheck:
+def _consistency(name: str, t: Tally, warn_key: str, fail_key: str, what: str, noise: float = 0.0) -> AuditCheck:
     base = t.totals.get("pgd_robust", 0)
     broken = t.totals.get("broken_beyond_pgd", 0)
     f = frac(broken, base)
 
     def rule(d: dict[str, Any]) -> str:
-        return by_thresholds(frac(d["broken_beyond_pgd"], d["pgd_robust"]), THRESHOLDS[warn_key], THRESHOLDS[fail_key])
+        g = frac(d["broken_beyond_pgd"], d["pgd_robust"]) - noise
+        return by_thresholds(g, THRESHOLDS[warn_key], THRESHOLDS[fail_key])
 
-    v = by_thresholds(f, THRESHOLDS[warn_key], THRESHOLDS[fail_key])
+    v = by_thresholds(f - noise, THRESHOLDS[warn_key], THRESHOLDS[fail_key])
     listed = "; they are listed" if broken else ""
     return _check(name, v, f"{what} broke {int(broken)} of the {int(base)} samples PGD left robust ({f:.1%})"
                   f"{listed}", t, (warn_key, fail_key), rule)
 
 
-def judge_black_box(t: Tally, queries: int, draws: int) -> AuditCheck:
+def judge_black_box(t: Tally, queries: int, draws: int, noise: float = 0.0) -> AuditCheck:
     return _consistency("black_box", t, "black_box_warn", "black_box_fail",
-                        f"Square ({queries} queries) or uniform noise ({draws} draws)")
+                        f"Square ({queries} queries) or uniform noise ({draws} draws)", noise)
 
 
-def judge_transfer(t: Tally, base: str) -> AuditCheck:
-    return _consistency("transfer", t, "transfer_warn", "transfer_fail", f"PGD transferred from {base}")
+def judge_transfer(t: Tally, base: str, noise: float = 0.0) -> AuditCheck:
+    return _consistency("transfer", t, "transfer_warn", "transfer_fail", f"PGD transferred from {base}", noise)
 
 
 def judge_autoattack_flags(found: dict[str, list[str]]) -> AuditCheck:

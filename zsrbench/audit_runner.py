@@ -118,11 +118,12 @@ def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> 
         randomised = randomised or rnd
         datasets[name] = {"n": len(indices), "n_total": len(evalset), "indices_digest": indices_digest(indices),
                           "n_correct": int(tallies["gradient_health"].per_dataset[name]["n_correct"])}
+    noise = A.prediction_noise(tallies["randomness"])
     checks = [A.judge_gradient(tallies["gradient_health"]), A.judge_randomness(tallies["randomness"]),
-              A.judge_eps(tallies["eps_behaviour"], sweep, chance), A.judge_convergence(tallies["convergence"]),
-              A.judge_fgsm(tallies["fgsm_vs_pgd"]),
-              A.judge_black_box(tallies["black_box"], cfg.square_queries, cfg.noise_draws),
-              A.judge_transfer(tallies["transfer"], base_id)]
+              A.judge_eps(tallies["eps_behaviour"], sweep, chance, noise),
+              A.judge_convergence(tallies["convergence"], noise), A.judge_fgsm(tallies["fgsm_vs_pgd"], noise),
+              A.judge_black_box(tallies["black_box"], cfg.square_queries, cfg.noise_draws, noise),
+              A.judge_transfer(tallies["transfer"], base_id, noise)]
     aa_flags, recorded_nonfinite = _recorded(cfg.run.leaderboard_dir, protocol, mid, eps)
     checks += [A.judge_autoattack_flags(aa_flags), A.judge_nonfinite(tallies["nonfinite"], recorded_nonfinite)]
     verdict, failed, warned = A.summarise(checks)
@@ -206,7 +207,11 @@ def _dataset(name: str, m: _Model, x: torch.Tensor, y: torch.Tensor, positions: 
         x_adv = _attack(model, xc, yc, e, p, seed + salt, batch_size)
         return _robust(judge or model, x_adv, yc, batch_size, adv_bad)
 
-    robust = pgd_robust(m.clf, eps, params, 0)
+    x_ref = _attack(m.clf, xc, yc, eps, params, seed, batch_size)
+    robust = _robust(m.clf, x_ref, yc, batch_size, adv_bad)
+    if randomised:  # how often the robust flags themselves change between passes: the checks' noise floor
+        _, adv_flips = A.repeat_disagreement(m.clf, x_ref, batch_size)
+        t["randomness"].add(name, adv_flipped=int(round(adv_flips * nc)), n_attacked=nc)
     ratio = float(params.get("step", eps)) / eps
     sweep_counts = {}
     for e in sweep:

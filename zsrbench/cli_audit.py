@@ -89,23 +89,33 @@ def _from_entry(run: Any, name: str, leaderboard_dir: str, *, explicit: bool) ->
                    eps=round(float(e.eps or 0) * 255, 6) or None), e.model.id
 
 
-def show(result: Any) -> None:
-    a = result.entry.audit
-    t = Table(title=f"audit of {result.entry.model.id} · {result.entry.protocol.name} v{result.entry.protocol.version} "
-                    f"· ε = {result.entry.eps_text}", title_justify="left")
+def audit_table(entry: Any) -> Table:
+    """The checks of an audit entry: verdict and numbers, one row each."""
+    t = Table(title=f"audit of {entry.model.id} · {entry.protocol.name} v{entry.protocol.version} "
+                    f"· ε = {entry.eps_text}", title_justify="left")
     t.add_column("check")
     t.add_column("verdict")
     t.add_column("numbers", overflow="fold")
-    for c in a.checks:
+    for c in entry.audit.checks:
         t.add_row(escape(c.title), f"[{STYLE[c.verdict]}]{c.verdict}[/]", escape(c.summary))
-    console.print(t)
+    return t
+
+
+def print_audit(entry: Any, out: Any = console) -> None:
+    """The table, the samples the failing or warning checks list, and the verdict."""
+    a = entry.audit
+    out.print(audit_table(entry))
     for c in a.checks:
         listed = {ds: ids for ds, ids in c.samples.items() if ids}
         if listed and c.verdict != "pass":
-            console.print(f"{c.name}: samples " + "; ".join(f"{ds} {ids[:12]}{' …' if len(ids) > 12 else ''}"
-                                                         for ds, ids in listed.items()), highlight=False, soft_wrap=True)
+            out.print(f"{c.name}: samples " + "; ".join(f"{ds} {ids[:12]}{' …' if len(ids) > 12 else ''}"
+                                                     for ds, ids in listed.items()), highlight=False, soft_wrap=True)
     extra = " (randomised: rank it only with EOT)" if a.randomised else ""
-    console.print(f"verdict: [{STYLE[a.verdict]}]{a.verdict}[/]{extra}", highlight=False)
+    out.print(f"verdict: [{STYLE[a.verdict]}]{a.verdict}[/]{extra}", highlight=False)
+
+
+def show(result: Any) -> None:
+    print_audit(result.entry)
     if result.path is not None:
         what = f"reproduced {result.path.stem}" if result.reproduced else f"leaderboard: {result.path}"
         console.print(what, highlight=False, soft_wrap=True)

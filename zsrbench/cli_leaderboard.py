@@ -226,6 +226,10 @@ def show(
                     highlight=False)
             for note in nums.notes:
                 c.print(f"  note: {escape(note)}", highlight=False)
+    if e.audit is not None:
+        from zsrbench.cli_audit import print_audit
+
+        print_audit(e, c)
     _print_history(c, hist, title="revisions")
 
 
