@@ -141,7 +141,7 @@ def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> 
     entry = audit_entry(protocol, mid, defense.name, parts, eps, data)
     result = AuditResult(entry=entry)
     if cfg.run.leaderboard_dir is not None:
-        from zsrbench.leaderboard.store import add_audit
+        from zsrbench.leaderboard.audits import add_audit
 
         result.path, result.reproduced = add_audit(cfg.run.leaderboard_dir, entry)
     return result

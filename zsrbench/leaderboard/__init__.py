@@ -2,8 +2,9 @@
 
 The runner writes result records (:mod:`.records`); :func:`add_measured` turns them into revisions of
 leaderboard entries (:mod:`.store`); :mod:`.reported` imports published numbers; :mod:`.tables` and
-:mod:`.render` make the tables; :mod:`.validate` checks everything on disk; :mod:`.combine` takes the worst
-case of several attack suites from the per-sample flags.
+:mod:`.render` make the tables, ranked by the rules of :mod:`.ranking`; :mod:`.validate` checks everything on
+disk; :mod:`.combine` takes the worst case of several attack suites from the per-sample flags; :mod:`.audits`
+stores the verdicts of ``zsrbench audit``; :mod:`.maintain` rewrites old entries (``zsrbench migrate-paths``).
 """
 
 from zsrbench.leaderboard.schema import ENTRY_SCHEMA_VERSION, SCHEMA_VERSION, LeaderboardEntry, ResultRecord  # noqa: F401
