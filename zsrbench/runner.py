@@ -275,6 +275,9 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     seed = protocol.seed if cfg.seed is None else cfg.seed
     subset = resolve_subset(cfg, protocol)
     n_samples = protocol.subsets[subset] if subset else (cfg.n_samples if cfg.n_samples is not None else protocol.n_samples)
+    if subset and log:
+        log(f"evaluating the '{subset}' subset of {protocol.name}: {n_samples} seeded samples per dataset (wider "
+            f"intervals; such entries are not ranked). --subset full evaluates the full test sets rankings use.")
     defense, parts, checkpoint = prepare_model(cfg, protocol, device=device, seed=seed, progress=progress, log=log)
     datasets = tuple(cfg.datasets or protocol.datasets)
     if cfg.shard is not None:  # processes with the same settings and other shards write disjoint datasets
