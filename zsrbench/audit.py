@@ -247,7 +247,7 @@ def judge_eps(t: Tally, sweep: Sequence[float], chance: dict[str, float], noise:
 
     high = [ds for ds, d in t.per_dataset.items() if above_chance(ds, d)]
     curve = ", ".join(f"{e:g}/255: {a:.1%}" for e, a in zip(sweep, accs))
-    parts = [f"robust accuracy {curve}"]
+    parts = [f"PGD robust accuracy of the clean-correct samples {curve}"]
     if rises:
         parts.append("rises with ε (" + "; ".join(f"{e0:g}→{e1:g}: {a:.1%}→{b:.1%}" for a, b, e0, e1 in rises) + ")")
     if high:
