@@ -109,3 +109,18 @@ class InputNoise(torch.nn.Module):
 
     def forward(self, x):
         return self.inner(x + self.sigma * torch.randn_like(x))
+
+
+class GradientNoise(torch.nn.Module):
+    """A randomised toy defense whose logits are exactly linear but whose input gradient is W + s·R, R ~ N(0, 1)
+    drawn anew in every pass: single-pass gradient signs are nearly random, their average is not."""
+
+    def __init__(self, inner: torch.nn.Module, s: float) -> None:
+        super().__init__()
+        self.inner, self.s = inner, s
+
+    def forward(self, x):
+        z = self.inner(x)
+        f = x.flatten(1)
+        r = self.s * torch.randn(z.shape[1], f.shape[1], dtype=f.dtype, device=f.device)
+        return z + (f - f.detach()) @ r.t()  # adds 0 to the value, s·R to the gradient

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 try:  # tests/ as a package, or as a plain folder on sys.path (pytest's default "prepend" import mode)
-    from tests.linear_model import InputNoise, l1_margin_ratios, make_linear_problem
+    from tests.linear_model import GradientNoise, InputNoise, l1_margin_ratios, make_linear_problem
 except ImportError:  # pragma: no cover
-    from linear_model import InputNoise, l1_margin_ratios, make_linear_problem
+    from linear_model import GradientNoise, InputNoise, l1_margin_ratios, make_linear_problem
 from zsrbench.attacks.autoattack import PROTOCOL_ATTACKS, plan_attacks, pyautoattack_version
 from zsrbench.errors import ZsrError
 import zsrbench.attacks  # noqa: F401  (registers the attacks)
@@ -200,20 +200,6 @@ def test_known_answer_apgd_ce_of_aa_lite(c):
 # ---------------------------------------------------------------------------------------------------------------
 # aa-rand: the official rand version on randomised models
 # ---------------------------------------------------------------------------------------------------------------
-
-
-class GradientNoise(torch.nn.Module):
-    """A randomised toy defense: exact linear logits, but input gradient W + s·R with R ~ N(0, 1) new every pass."""
-
-    def __init__(self, inner: torch.nn.Module, s: float) -> None:
-        super().__init__()
-        self.inner, self.s = inner, s
-
-    def forward(self, x):
-        z = self.inner(x)
-        f = x.flatten(1)
-        r = self.s * torch.randn(z.shape[1], f.shape[1], dtype=f.dtype, device=f.device)
-        return z + (f - f.detach()) @ r.t()  # adds 0 to the value, s·R to the gradient
 
 
 def test_aa_rand_breaks_a_randomised_defense_that_aa_lite_does_not():

@@ -4,9 +4,9 @@ import torch
 from zsrbench.attacks.pgd import ce_loss, cw_margin_loss, eot_gradient, pgd_attack
 
 try:  # tests/ as a package, or as a plain folder on sys.path (pytest's default "prepend" import mode)
-    from tests.linear_model import InputNoise
+    from tests.linear_model import GradientNoise, InputNoise
 except ImportError:  # pragma: no cover
-    from linear_model import InputNoise
+    from linear_model import GradientNoise, InputNoise
 from zsrbench.registry import ATTACKS, load_builtins
 
 
@@ -154,21 +154,6 @@ def test_eot_averages_the_gradients_of_a_randomised_model():
     v1, v16 = variance(1), variance(16)
     assert v1 > 0
     assert v16 < 0.25 * v1  # 1/16 expected
-
-
-class GradientNoise(torch.nn.Module):
-    """A randomised toy defense whose logits are exactly linear but whose input gradient is W + s·R, R ~ N(0, 1)
-    drawn anew in every pass: single-pass gradient signs are nearly random, their average is not."""
-
-    def __init__(self, inner: torch.nn.Module, s: float) -> None:
-        super().__init__()
-        self.inner, self.s = inner, s
-
-    def forward(self, x):
-        z = self.inner(x)
-        f = x.flatten(1)
-        r = self.s * torch.randn(z.shape[1], f.shape[1], dtype=f.dtype, device=f.device)
-        return z + (f - f.detach()) @ r.t()  # adds 0 to the value, s·R to the gradient
 
 
 @pytest.mark.parametrize("name", ["pgd", "cw"])
