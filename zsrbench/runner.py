@@ -292,7 +292,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
             replace(cfg, checkpoint=checkpoint, device=device), datasets, jobs,
             on_done=(lambda r: log(_done_line(r.record, r.path))) if log else None)
     else:
-        results = _evaluate_datasets(cfg, parts, defense.name, checkpoint, protocol, specs, eps, params, datasets,
+        results = _evaluate_datasets(cfg, parts, defense, checkpoint, protocol, specs, eps, params, datasets,
                                      seed=seed, n_samples=n_samples, device=device, progress=progress, log=log)
     if cfg.leaderboard_dir is not None and results:
         from zsrbench.leaderboard.store import add_measured
@@ -353,12 +353,13 @@ def _done_line(record: ResultRecord, path: Path) -> str:
     return f"{record.protocol.dataset}: clean {m.clean_accuracy:.2%}  robust {m.robust_accuracy:.2%}  -> {path}"
 
 
-def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense_name: str, checkpoint: str | None,
+def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense: Any, checkpoint: str | None,
                        protocol: Protocol, specs: Sequence[AttackSpec], eps: float,
                        params: dict[str, dict[str, Any]], datasets: Sequence[str], *, seed: int,
                        n_samples: int | None, device: str, progress: bool,
                        log: Callable[[str], None] | None) -> list[DatasetResult]:
     """Evaluate ``datasets`` one after the other in this process; write and return their records."""
+    defense_name = defense.name
     mid = model_id(defense_name, parts)
     suite = "+".join(s.name for s in specs)
     subset = resolve_subset(cfg, protocol)
@@ -380,7 +381,7 @@ def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense_name: str, chec
                         log(f"{name}: already evaluated with the same settings ({done.path}); skipped (--resume)")
                     continue
             clf, head_info = make_classifier(parts, evalset.info.prompts(), device=device)
-            clf = DEFENSES.get(defense_name)().wrap_classifier(clf)
+            clf = defense.wrap_classifier(clf)  # the loaded defense: what attacks see
             task = bar.add_task(f"{name} [{suite} ε={eps_text(eps)}]", total=len(indices))
             t0 = time.perf_counter()
             flags, infos, timing = evaluate_dataset(
