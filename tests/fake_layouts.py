@@ -379,3 +379,58 @@ MAKERS: dict[str, Callable[[Path], Fake]] = {
 def make_all(root: Path, keys: list[str] | None = None) -> dict[str, Fake]:
     """Write the layouts of ``keys`` (all 16 by default) under ``root``."""
     return {key: MAKERS[key](root) for key in (keys or list(MAKERS))}
+
+
+# --- tampered and broken files ------------------------------------------------------------------------------
+
+
+class RunsOnLoad:
+    """Pickles as ``func(*args)``: what a tampered pickle holds to run code when it is loaded."""
+
+    def __init__(self, func: Callable, args: tuple) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def write_pickle(path: Path, obj: object, protocol: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+
+
+def py2_pickle(obj: object) -> bytes:
+    """``obj`` pickled as Python 2's cPickle wrote the CIFAR files: protocol 2, every ``str``/``bytes`` a Python 2
+    ``str`` (BINSTRING) and numpy 1's module names (``numpy.core.multiarray``)."""
+    import io
+
+    buffer = io.BytesIO()
+    _Py2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue().replace(b"cnumpy._core.", b"cnumpy.core.")
+
+
+def _save_py2_str(pickler: "pickle._Pickler", obj: str | bytes) -> None:
+    import struct
+
+    data = obj.encode("latin1") if isinstance(obj, str) else obj
+    head = pickle.SHORT_BINSTRING + bytes([len(data)]) if len(data) < 256 else (
+        pickle.BINSTRING + struct.pack("<i", len(data)))
+    pickler.write(head + data)
+    pickler.memoize(obj)
+
+
+class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch table a subclass can change
+    dispatch = {**pickle._Pickler.dispatch, bytes: _save_py2_str, str: _save_py2_str}
+
+
+def noisy_jpeg(path: Path, side: int = 64, seed: int = 0) -> None:
+    """A JPEG of random pixels: most of its bytes are scan data, so cutting it leaves a truncated image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="JPEG", quality=95)
+
+
+def truncate(path: Path, fraction: float = 0.6) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])

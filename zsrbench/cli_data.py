@@ -34,17 +34,27 @@ def check(
     datasets: Annotated[
         Optional[str], typer.Option("--datasets", help="Comma-separated dataset names (default: the 16 of tga16).")
     ] = None,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Decode every image (slow) and report the datasets with broken ones.")
+    ] = False,
 ) -> None:
     """Report, per dataset, whether it is found under DATA_ROOT, with its number of images and classes.
 
-    Exits 1 when a dataset named in --datasets is missing or unusable; without --datasets it only reports.
+    Reads metadata and the first and last image only; --deep decodes every image. Exits 1 when a dataset named
+    in --datasets is missing or unusable; without --datasets it only reports.
     """
     names = [n.strip() for n in datasets.split(",") if n.strip()] if datasets else None
+    if datasets is not None and not names:
+        fail("--datasets was given but names no dataset; pass a comma-separated list such as cifar10,dtd, or leave "
+             "it out for the 16 of tga16.")
+    if not data_root.expanduser().exists():
+        fail(f"Data root {data_root} does not exist. Pass the folder that holds (or will hold) the datasets; "
+             "`zsrbench data check --data-root DIR` then shows, per dataset, where it is expected.")
     console = Console()
     try:
         from zsrbench.data.check import check_data_root
 
-        statuses = check_data_root(data_root, names)
+        statuses = check_data_root(data_root, names, deep=deep)
     except ZsrError as exc:
         fail(str(exc))
     console.print(status_table(statuses, data_root))

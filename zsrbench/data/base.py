@@ -49,12 +49,17 @@ class DatasetInfo:
 
 @dataclass
 class EvalSet:
-    """A dataset ready for evaluation: ``dataset[i]`` is ``(image tensor CxHxW in [0,1], int label)``."""
+    """A dataset ready for evaluation: ``dataset[i]`` is ``(image tensor CxHxW in [0,1], int label)``.
+
+    ``skipped``: the image files left out because they cannot be decoded (``build(..., skip_broken=True)``);
+    empty otherwise. ``len`` counts the images kept.
+    """
 
     info: DatasetInfo
     dataset: Dataset
     root: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -118,8 +123,10 @@ class TensorImageDataset(Dataset):
 class DatasetBuilder:
     """A registered dataset: its info and a function that builds the :class:`EvalSet`.
 
-    ``build(root, image_size=..., download=..., split=...)`` reads the data from ``root`` (a path or None for
-    generated data) and raises :class:`zsrbench.errors.ZsrError` naming the expected path when it is missing.
+    ``build(root, image_size=..., download=..., split=..., skip_broken=...)`` reads the data from ``root`` (a
+    path or None for generated data) and raises :class:`zsrbench.errors.ZsrError` naming the expected path when
+    it is missing. With ``skip_broken=True`` a dataset read from image files decodes every image once and leaves
+    out those that cannot be decoded, listing them in ``EvalSet.skipped`` (generated data ignores it).
     """
 
     info: DatasetInfo

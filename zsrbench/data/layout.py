@@ -14,12 +14,38 @@ from pathlib import Path
 from zsrbench.errors import ZsrError
 
 
-class DataMissingError(ZsrError):
+class DataError(ZsrError):
+    """A data error, built from its message alone.
+
+    PyTorch re-raises an error of a DataLoader worker as ``type(exc)(text)``, where ``text`` wraps the message in
+    "Caught ... Original Traceback ..."; the constructor keeps only the original message, so the CLI still prints
+    one paragraph.
+    """
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(unwrap_worker_text(text))
+
+
+class DataMissingError(DataError):
     """The dataset's folder (or the data root itself) does not exist."""
 
 
-class DataLayoutError(ZsrError):
+class DataLayoutError(DataError):
     """The dataset's folder exists but does not hold the files, classes or images expected."""
+
+
+class BrokenImageError(DataLayoutError):
+    """An image file that cannot be decoded (unreadable, truncated or missing); ``path`` names it when known."""
+
+    path: str | None = None
+
+
+def unwrap_worker_text(text: str) -> str:
+    """The original message inside the text of an error PyTorch re-raised from a DataLoader worker."""
+    if not (text.startswith("Caught ") and "\nOriginal Traceback" in text):
+        return text
+    _, sep, message = text.rstrip().splitlines()[-1].partition(": ")
+    return message if sep else text
 
 
 def found_instead(expected: Path, max_entries: int = 8) -> str:

@@ -4,21 +4,94 @@ torchvision's CIFAR, STL-10 and Flowers102 classes verify md5 sums of every file
 train/unlabeled files the test split does not need), so they refuse any copy that is not byte-identical to the
 original download; these readers read the same files in the same way without that check. Tiny-ImageNet and the
 ImageNet val folder have no torchvision class that reads them as they are.
+
+Every image file is decoded in full when it is read (:func:`decode_image`): one that cannot be decoded, is
+truncated or is missing raises :class:`~zsrbench.data.layout.BrokenImageError` naming the file, also for the
+torchvision datasets (:class:`IntLabels`). PIL's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is kept off, so a
+truncated file is an error, never an image padded with grey. :func:`broken_images` decodes every image of a
+dataset once; :func:`without_broken` leaves the broken ones out (``--skip-broken-images``). CIFAR's pickles
+are read with the restricted unpickler of :mod:`zsrbench.data.safe_pickle`.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
+import struct
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
+from PIL import Image, ImageFile
+from torch.utils.data import Dataset, Subset
+
+from zsrbench.data import safe_pickle
+from zsrbench.data.layout import BrokenImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 Transform = Callable[[Image.Image], Any]
+# What PIL raises for a file it cannot decode (UnidentifiedImageError and "image file is truncated" are OSErrors).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+# --- decoding ------------------------------------------------------------------------------------------------
+
+
+def decode_image(path: Path, index: int | None = None) -> Image.Image:
+    """The image at ``path``, fully decoded, in RGB; a file that cannot be decoded raises BrokenImageError."""
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, whatever else turned this on
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except DECODE_ERRORS as exc:
+        raise broken_image(path, exc, index) from exc
+
+
+def broken_image(path: Path, exc: BaseException, index: int | None = None) -> BrokenImageError:
+    """The error for an image file that cannot be read: the file, why, and what to do."""
+    reason = "the file is missing" if isinstance(exc, FileNotFoundError) else f"{type(exc).__name__}: {exc}"
+    which = "the image" if index is None else f"image {index} of the dataset"
+    err = BrokenImageError(
+        f"{path}: cannot read {which} ({reason}). The file is broken, truncated or missing: re-copy or "
+        "re-download it, or pass --skip-broken-images to zsrbench run to leave it out (the files left out are "
+        "recorded with the results).")
+    err.path = str(path)
+    return err
+
+
+def is_decodable(path: Path) -> bool:
+    try:
+        decode_image(path)
+    except BrokenImageError:
+        return False
+    return True
+
+
+def image_files(dataset: Dataset) -> list[Path] | None:
+    """The image file of each item of ``dataset``, or None for datasets held in arrays (CIFAR, STL-10, PCAM)."""
+    if isinstance(dataset, FileListDataset):
+        return list(dataset.files)
+    if isinstance(dataset, IntLabels) and len(dataset) and tv_image_path(dataset.base, 0) is not None:
+        return [tv_image_path(dataset.base, i) for i in range(len(dataset))]  # type: ignore[misc]
+    return None
+
+
+def broken_images(dataset: Dataset) -> list[tuple[int, str]]:
+    """(index, file) of each image of ``dataset`` that cannot be decoded: decodes every image file once."""
+    return [(i, str(f)) for i, f in enumerate(image_files(dataset) or []) if not is_decodable(f)]
+
+
+def without_broken(dataset: Dataset) -> tuple[Dataset, tuple[str, ...]]:
+    """``dataset`` without its broken images (decodes every image once), and the files left out."""
+    broken = broken_images(dataset)
+    if not broken:
+        return dataset, ()
+    bad = {i for i, _ in broken}
+    keep = [i for i in range(len(dataset)) if i not in bad]  # type: ignore[arg-type]
+    return Subset(dataset, keep), tuple(f for _, f in broken)
+
+
+# --- datasets ------------------------------------------------------------------------------------------------
 
 
 class FileListDataset(Dataset):
@@ -35,9 +108,7 @@ class FileListDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        with Image.open(self.files[i]) as im:
-            image = im.convert("RGB")
-        return self.transform(image), self.labels[i]
+        return self.transform(decode_image(self.files[i], i)), self.labels[i]
 
 
 class ArrayImageDataset(Dataset):
@@ -72,7 +143,8 @@ class ArrayImageDataset(Dataset):
 
 
 class IntLabels(Dataset):
-    """Wraps a dataset so that labels are Python ints (torchvision returns numpy ints for some datasets)."""
+    """Wraps a torchvision dataset: labels become Python ints (torchvision returns numpy ints for some datasets)
+    and an image file that cannot be decoded raises BrokenImageError naming it."""
 
     def __init__(self, base: Dataset) -> None:
         self.base = base
@@ -81,17 +153,49 @@ class IntLabels(Dataset):
         return len(self.base)  # type: ignore[arg-type]
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        image, label = self.base[i]
+        try:
+            image, label = self.base[i]
+        except DECODE_ERRORS:
+            path = tv_image_path(self.base, i)
+            if path is not None:
+                decode_image(path, i)  # raises BrokenImageError when the file is what failed
+            raise  # not the image file: the original error
         return image, int(label)
+
+
+def tv_image_path(ds: Any, i: int) -> Path | None:
+    """The image file of item ``i`` of a torchvision dataset, where its attributes tell (None otherwise)."""
+    for attr in ("_image_files", "_images"):  # Food101, DTD, FGVCAircraft; OxfordIIITPet
+        files = getattr(ds, attr, None)
+        if isinstance(files, list) and 0 <= i < len(files):
+            return Path(files[i])
+    for attr in ("samples", "_samples"):  # ImageFolder (EuroSAT); StanfordCars
+        samples = getattr(ds, attr, None)
+        if isinstance(samples, list) and 0 <= i < len(samples):
+            return Path(samples[i][0])
+    return _caltech_path(ds, i)
+
+
+def _caltech_path(ds: Any, i: int) -> Path | None:
+    """The file torchvision's Caltech101 / Caltech256 ``__getitem__`` opens."""
+    kind = type(ds).__name__
+    if kind not in ("Caltech101", "Caltech256") or not 0 <= i < len(getattr(ds, "y", ())):
+        return None
+    y, k = ds.y[i], ds.index[i]
+    if kind == "Caltech101":
+        return Path(ds.root) / "101_ObjectCategories" / ds.categories[y] / f"image_{k:04d}.jpg"
+    return Path(ds.root) / "256_ObjectCategories" / ds.categories[y] / f"{y + 1:03d}_{k:04d}.jpg"
 
 
 # --- CIFAR -------------------------------------------------------------------------------------------------
 
 
 def read_cifar_pickle(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
-
+    """A CIFAR python file (a pickled dict), read with the restricted unpickler of :mod:`safe_pickle`."""
+    batch = safe_pickle.load(path, "a CIFAR file")
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path} holds a {type(batch).__name__}, not the dict of a CIFAR file")
+    return batch
 
 def cifar_arrays(batch: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
     """A CIFAR python batch -> (N×32×32×3 uint8 images, labels); CIFAR-100 batches label with ``fine_labels``."""
@@ -134,6 +238,17 @@ def images_in(folder: Path, recursive: bool = False) -> list[Path]:
     """Image files under ``folder``, sorted by path."""
     it = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def has_images(folder: Path, recursive: bool = False) -> bool:
+    """Whether ``folder`` holds at least one image file (stops at the first)."""
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in it)
+
+
+def empty_labels(labels: Sequence[int], n_classes: int) -> list[int]:
+    """The labels of ``range(n_classes)`` that no item has."""
+    return sorted(set(range(n_classes)) - set(labels))
 
 
 def class_folders(folder: Path, exclude: Sequence[str] = ()) -> list[str]:

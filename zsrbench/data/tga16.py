@@ -3,7 +3,9 @@
 Every dataset lives under one ``--data-root DIR`` in the layout torchvision uses (the folder names below).
 Building one reads only its metadata (file lists, labels, class names); images are decoded lazily, except the
 first and last, which are read once to catch a broken copy early. ``download=True`` uses torchvision's own
-download where there is one.
+download where there is one. A class with no images (an empty class folder) is a wrong layout; an image that
+cannot be decoded raises :class:`~zsrbench.data.layout.BrokenImageError` naming the file when it is read, and
+``skip_broken=True`` decodes every image at build time and leaves the broken ones out (``EvalSet.skipped``).
 
 Class names come from each dataset's own metadata where it has any and are normalised as the TGA-ZSR reference
 code does (see :mod:`zsrbench.data.naming`); so for most datasets the registered (static) ``DatasetInfo`` has
@@ -45,6 +47,7 @@ from zsrbench.data import naming
 from zsrbench.data import readers as rd
 from zsrbench.data.base import DatasetBuilder, DatasetInfo, EvalSet, eval_transform
 from zsrbench.data.layout import (
+    BrokenImageError,
     DataLayoutError,
     DataMissingError,
     data_root,
@@ -53,6 +56,7 @@ from zsrbench.data.layout import (
     require_folder,
     require_paths,
 )
+from zsrbench.data.safe_pickle import UnsafePickleError
 from zsrbench.errors import ZsrError
 from zsrbench.registry import DATASETS
 
@@ -313,7 +317,21 @@ def _class_folder_samples(c: Ctx, folder: Path, classes: list[str], recursive: b
     missing = [name for name in classes if not (folder / name).is_dir()]
     if missing:
         raise c.error(folder, f"{len(missing)} of {len(classes)} class folders are missing, e.g. {missing[0]}/")
+    _require_filled(c, folder, classes, recursive=recursive)
     return rd.folder_samples(folder, classes, recursive=recursive)
+
+
+def _require_filled(c: Ctx, folder: Path, classes: list[str], recursive: bool = False) -> None:
+    """Every class folder ``folder/<class>`` holds at least one image."""
+    empty = [name for name in classes if not rd.has_images(folder / name, recursive=recursive)]
+    if empty:
+        raise c.error(folder, f"{len(empty)} of {len(classes)} class folders hold no images ({_some(empty, '/')}): "
+                              "the copy is partial; re-copy or re-extract these folders")
+
+
+def _some(names: list[str], suffix: str = "", n: int = 5) -> str:
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(name + suffix for name in names[:n]) + more
 
 
 def _all_exist(c: Ctx, files: list[Path], where: Path) -> None:
@@ -333,6 +351,8 @@ def _cifar(c: Ctx, test_file: str, meta_file: str, names_key: str, tv_class: str
     try:
         images, labels = rd.cifar_arrays(rd.read_cifar_pickle(folder / test_file))
         names = rd.read_cifar_pickle(folder / meta_file)[names_key]
+    except UnsafePickleError as exc:  # a pickle naming code to run: never loaded
+        raise UnsafePickleError(f"{c.title}: {exc} How to obtain it: {c.how}") from None
     except Exception as exc:  # unpickling errors, missing keys, wrong sizes
         raise c.error(folder, f"cannot read the CIFAR python batches: {type(exc).__name__}: {exc}") from exc
     extra = {"classnames_from": f"{meta_file}[{names_key!r}]"}
@@ -454,6 +474,8 @@ def _eurosat(c: Ctx) -> Read:
     folder = c.folder()
     if not c.download:
         c.need_folder(folder)
+    if folder.is_dir():  # torchvision's ImageFolder would only say "Found no valid file for the classes ..."
+        _require_filled(c, folder, rd.class_folders(folder))
     ds = c.call(folder, lambda: EuroSAT(str(c.root), transform=c.transform, download=c.download))
     if list(ds.classes) != sorted(naming.EUROSAT_PHRASES):
         raise c.error(folder, f"class folders {list(ds.classes)} are not the 10 EuroSAT classes "
@@ -507,6 +529,7 @@ def _caltech101(c: Ctx) -> Read:
         c.need_folder(folder)
     ds = c.call(folder, lambda: Caltech101(
         str(c.root), target_type="category", transform=c.transform, download=c.download))
+    _require_filled(c, folder, list(ds.categories))
     names = [naming.normalise(n) for n in ds.categories]
     return Read(ds, names, folder, {"classnames_from": "101_ObjectCategories folders (no BACKGROUND_Google)"})
 
@@ -518,6 +541,7 @@ def _caltech256(c: Ctx) -> Read:
     if not c.download:
         c.need_folder(folder)
     ds = c.call(folder, lambda: Caltech256(str(c.root), transform=c.transform, download=c.download))
+    _require_filled(c, folder, list(ds.categories))
     names = [naming.caltech256_name(n) for n in ds.categories]
     return Read(ds, names, folder, {"classnames_from": "256_ObjectCategories folders (incl. 257.clutter)"})
 
@@ -575,11 +599,13 @@ SPLITS: dict[str, tuple[str, ...]] = {"tinyimagenet": ("val", "train")}  # other
 
 def build(key: str, root: str | Path | None, *, image_size: int = 224, download: bool = False,
           split: str | None = None, transform: Callable[[Any], Any] | None = None, probe: bool = True,
-          **_: Any) -> EvalSet:
+          skip_broken: bool = False, **_: Any) -> EvalSet:
     """Build dataset ``key`` of tga16 from ``root``.
 
     ``split`` defaults to the protocol's (Tiny-ImageNet also has ``"train"``); ``transform`` replaces the
-    protocol's eval transform (e.g. training augmentations); ``probe`` reads the first and last image.
+    protocol's eval transform (e.g. training augmentations); ``probe`` reads the first and last image;
+    ``skip_broken`` decodes every image file once and leaves out those that cannot be decoded, listed in
+    ``EvalSet.skipped``.
     """
     info = INFOS[key]
     splits = SPLITS.get(key, (info.split,))
@@ -593,11 +619,15 @@ def build(key: str, root: str | Path | None, *, image_size: int = 224, download:
     if not isinstance(read.dataset, (rd.FileListDataset, rd.ArrayImageDataset)):
         read.dataset = rd.IntLabels(read.dataset)
     _check_classes(ctx, read)
+    _check_filled(ctx, read)
+    skipped: tuple[str, ...] = ()
+    if skip_broken:
+        read.dataset, skipped = rd.without_broken(read.dataset)
     if probe:
         _probe(ctx, read)
     info = replace(info, classnames=tuple(read.classnames), split=split)
     extra = {"folder": str(read.folder), "reader": SOURCES[key].reader, **read.extra}
-    return EvalSet(info=info, dataset=read.dataset, root=str(path), extra=extra)
+    return EvalSet(info=info, dataset=read.dataset, root=str(path), extra=extra, skipped=skipped)
 
 
 def _check_classes(c: Ctx, read: Read) -> None:
@@ -607,6 +637,17 @@ def _check_classes(c: Ctx, read: Read) -> None:
                                    "partial or a different version of the dataset")
 
 
+def _check_filled(c: Ctx, read: Read) -> None:
+    """Every class has at least one image (where the dataset lists its labels; folders are checked by readers)."""
+    labels = getattr(read.dataset, "labels", None)
+    if labels is None or not labels:
+        return
+    empty = [read.classnames[k] for k in rd.empty_labels(labels, len(read.classnames))]
+    if empty:
+        raise c.error(read.folder, f"{len(empty)} of {len(read.classnames)} classes have no images "
+                                   f"({_some(empty)}): the copy is partial or a different version of the dataset")
+
+
 def _probe(c: Ctx, read: Read) -> None:
     n = len(read.dataset)  # type: ignore[arg-type]
     if n == 0:
@@ -614,10 +655,18 @@ def _probe(c: Ctx, read: Read) -> None:
     for i in sorted({0, n - 1}):
         try:
             _, label = read.dataset[i]
+        except BrokenImageError as exc:  # it names the file and what to do
+            raise _titled(c.title, exc) from exc
         except Exception as exc:  # a missing or unreadable image file
             raise c.error(read.folder, f"cannot read image {i}: {type(exc).__name__}: {exc}") from exc
         if not 0 <= int(label) < len(read.classnames):
             raise c.error(read.folder, f"image {i} has label {label}, outside 0..{len(read.classnames) - 1}")
+
+
+def _titled(title: str, exc: BrokenImageError) -> BrokenImageError:
+    err = BrokenImageError(f"{title}: {exc}")
+    err.path = exc.path
+    return err
 
 
 def _description(key: str) -> str:
