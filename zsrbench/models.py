@@ -12,6 +12,9 @@ import hashlib
 import json
 import logging
 import os
+import pickle
+import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -170,19 +173,158 @@ def resolve_arch(name: str, pretrained: str | None) -> tuple[str, list[str]]:
     return name, notes
 
 
-def build_clip(
-    name: str,
-    pretrained: str | None = None,
-    *,
-    checkpoint: str | Path | None = None,
-    checkpoint_sha256: str | None = None,
-    trust_checkpoint: bool = False,
-    device: str | torch.device = "cpu",
-) -> CLIPParts:
-    """Build CLIP with open_clip, then (optionally) load a visual-encoder checkpoint strictly."""
-    oc = _open_clip()
-    arch, notes = resolve_arch(name, pretrained)
-    schema = arch.split(":", 1)[0] if arch.startswith(("hf-hub:", "local-dir:")) else None
+# --- reading weight files ----------------------------------------------------------------------------------
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# what torch.load raises on a file that is not a readable checkpoint (corrupt, truncated, not a torch file)
+TORCH_LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, IndexError, OverflowError, struct.error,
+    OSError,
+)
+# a trusted (full) unpickling also imports the classes the file names: a missing one is the file's problem
+TRUSTED_LOAD_ERRORS = TORCH_LOAD_ERRORS + (AttributeError, ImportError)
+TRUST_HINT = ("zsrbench reads checkpoints with weights_only=True. If you trust the file's source, pass "
+              "--trust-checkpoint (unpickling runs code from the file); otherwise re-save only its state dict "
+              "(torch.save(model.state_dict(), path), or as .safetensors).")
+FULL_WEIGHTS_HINT = ("open_clip reads full-model weights with weights_only=True only: re-save only the state dict "
+                     "(torch.save(model.state_dict(), path), or as .safetensors).")
+
+
+def check_sha256_text(text: str) -> str:
+    """A user-given sha256 as 64 lowercase hex digits (a ``sha256:`` prefix, any case, spaces around allowed).
+
+    Anything else is a :class:`ZsrError` about the format, never reported as a digest mismatch.
+    """
+    digest = str(text).strip().lower().removeprefix("sha256:").strip()
+    if not SHA256_HEX.fullmatch(digest):
+        raise ZsrError(
+            f"--checkpoint-sha256 must be a sha256 digest, 64 hexadecimal characters (optionally prefixed "
+            f"'sha256:'); got {str(text)!r} ({len(str(text))} characters). Copy the digest exactly as `sha256sum "
+            "FILE` prints it or as the checkpoint's publisher lists it, or drop --checkpoint-sha256."
+        )
+    return digest
+
+
+def _weights_only_reason(text: str) -> str:
+    """The one line of torch's weights_only paragraph that says what it refused (its advice is dropped)."""
+    lines = [line.strip() for line in text.split("Check the documentation", 1)[0].splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("Weights only", "(1)", "(2)"))]
+    reason = lines[-1] if lines else text
+    return reason.split("WeightsUnpickler error:", 1)[-1].split(" Please use", 1)[0].strip()
+
+
+def short_error(exc: BaseException) -> str:
+    """An exception as one short line (torch's weights_only messages run to paragraphs)."""
+    text = str(exc)
+    if text.startswith("Weights only load failed"):
+        text = _weights_only_reason(text)
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
+    text = text if len(text) <= 200 else text[:200] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _holds_objects(exc: BaseException) -> bool:
+    """weights_only refused a global (a class or function) in an otherwise readable pickle."""
+    return isinstance(exc, pickle.UnpicklingError) and "global" in _weights_only_reason(str(exc)).lower()
+
+
+def _damaged(path: Path, exc: BaseException, kind: str) -> ZsrError:
+    return ZsrError(
+        f"Cannot read {path} as a {kind} file ({short_error(exc)}): it is corrupt, truncated (an interrupted download "
+        "or copy?) or not a weights file. Download or copy it again, or pass another checkpoint."
+    )
+
+
+def _safetensors_errors() -> tuple[type[BaseException], ...]:
+    from safetensors import SafetensorError
+
+    return (SafetensorError, OSError)
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """The tensor names in a .safetensors file, reading only its header (which also checks the file's length)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except _safetensors_errors() as exc:
+        raise _damaged(path, exc, "safetensors") from exc
+
+
+def read_weights(path: Path, *, trust: bool = False, refused_hint: str = TRUST_HINT) -> Any:
+    """The object a weights file holds: a .safetensors file's tensors, or a torch pickle read with
+    ``weights_only=True`` unless ``trust``. A file that cannot be read is a :class:`ZsrError` naming it."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except _safetensors_errors() as exc:
+            raise _damaged(path, exc, "safetensors") from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except (TRUSTED_LOAD_ERRORS if trust else TORCH_LOAD_ERRORS) as exc:
+        if not trust and _holds_objects(exc):
+            raise ZsrError(f"{path} holds pickled Python objects besides tensors ({short_error(exc)}), so it was not "
+                           f"loaded. {refused_hint}") from exc
+        raise _damaged(path, exc, "PyTorch checkpoint") from exc
+
+
+def nonfinite_tensors(tensors: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an inf."""
+    return [k for k, t in tensors.items() if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())
+            and not bool(torch.isfinite(t).all())]
+
+
+def refuse_nonfinite(tensors: dict[str, Any], where: str) -> None:
+    """A :class:`ZsrError` when any tensor holds NaN/inf: an evaluation of such weights means nothing."""
+    bad = nonfinite_tensors(tensors)
+    if bad:
+        shown = ", ".join(bad[:3]) + (", …" if len(bad) > 3 else "")
+        raise ZsrError(
+            f"{where}: {len(bad)} of {len(tensors)} tensors hold NaN or inf values ({shown}); evaluating them would "
+            "be meaningless. The training that wrote them diverged or the file is damaged: re-train (e.g. with a "
+            "lower learning rate) or download/copy the checkpoint again."
+        )
+
+
+def check_model_weights(path: Path) -> None:
+    """Fail early, naming the file, on full-CLIP weights open_clip could not read (it reads them again)."""
+    if path.suffix in (".npz", ".npy"):  # big_vision (SigLIP) weights: open_clip converts them itself
+        return
+    if path.suffix == ".safetensors":
+        keys: list[str] | None = safetensors_keys(path)
+    else:
+        obj = read_weights(path, refused_hint=FULL_WEIGHTS_HINT)
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            obj = obj["state_dict"]
+        tensors = isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())
+        keys = list(obj) if tensors else None
+    if not keys:
+        raise ZsrError(f"{path} holds no state dict of tensors, so it is not a file of CLIP weights. Pass weights "
+                       "saved with torch.save(model.state_dict(), path) or as .safetensors.")
+
+
+# --- building CLIP -----------------------------------------------------------------------------------------
+
+
+def _schema(arch: str) -> str | None:
+    return arch.split(":", 1)[0] if arch.startswith(("hf-hub:", "local-dir:")) else None
+
+
+class _QuietRootLogger:
+    """open_clip warns through the root logger; silence it while building."""
+
+    def __enter__(self) -> None:
+        root = logging.getLogger()
+        self.was, root.disabled = root.disabled, True
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger().disabled = self.was
+
+
+def _check_arch(oc: Any, arch: str, schema: str | None) -> None:
     if schema is None and arch not in oc.list_models():
         import difflib
 
@@ -193,34 +335,122 @@ def build_clip(
             + "Use an open_clip name (e.g. ViT-B-32-quickgelu with --pretrained openai), hf-hub:org/repo, "
             "local-dir:/path, or zsr-tiny."
         )
-    if schema == "local-dir" and not Path(arch.split(":", 1)[1]).is_dir():
-        raise ZsrError(f"Model folder {arch.split(':', 1)[1]} does not exist; pass local-dir:<folder written by zsrbench train>.")
-    weights = None if schema else pretrained
-    shipped = None
+    if schema == "local-dir":
+        check_model_folder(Path(arch.split(":", 1)[1]))
+
+
+def check_model_folder(folder: Path) -> None:
+    """A ``local-dir`` folder must hold a readable ``open_clip_config.json`` with a ``model_cfg``."""
+    if not folder.is_dir():
+        raise ZsrError(f"Model folder {folder} does not exist; pass local-dir:<folder written by zsrbench train>.")
+    cfg_path = folder / "open_clip_config.json"
+    if not cfg_path.is_file():
+        raise ZsrError(
+            f"{folder} has no open_clip_config.json, so it is not a model folder written by `zsrbench train` (nor "
+            "an open_clip local-dir). Pass the folder `zsrbench train --out` wrote (open_clip_config.json, "
+            "open_clip_model.safetensors, manifest.json), or a visual-encoder checkpoint file."
+        )
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ZsrError(f"{cfg_path} is not readable JSON ({short_error(exc)}); restore it, or re-run `zsrbench train` "
+                       "to write the folder again.") from exc
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_cfg"), dict):
+        raise ZsrError(f"{cfg_path} has no 'model_cfg' (the open_clip architecture); restore it, or re-run "
+                       "`zsrbench train` to write the folder again.")
+
+
+def folder_weights(folder: Path) -> Path:
+    """The weights file open_clip loads from a ``local-dir`` folder (a folder without one is refused: open_clip
+    would silently build a randomly initialised model)."""
+    from open_clip.factory import _find_checkpoint_in_dir
+
+    with _QuietRootLogger():
+        found = _find_checkpoint_in_dir(folder)
+    if found is None:
+        raise ZsrError(f"Model folder {folder} holds open_clip_config.json but no weights file (.safetensors, .bin "
+                       "or .pth). Copy the weights next to the config, or re-run `zsrbench train`.")
+    return Path(found)
+
+
+def _weights_source(oc: Any, arch: str, schema: str | None, pretrained: str | None) -> tuple[str | None, Path | None]:
+    """(what to pass open_clip as ``pretrained``, the local weights file it will read, if any)."""
+    if schema == "local-dir":
+        return None, folder_weights(Path(arch.split(":", 1)[1]))
+    if schema is not None or not pretrained:
+        return None, None
     if pretrained == SHIPPED_TAG:  # weights that ship inside zsrbench (the micro CLIP)
         from zsrbench.micro.pretrained import resolve_pretrained
 
-        weights = shipped = resolve_pretrained(arch, pretrained)
+        shipped = resolve_pretrained(arch, pretrained)
+        return shipped, Path(shipped) if shipped else None
+    if oc.get_pretrained_cfg(arch, pretrained):
+        return pretrained, None
+    if Path(pretrained).is_file():
+        return pretrained, Path(pretrained)
+    tags = oc.list_pretrained_tags_by_model(arch) + ([SHIPPED_TAG] if arch.startswith("zsr-") else [])
+    raise ZsrError(
+        f"--pretrained '{pretrained}' is neither a pretrained tag of {arch} nor an existing weights file. Pass "
+        + (f"one of its tags ({', '.join(tags)})" if tags else "no tag (it has none)")
+        + " or the path of a file of full CLIP weights."
+    )
+
+
+def _create_errors() -> tuple[type[BaseException], ...]:
+    from safetensors import SafetensorError
+
+    return (RuntimeError, ValueError, KeyError, OSError, EOFError, pickle.UnpicklingError, SafetensorError)
+
+
+def _create_model(oc: Any, arch: str, weights: str | None, label: str | None) -> nn.Module:
+    """open_clip's model; a failure to fetch or fit its weights is a :class:`ZsrError` saying what to check."""
     try:
-        logging.getLogger().disabled, was = True, logging.getLogger().disabled  # open_clip warns via root
-        model = oc.create_model(arch, pretrained=weights, device="cpu")
-    except RuntimeError as exc:
-        raise ZsrError(f"Could not load pretrained weights '{pretrained}' for {arch}: {exc}") from exc
-    finally:
-        logging.getLogger().disabled = was
+        with _QuietRootLogger():
+            return oc.create_model(arch, pretrained=weights, device="cpu")
+    except _create_errors() as exc:
+        raise ZsrError(
+            f"Could not build {arch}" + (f" with the weights {label}" if label else "") + f" ({short_error(exc)}). "
+            "Check that --model names the architecture the weights were saved from and that the file is complete; "
+            "a pretrained tag or hf-hub: id needs network access the first time (or a filled cache)."
+        ) from exc
+
+
+def _weights_provenance(schema: str | None, pretrained: str | None, weights_path: Path | None) -> dict[str, Any]:
+    if weights_path is None or not (pretrained == SHIPPED_TAG or schema == "local-dir"):
+        return {}
+    name = (f"zsrbench:{weights_path.parent.name}/{weights_path.name}" if schema is None
+            else portable_path(weights_path))
+    return {"weights_sha256": sha256_file(weights_path), "weights_file": name}
+
+
+def build_clip(
+    name: str,
+    pretrained: str | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    checkpoint_sha256: str | None = None,
+    trust_checkpoint: bool = False,
+    device: str | torch.device = "cpu",
+) -> CLIPParts:
+    """Build CLIP with open_clip, then (optionally) load a visual-encoder checkpoint strictly.
+
+    Unreadable or non-finite weights, a folder without config or weights, an unknown tag: :class:`ZsrError`.
+    """
+    oc = _open_clip()
+    arch, notes = resolve_arch(name, pretrained)
+    schema = _schema(arch)
+    _check_arch(oc, arch, schema)
+    weights, weights_path = _weights_source(oc, arch, schema, pretrained)
+    if weights_path is not None:
+        check_model_weights(weights_path)
+    label = str(weights_path) if weights_path is not None else (f"'{weights}'" if weights else None)
+    model = _create_model(oc, arch, weights, label)
+    if label or schema:  # loaded weights (a random initialisation is finite)
+        refuse_nonfinite(model.state_dict(), f"The weights of {arch}" + (f" from {label}" if label else ""))
     tokenizer = oc.get_tokenizer(arch)
-    source: dict[str, Any] = {"notes": notes}
+    source: dict[str, Any] = {"notes": notes, **_weights_provenance(schema, pretrained, weights_path)}
     if schema is None and not pretrained and checkpoint is None:
         notes.append("random initialisation (no pretrained weights)")
-    if shipped is not None:
-        source["weights_sha256"] = sha256_file(shipped)
-        source["weights_file"] = f"zsrbench:{Path(shipped).parent.name}/{Path(shipped).name}"
-    if schema == "local-dir":
-        folder = Path(arch.split(":", 1)[1])
-        weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".pth", ".bin"))
-        if weights:
-            source["weights_sha256"] = sha256_file(weights[0])
-            source["weights_file"] = portable_path(weights[0])
     if pretrained == "openai" or arch.endswith("-quickgelu"):
         if not activation_is_quickgelu(model):
             raise ZsrError(f"{arch} was built without QuickGELU; OpenAI weights would silently change the model.")
@@ -238,10 +468,12 @@ def build_clip(
     )
 
 
+# --- visual-encoder checkpoints ----------------------------------------------------------------------------
+
 VISUAL_KEYS = ("vision_encoder_state_dict", "visual_state_dict", "state_dict", "model_state_dict", "model")
 
 
-def extract_visual_state(obj: Any) -> dict[str, torch.Tensor]:
+def extract_visual_state(obj: Any, path: str | Path | None = None) -> dict[str, torch.Tensor]:
     """The visual state dict from the formats published defenses use.
 
     Accepts a raw visual state dict; a dict holding it under ``vision_encoder_state_dict`` (or ``state_dict``,
@@ -252,12 +484,45 @@ def extract_visual_state(obj: Any) -> dict[str, torch.Tensor]:
             if key in obj and isinstance(obj[key], dict):
                 obj = obj[key]
                 break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ZsrError("The checkpoint holds no state dict of tensors; expected a visual-encoder state dict.")
-    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ZsrError(
+            f"The checkpoint{f' {path}' if path else ''} holds no state dict of tensors; expected a visual-encoder "
+            f"state dict (alone, or under one of {', '.join(VISUAL_KEYS)}). Pass such a file, or a folder written "
+            "by `zsrbench train`."
+        )
+    state = {str(k).removeprefix("module."): v for k, v in obj.items()}
     if any(k.startswith("visual.") for k in state):
         state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
     return state
+
+
+def _show(keys: Sequence[str]) -> str:
+    return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+
+
+def check_state_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: Path) -> None:
+    """Keys and shapes of ``state`` must be those of ``own`` exactly (a strict load)."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    parts = [f"{what}: {_show(keys)}" for what, keys in
+             (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", mismatched)) if keys]
+    if parts:
+        raise ZsrError(
+            f"Checkpoint {path} does not fit the visual encoder of this architecture ({'; '.join(parts)}). "
+            "Check --model matches the architecture the checkpoint was trained with."
+        )
+
+
+def _verify_digest(path: Path, expected_sha256: str | None) -> str:
+    want = check_sha256_text(expected_sha256) if expected_sha256 else None
+    digest = sha256_file(path)
+    if want and digest != want:
+        raise ZsrError(
+            f"Checkpoint {path} has sha256 {digest}, but {want} was expected: the file is not the one "
+            "you named (corrupt or a different version). Download it again or drop --checkpoint-sha256."
+        )
+    return digest
 
 
 def load_visual_checkpoint(
@@ -267,46 +532,10 @@ def load_visual_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise ZsrError(f"Checkpoint file {path} does not exist. Pass the path of a .pt/.pth visual-encoder checkpoint.")
-    digest = sha256_file(path)
-    if expected_sha256 and digest != expected_sha256.lower().removeprefix("sha256:"):
-        raise ZsrError(
-            f"Checkpoint {path} has sha256 {digest}, but {expected_sha256} was expected: the file is not the one "
-            "you named (corrupt or a different version). Download it again or drop --checkpoint-sha256."
-        )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        obj: Any = load_file(str(path))
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=not trust)
-        except Exception as exc:  # pickle errors differ across torch versions
-            if trust:
-                raise ZsrError(f"Could not read checkpoint {path}: {exc}") from exc
-            raise ZsrError(
-                f"Checkpoint {path} could not be loaded with weights_only=True ({type(exc).__name__}). If you "
-                "trust its source, pass --trust-checkpoint to allow arbitrary pickled objects."
-            ) from exc
-    state = extract_visual_state(obj)
-    own = model.visual.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or mismatched:
-        def show(keys: Sequence[str]) -> str:
-            return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {show(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatch: {show(mismatched)}")
-        raise ZsrError(
-            f"Checkpoint {path} does not fit the visual encoder of this architecture ({'; '.join(parts)}). "
-            "Check --model matches the architecture the checkpoint was trained with."
-        )
+    digest = _verify_digest(path, expected_sha256)
+    state = extract_visual_state(read_weights(path, trust=trust), path)
+    refuse_nonfinite(state, f"Checkpoint {path}")
+    check_state_fits(model.visual.state_dict(), state, path)
     model.visual.load_state_dict(state, strict=True)
     return {"checkpoint": str(path), "checkpoint_sha256": digest, "checkpoint_trusted": bool(trust)}
 
@@ -335,6 +564,18 @@ def compute_text_head(model: nn.Module, tokenizer: Any, prompts: list[list[str]]
     return torch.stack(out)
 
 
+def _cached_head(path: Path, n_classes: int) -> torch.Tensor | None:
+    """A cached text head, or None when absent or unusable (a damaged cache file is recomputed, not fatal)."""
+    if not path.is_file():
+        return None
+    try:
+        head = torch.load(path, map_location="cpu", weights_only=True)
+    except TORCH_LOAD_ERRORS:
+        return None
+    ok = isinstance(head, torch.Tensor) and head.ndim == 2 and head.shape[0] == n_classes
+    return head if ok and bool(torch.isfinite(head).all()) else None
+
+
 def text_head(parts: CLIPParts, prompts: list[list[str]], *, device: torch.device | str = "cpu",
               cache: Path | None | bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
     """The class text head, cached on disk by (text-tower weights digest, prompts digest)."""
@@ -346,8 +587,8 @@ def text_head(parts: CLIPParts, prompts: list[list[str]], *, device: torch.devic
     if cache:
         folder = (cache if isinstance(cache, Path) else cache_dir()) / "text_heads"
         path = folder / f"{key}.pt"
-        if path.is_file():
-            head = torch.load(path, map_location="cpu", weights_only=True)
+        head = _cached_head(path, len(prompts))
+        if head is not None:
             info["cache_hit"] = True
             return head.to(device), info
     model_device = next(parts.model.parameters()).device
@@ -360,6 +601,7 @@ def text_head(parts: CLIPParts, prompts: list[list[str]], *, device: torch.devic
             os.replace(tmp, path)
         except OSError:
             info["cache_write_failed"] = True
+            path.with_suffix(f".{os.getpid()}.tmp").unlink(missing_ok=True)
     return head, info
 
 

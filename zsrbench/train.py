@@ -25,18 +25,21 @@ optimiser, schedule, budget, training adversary, precision, training classifier)
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 import math
 import os
 import platform
 import random
+import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -186,10 +189,108 @@ def _set_rng_state(state: dict[str, Any], adversary_gen: torch.Generator | None)
 # --- outputs -----------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+# why a write failed, and what to do about it (other OSErrors are not the user's to fix: they propagate)
+WRITE_ERRORS = {
+    errno.ENAMETOOLONG: ("a name in the path is longer than the filesystem allows", "use shorter folder names"),
+    errno.EACCES: ("permission denied", "pick a folder you can write to (or fix its permissions)"),
+    errno.EPERM: ("operation not permitted", "pick a folder you can write to (or fix its permissions)"),
+    errno.ENOSPC: ("no space left on the device", "free disk space or pick a folder on another disk"),
+    errno.EDQUOT: ("disk quota exceeded", "free disk space or pick a folder on another disk"),
+    errno.EROFS: ("the filesystem is read-only", "pick a folder on a writable filesystem"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "pick a path made of folders"),
+}
+
+
+def _write_error(out: Path, exc: OSError) -> ZsrError:
+    reason, advice = WRITE_ERRORS[exc.errno]
+    where = str(exc.filename or out)
+    where = "" if where == str(out) else f" ({where if len(where) <= 80 else where[:80] + '…'})"
+    return ZsrError(f"Cannot write the training output to {out}: {reason}{where}. Pass --out another folder: "
+                    f"{advice}.")
+
+
+def _first_missing(out: Path) -> Path | None:
+    """The topmost folder of ``out`` that does not exist yet (what a failed run must remove), else None."""
+    missing = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def check_out_dir(out: Path) -> Path | None:
+    """``out`` must be a folder this process can create or write into, checked before anything is built.
+
+    Returns the topmost folder a run will create (None when ``out`` exists already).
+    """
+    try:
+        if out.exists() and not out.is_dir():
+            raise ZsrError(f"--out {out} is an existing file, not a folder. Pass a folder (a new one, or one "
+                           "`zsrbench train` wrote to resume it).")
+        created = _first_missing(out)
+        existing = out if created is None else created.parent
+        if not existing.is_dir():
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+        for name in out.relative_to(existing).parts:
+            if len(os.fsencode(name)) > limit:
+                raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name[:40] + "…")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        raise _write_error(out, exc) from exc
+    return created
+
+
+@contextmanager
+def _writing(out: Path, created: Path | None, checkpoint: Path | None = None) -> Iterator[None]:
+    """Writes into ``out``: a failure the user can fix is a :class:`ZsrError`, and a folder this run created
+    is removed (no partial output left behind) unless it holds a whole training ``checkpoint`` to resume from;
+    an existing folder keeps what an earlier run wrote."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        kept = checkpoint is not None and checkpoint.is_file()
+        if created is not None and not kept:
+            shutil.rmtree(created, ignore_errors=True)
+        error = _write_error(out, exc)
+        if kept:
+            error = ZsrError(f"{error} The last training checkpoint {checkpoint} is kept: once that is fixed, run "
+                             "the same command again to resume from it.")
+        raise error from exc
+
+
+def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` then rename onto ``path``: the file is whole or absent (the temp file never stays)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def _read_train_checkpoint(path: Path) -> dict[str, Any]:
+    """The state a training checkpoint holds (read with weights_only=True); a damaged one is a ZsrError."""
+    from zsrbench.models import TORCH_LOAD_ERRORS, short_error
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except TORCH_LOAD_ERRORS as exc:  # truncated or foreign file
+        raise ZsrError(f"Cannot read the training checkpoint {path} ({short_error(exc)}). Delete it "
+                       "or pass --no-resume to start over.") from exc
+    if not isinstance(state, dict) or state.get("format") != "zsrbench-train-checkpoint":
+        raise ZsrError(f"{path} is not a zsrbench training checkpoint. Delete it or pass --no-resume to start over.")
+    return state
 
 
 def model_config(parts: Any) -> dict[str, Any]:
@@ -267,6 +368,61 @@ def _coerce(hp_cls: type, key: str, value: Any) -> Any:
     return v
 
 
+def _make_defense(registry: Any, defense_name: str, proto: Any, given: dict[str, Any]) -> Any:
+    """The defense with the protocol's recipe under the caller's hyper-parameters, validated."""
+    from dataclasses import replace
+
+    defense_cls = registry.get(defense_name)
+    if not getattr(defense_cls, "trainable", False):
+        trainable = [n for n in registry.names() if getattr(registry.get(n), "trainable", False)]
+        raise ZsrError(f"Defense '{defense_name}' cannot be trained. Trainable defenses: {', '.join(trainable)}.")
+    given = dict(given)
+    # one budget: steps given → epochs unused; epochs given (and no steps) → the default step budget is dropped
+    if given.get("steps") is not None and "epochs" not in given:
+        given["epochs"] = None
+    if given.get("epochs") is not None and "steps" not in given:
+        given["steps"] = None
+    # the protocol's shared recipe (every defense it fine-tunes uses it) under what the caller gives
+    overrides = {**proto.train_recipe, **given}
+    hp_cls = type(defense_cls.default_hparams)
+    known = {f.name for f in fields(hp_cls)}
+    overrides = {k: (_coerce(hp_cls, k, v) if k in known else v) for k, v in overrides.items()}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ZsrError(f"Defense '{defense_name}' has no hyper-parameter {', '.join(unknown)}; "
+                       f"its hyper-parameters are: {', '.join(sorted(known))}.")
+    defense = defense_cls(replace(defense_cls.default_hparams, **overrides))
+    defense.hp.validate()
+    return defense
+
+
+def _check_loop_args(**values: int | None) -> None:
+    """The loop's own numbers: ``num_workers`` >= 0, the others (checkpoint/stop intervals) >= 1 when given."""
+    for name, value in values.items():
+        low = 0 if name == "num_workers" else 1
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            option = f"--{name.replace('_', '-')}" if name in ("checkpoint_every", "num_workers") else name
+            raise ZsrError(f"{option} must be an integer >= {low}, got {value!r}. Pass a valid value.")
+
+
+def _check_train_data(proto: Any, data_root: str | Path | None) -> None:
+    """The protocol has a training set and, when it is read from disk, a data root (before any model is built)."""
+    from zsrbench.registry import DATASETS
+
+    if not getattr(proto, "train_dataset", None):
+        raise ZsrError(f"Protocol '{proto.name}' names no training set (train_dataset); pick a protocol that does, "
+                       "e.g. tga16 (Tiny-ImageNet) or synthetic.")
+    if not getattr(DATASETS.get(proto.train_dataset), "needs_root", False):
+        return
+    if data_root is None and getattr(proto, "needs_data_root", True):
+        raise ZsrError(f"Training under protocol '{proto.name}' reads {proto.train_dataset} from disk: pass "
+                       "--data-root DIR (the folder holding it; `zsrbench data check --data-root DIR` shows what is "
+                       "found), or train under --protocol micro or synthetic.")
+    if data_root is not None and not Path(data_root).expanduser().is_dir():
+        raise ZsrError(f"Data root {data_root} is not an existing folder. Pass --data-root the folder that holds "
+                       f"{proto.train_dataset}.")
+
+
 def _device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -324,38 +480,17 @@ def train_defense(
 
     load_builtins()
     out = Path(out_dir)
-    defense_cls = DEFENSES.get(defense_name)
-    if not getattr(defense_cls, "trainable", False):
-        trainable = [n for n in DEFENSES.names() if getattr(DEFENSES.get(n), "trainable", False)]
-        raise ZsrError(f"Defense '{defense_name}' cannot be trained. Trainable defenses: {', '.join(trainable)}.")
     proto = PROTOCOLS.get(protocol) if isinstance(protocol, str) else protocol
     given = {**(hparams or {}), **hparam_overrides}
     for key, value in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("eps", eps)):
         if value is not None:
             given[key] = value
-    # one budget: steps given → epochs unused; epochs given (and no steps) → the default step budget is dropped
-    if given.get("steps") is not None and "epochs" not in given:
-        given["epochs"] = None
-    if given.get("epochs") is not None and "steps" not in given:
-        given["steps"] = None
-    # the protocol's shared recipe (every defense it fine-tunes uses it) under what the caller gives
-    overrides = {**proto.train_recipe, **given}
-    hp_cls = type(defense_cls.default_hparams)
-    known = {f.name for f in fields(hp_cls)}
-    overrides = {k: (_coerce(hp_cls, k, v) if k in known else v) for k, v in overrides.items()}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ZsrError(f"Defense '{defense_name}' has no hyper-parameter {', '.join(unknown)}; "
-                       f"its hyper-parameters are: {', '.join(sorted(known))}.")
-    from dataclasses import replace
-
-    defense = defense_cls(replace(defense_cls.default_hparams, **overrides))
+    defense = _make_defense(DEFENSES, defense_name, proto, given)
     hp = defense.hp
-    hp.validate()
-
-    if not getattr(proto, "train_dataset", None):
-        raise ZsrError(f"Protocol '{proto.name}' names no training set (train_dataset); pick a protocol that does, "
-                       "e.g. tga16 (Tiny-ImageNet) or synthetic.")
+    _check_loop_args(checkpoint_every=checkpoint_every, num_workers=num_workers,
+                     stop_after_epochs=stop_after_epochs, stop_after_steps=stop_after_steps)
+    _check_train_data(proto, data_root)
+    created = check_out_dir(out)  # before anything is built or written
     model_name = model or proto.default_model
     if pretrained == "__protocol__":
         pretrained = proto.default_pretrained if model is None else None
@@ -372,14 +507,15 @@ def train_defense(
     if resume and manifest_path.is_file():
         try:
             done = json.loads(manifest_path.read_text())
-        except ValueError:
+        except (OSError, ValueError):
             done = None
-        if done and done.get("fingerprint_sha256") == _digest(fingerprint) and done.get("completed"):
+        if isinstance(done, dict) and done.get("fingerprint_sha256") == _digest(fingerprint) and done.get("completed"):
             return TrainResult(out, done, True)
     if not resume:
-        for stale in (ckpt_path, manifest_path):
-            if stale.exists():
-                stale.unlink()
+        with _writing(out, created):
+            for stale in (ckpt_path, manifest_path):
+                if stale.exists():
+                    stale.unlink()
 
     # model ------------------------------------------------------------------------------------------
     from zsrbench.defenses import catalogue
@@ -441,11 +577,7 @@ def train_defense(
     step, curve = 0, []
     resumed_from: list[int] = []
     if resume and ckpt_path.is_file():
-        try:
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - truncated or foreign file
-            raise ZsrError(f"Cannot read the training checkpoint {ckpt_path} ({type(exc).__name__}: {exc}). Delete it "
-                           "or pass --no-resume to start over.") from exc
+        state = _read_train_checkpoint(ckpt_path)
         if state.get("fingerprint") != fingerprint:
             raise ZsrError(
                 f"{ckpt_path} belongs to a different training run (other defense, hyper-parameters, protocol, "
@@ -463,7 +595,6 @@ def train_defense(
         resumed_from = list(state.get("resumed_from", [])) + [step]
 
     def save_checkpoint() -> None:
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         blob = {
             "format": "zsrbench-train-checkpoint", "version": 1, "fingerprint": fingerprint,
             "base_visual_sha256": base_digest, "step": step, "epoch": step // bpe, "batch_in_epoch": step % bpe,
@@ -471,9 +602,9 @@ def train_defense(
             "scaler": scaler.state_dict() if scaler is not None else None, "rng": _rng_state(adv_gen),
             "curve": curve, "resumed_from": resumed_from,
         }
-        tmp = ckpt_path.with_name(f".{ckpt_path.name}.{os.getpid()}.tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, ckpt_path)
+        with _writing(out, created, ckpt_path):
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic(ckpt_path, lambda tmp: torch.save(blob, tmp))
 
     bar = None
     if progress:
@@ -556,9 +687,10 @@ def train_defense(
     )
     if step < total:
         return TrainResult(out, manifest, False)
-    _write_outputs(out, parts, visual, manifest)
-    if not keep_checkpoints and ckpt_path.exists():
-        ckpt_path.unlink()
+    with _writing(out, created, ckpt_path):
+        _write_outputs(out, parts, visual, manifest)
+        if not keep_checkpoints and ckpt_path.exists():
+            ckpt_path.unlink()
     return TrainResult(out, manifest, True)
 
 
@@ -614,9 +746,8 @@ def _write_outputs(out: Path, parts: Any, visual: nn.Module, manifest: dict[str,
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in parts.model.state_dict().items()}
-    tmp = out / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt", "producer": "zsrbench train", "defense": manifest["defense"]})
-    os.replace(tmp, out / WEIGHTS_FILE)
+    meta = {"format": "pt", "producer": "zsrbench train", "defense": manifest["defense"]}
+    _atomic(out / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata=meta))
     cfg = {
         "model_cfg": model_config(parts),
         "preprocess_cfg": {"size": parts.image_size, "mode": "RGB", "mean": list(parts.mean), "std": list(parts.std),

@@ -9,6 +9,7 @@ frozen original and the training adversary. The loop never knows a defense by na
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from zsrbench.errors import ZsrError
-from zsrbench.models import CLIPParts, build_clip, sha256_file
+from zsrbench.models import CLIPParts, build_clip, check_model_folder, check_sha256_text, sha256_file
 
 TECOA_TEMPLATE = "This is a photo of a {}"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,32 +75,69 @@ class TrainHparams:
     train_normalization: str = "clip"  # "clip" | "imagenet" (PMG-AFT's original code)
 
     def validate(self) -> None:
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ZsrError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}.")
-        if self.schedule not in ("cosine", "constant"):
-            raise ZsrError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}.")
-        if self.precision not in ("amp", "amp-fp16", "fp32"):
-            raise ZsrError(f"precision must be 'amp', 'amp-fp16' or 'fp32', got {self.precision!r}.")
-        if self.attack not in ("pgd", "none"):
-            raise ZsrError(f"attack must be 'pgd' or 'none', got {self.attack!r}.")
-        if self.train_input not in ("resize256-crop", "resize-crop", "dataset"):
-            raise ZsrError(f"train_input must be 'resize256-crop', 'resize-crop' or 'dataset', got {self.train_input!r}.")
-        if self.train_normalization not in ("clip", "imagenet"):
-            raise ZsrError(f"train_normalization must be 'clip' or 'imagenet', got {self.train_normalization!r}.")
-        if self.batch_size < 1:
-            raise ZsrError(f"batch_size must be >= 1, got {self.batch_size}.")
-        if self.steps is None and (self.epochs is None or self.epochs < 1):
-            raise ZsrError("Set a training budget: epochs >= 1 or steps >= 1.")
-        if self.steps is not None and self.steps < 1:
-            raise ZsrError(f"steps must be >= 1, got {self.steps}.")
-        if self.attack == "pgd" and not (self.eps > 0 and self.attack_steps >= 1):
-            raise ZsrError(f"The training attack needs eps > 0 and attack_steps >= 1 (got {self.eps}, {self.attack_steps}).")
-        if self.lr <= 0:
-            raise ZsrError(f"lr must be > 0, got {self.lr}.")
+        """Every choice is a known one and every number finite and in its range (checked before anything is
+        built or written)."""
+        choices = (("optimizer", ("sgd", "adamw")), ("schedule", ("cosine", "constant")),
+                   ("precision", ("amp", "amp-fp16", "fp32")), ("attack", ("pgd", "none")),
+                   ("train_input", ("resize256-crop", "resize-crop", "dataset")),
+                   ("train_normalization", ("clip", "imagenet")))
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise ZsrError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got "
+                               f"{getattr(self, name)!r}; pass one of them with --set {name}=VALUE.")
+        check_finite_numbers(self)
+        for name, ok, rule in RANGES:
+            value = getattr(self, name)
+            if value is None and name in ("epochs", "steps"):  # one of the two budgets may be unset
+                continue
+            if value is None or not ok(value):
+                raise out_of_range(name, value, rule)
+        if self.steps is None and self.epochs is None:
+            raise ZsrError("Set a training budget: --epochs N or --steps N (N >= 1).")
+        if not all(0 <= b < 1 for b in self.adam_betas) or len(self.adam_betas) != 2:
+            raise out_of_range("adam_betas", self.adam_betas, "two numbers in [0, 1), e.g. 0.9,0.999")
+        if self.attack == "pgd" and not (self.eps > 0 and self.attack_step > 0 and self.attack_steps >= 1):
+            raise ZsrError(f"The training attack needs eps > 0, attack_step > 0 and attack_steps >= 1 (got "
+                           f"{self.eps}, {self.attack_step}, {self.attack_steps}); set them, or --set attack=none.")
 
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
         """(mean, std) to use in training instead of the model's own, or None for the model's (CLIP)."""
         return (IMAGENET_MEAN, IMAGENET_STD) if self.train_normalization == "imagenet" else None
+
+
+# (name, valid?, the rule in words) for TrainHparams' numbers; None (where allowed) is not checked
+RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("lr", lambda v: v > 0, "> 0 (e.g. 1e-5)"),
+    ("momentum", lambda v: 0 <= v < 1, "in [0, 1) (e.g. 0.9)"),
+    ("weight_decay", lambda v: v >= 0, ">= 0"),
+    ("batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("epochs", lambda v: v >= 1, "an integer >= 1"),
+    ("steps", lambda v: v >= 1, "an integer >= 1"),
+    ("warmup_steps", lambda v: v >= 0, "an integer >= 0"),
+    ("eps", lambda v: 0 <= v <= 255, "in [0, 255] (units of 1/255, e.g. 1 or 4)"),
+    ("attack_step", lambda v: 0 <= v <= 255, "in [0, 255] (units of 1/255, e.g. 1)"),
+    ("attack_steps", lambda v: v >= 0, "an integer >= 0"),
+    ("attack_momentum", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("train_logit_scale", lambda v: v > 0, "> 0 (e.g. 100)"),
+)
+
+
+TRAIN_OPTIONS = ("lr", "eps", "steps", "epochs", "batch_size")  # hyper-parameters `zsrbench train` has options for
+
+
+def out_of_range(name: str, value: Any, rule: str) -> ZsrError:
+    how = f"--{name.replace('_', '-')} VALUE" if name in TRAIN_OPTIONS else f"--set {name}=VALUE"
+    return ZsrError(f"Hyper-parameter {name} must be {rule}, got {value!r}. Pass a valid value ({how}).")
+
+
+def check_finite_numbers(hp: Any) -> None:
+    """Every float hyper-parameter (also inside tuples) of the dataclass ``hp`` is finite: NaN or inf would
+    silently train nonsense (NaN compares false with every bound)."""
+    for f in fields(hp):
+        value = getattr(hp, f.name)
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise out_of_range(f.name, value, "a finite number")
 
 
 @dataclass
@@ -318,6 +356,12 @@ class Defense:
         if checkpoint is not None and Path(checkpoint).is_dir():
             return _load_folder(Path(checkpoint), device=device, expected=spec.checkpoint_sha256)
         if checkpoint is not None and str(checkpoint).startswith("hf-hub:"):
+            if spec.checkpoint_sha256:
+                raise ZsrError(
+                    f"--checkpoint-sha256 cannot be checked for {checkpoint}: open_clip downloads it itself. Download "
+                    "the repository (`huggingface-cli download ORG/REPO --local-dir DIR`) and pass --checkpoint DIR, "
+                    "or drop --checkpoint-sha256."
+                )
             return build_clip(str(checkpoint), None, device=device)
         return build_clip(
             model, spec.pretrained, checkpoint=checkpoint, checkpoint_sha256=spec.checkpoint_sha256,
@@ -325,37 +369,63 @@ class Defense:
         )
 
 
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The ``manifest.json`` ``zsrbench train`` wrote into ``folder`` (None when there is none)."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ZsrError(f"{path} is not valid JSON ({exc}); the training output is damaged. Restore the file or "
+                       "re-run `zsrbench train`.") from exc
+    if not isinstance(manifest, dict):
+        raise ZsrError(f"{path} is not a zsrbench training manifest (a JSON object); restore it or re-run "
+                       "`zsrbench train`.")
+    return manifest
+
+
+def _verify_manifest_weights(folder: Path, manifest: dict[str, Any]) -> None:
+    """The weights file the manifest names exists and has the sha256 it records."""
+    name, want = manifest.get("weights_file"), manifest.get("weights_sha256")
+    if not name:
+        return
+    wfile = folder / str(name)
+    if not wfile.is_file():
+        raise ZsrError(f"{folder}/manifest.json names the weights file {name}, but it is missing. Restore it (copy "
+                       "the whole folder again) or re-run `zsrbench train`.")
+    got = sha256_file(wfile) if want else None
+    if got != want:
+        raise ZsrError(
+            f"{wfile} has sha256 {got}, but its manifest says {want}: the weights changed after training. "
+            "Re-run `zsrbench train` or restore the file."
+        )
+
+
 def _load_folder(folder: Path, *, device: str, expected: str | None = None) -> CLIPParts:
     """An open_clip ``local-dir`` folder; when ``zsrbench train`` wrote it, its manifest's sha256 is verified."""
+    want = check_sha256_text(expected) if expected else None
     if not folder.is_dir():
         raise ZsrError(f"Model folder {folder} does not exist; pass a folder written by `zsrbench train`.")
-    manifest_path = folder / "manifest.json"
-    manifest: dict[str, Any] | None = None
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ZsrError(f"{manifest_path} is not valid JSON ({exc}); the training output is damaged.") from exc
-        wfile = folder / str(manifest.get("weights_file", ""))
-        want = manifest.get("weights_sha256")
-        if want and wfile.is_file():
-            got = sha256_file(wfile)
-            if got != want:
-                raise ZsrError(
-                    f"{wfile} has sha256 {got}, but its manifest says {want}: the weights changed after training. "
-                    "Re-run `zsrbench train` or restore the file."
-                )
-    parts = build_clip(f"local-dir:{folder}", None, device=device)
-    if expected:
-        got = parts.source.get("weights_sha256")
-        if got and got != expected.lower().removeprefix("sha256:"):
-            raise ZsrError(f"Weights in {folder} have sha256 {got}, but {expected} was expected.")
+    check_model_folder(folder)
+    manifest = _read_manifest(folder)
     if manifest is not None:
-        parts.source["trained_by_zsrbench"] = {
-            k: manifest.get(k) for k in ("defense", "protocol", "train_dataset", "seed", "steps", "weights_sha256")
-        }
-        # every training choice (quirks included) travels into the result records
-        parts.source["hparams"] = dict(manifest.get("hparams") or {})
-        parts.source["base_architecture"] = (manifest.get("base_model") or {}).get("architecture")
-        parts.source.setdefault("notes", []).extend(str(n) for n in manifest.get("notes") or [])
+        _verify_manifest_weights(folder, manifest)
+    parts = build_clip(f"local-dir:{folder}", None, device=device)
+    got = parts.source.get("weights_sha256")
+    if want and got != want:
+        raise ZsrError(f"Weights in {folder} have sha256 {got}, but {want} was expected: the folder holds other "
+                       "weights than the ones you named. Copy the right folder, or drop --checkpoint-sha256.")
+    if manifest is not None:
+        _record_training(parts, manifest)
     return parts
+
+
+def _record_training(parts: CLIPParts, manifest: dict[str, Any]) -> None:
+    parts.source["trained_by_zsrbench"] = {
+        k: manifest.get(k) for k in ("defense", "protocol", "train_dataset", "seed", "steps", "weights_sha256")
+    }
+    # every training choice (quirks included) travels into the result records
+    parts.source["hparams"] = dict(manifest.get("hparams") or {})
+    parts.source["base_architecture"] = (manifest.get("base_model") or {}).get("architecture")
+    parts.source.setdefault("notes", []).extend(str(n) for n in manifest.get("notes") or [])

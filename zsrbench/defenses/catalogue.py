@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zsrbench.errors import ZsrError
-from zsrbench.models import CLIPParts, build_clip, cache_dir, sha256_file
+from zsrbench.models import CLIPParts, build_clip, cache_dir, check_sha256_text, sha256_file
 
 CONFIG_FILE = "open_clip_config.json"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -161,6 +161,7 @@ def fetch(entry: CatalogueEntry, *, allow_download: bool = True, cache: Path | N
     """
     if not entry.hf_hub:
         raise ZsrError(f"Checkpoint '{entry.name}' has no download source; get it from {entry.url} and pass its path.")
+    expected_sha256 = check_sha256_text(expected_sha256) if expected_sha256 else None  # a typo is not a mismatch
     cache = Path(cache) if cache is not None else checkpoint_cache()
     downloaded = False
     try:
@@ -186,7 +187,7 @@ def fetch(entry: CatalogueEntry, *, allow_download: bool = True, cache: Path | N
         downloaded = True
     digest = sha256_file(weights)
     for want in (entry.sha256, expected_sha256):
-        if want and digest != want.lower().removeprefix("sha256:"):
+        if want and digest != check_sha256_text(want):
             raise ZsrError(
                 f"Checkpoint '{entry.name}' file {weights} has sha256 {digest}, but {want} was expected: the download "
                 f"is corrupt or the repository changed. Delete {weights} (and its cache folder) and retry."
@@ -209,7 +210,12 @@ def fetch(entry: CatalogueEntry, *, allow_download: bool = True, cache: Path | N
 def load(entry: CatalogueEntry, *, device: str = "cpu", allow_download: bool = True,
          expected_sha256: str | None = None, cache: Path | None = None) -> CLIPParts:
     folder, provenance = fetch(entry, allow_download=allow_download, cache=cache, expected_sha256=expected_sha256)
-    parts = build_clip(f"local-dir:{folder}", None, device=device)
+    try:
+        parts = build_clip(f"local-dir:{folder}", None, device=device)
+    except ZsrError as exc:  # a damaged download in the cache: say how to get a fresh one
+        repo = (Path(cache) if cache is not None else checkpoint_cache()) / f"models--{entry.hf_hub.replace('/', '--')}"
+        raise ZsrError(f"Published checkpoint '{entry.name}' in the cache is unusable: {exc} To download it afresh, "
+                       f"delete {repo} (and {folder} if it is not inside it) and run again.") from exc
     parts.source.update(provenance)
     parts.source["base_architecture"] = entry.architecture  # names the model (its folder is a cache path)
     return parts
