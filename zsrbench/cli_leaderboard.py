@@ -33,6 +33,14 @@ def _err() -> Console:
 _errors = user_errors
 
 
+def _known_protocol(name: str) -> None:
+    """A protocol the leaderboard has no entry of must at least exist (a typo is an error, not an empty table)."""
+    from zsrbench.registry import PROTOCOLS, load_builtins
+
+    load_builtins()
+    PROTOCOLS.get(name)
+
+
 def _warn(text: str) -> None:
     _err().print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
@@ -80,6 +88,8 @@ def table(
         view = store.load_store(leaderboard_dir or Path(DEFAULT_LEADERBOARD), protocol, store.parse_as_of(as_of))
     for path, reason in view.problems:
         _warn(f"{path}: {reason} — not shown; run `zsrbench validate` (nothing was changed)")
+    if protocol is not None and not any(le.entry.protocol.name == protocol for le in view.entries):
+        _known_protocol(protocol)
     warnings: list[str] = []
     audits = [le for le in view.entries if le.entry.kind == "audit"]  # they give rows a status; never rows
     shown = [le for le in view.entries if le.entry.kind != "audit"]
@@ -87,6 +97,7 @@ def table(
     if worst_of is not None:
         suites = combine.parse_suites(worst_of)
         chosen = tables.select(shown, protocol=protocol, eps=eps)
+        tables.require_suites(chosen, suites, protocol=protocol, eps=eps)
         entries, warnings = combine.worst_of(chosen, suites, cache)
     else:
         entries = tables.select(shown, protocol=protocol, attack=attack, eps=eps, include_reported=not no_reported)
@@ -104,14 +115,29 @@ def table(
         return
     text = render.render(ts, fmts[0])
     if output is not None:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise ZsrError(f"Cannot write {output} ({exc.strerror or exc}).") from exc
+        _write_output(output, text)
         _err().print(f"wrote {output}", highlight=False)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def _write_output(output: Path, text: str) -> None:
+    """``--output``: the whole file or, after an OSError, the file as it was (no partial file, no temporary one).
+    A link is written through; a device or pipe (``/dev/stdout``) is written to directly."""
+    import os
+
+    from zsrbench.leaderboard import atomic
+
+    target = Path(os.path.realpath(output))
+    try:
+        if os.path.exists(target) and not os.path.isfile(target):
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            atomic.replace_files([(target, text.encode("utf-8"))])
+    except OSError as exc:
+        raise atomic.user_error(output, exc, kept=f"{output} is as it was before", option="--output") from exc
 
 
 def _fmt_pct(x: float | None) -> str:
@@ -278,7 +304,8 @@ def history(
 def validate(
     path: Path = typer.Argument(Path(DEFAULT_LEADERBOARD), help="a leaderboard, a results directory or one file"),
 ) -> None:
-    """Check every file against the schema and every number against its per-sample flags (exit 1 if any is bad)."""
+    """Check every file against the schema and every number against its per-sample flags, and look for leftovers
+    of interrupted writes (exit 1 if any file is bad or left over)."""
     from zsrbench.leaderboard.validate import validate_path
 
     report = validate_path(path)
@@ -286,10 +313,14 @@ def validate(
     for p in report.warnings:
         err.print(f"[yellow]warning:[/] {escape(f'{p.path}: {p.reason}')}", highlight=False, soft_wrap=True)
     for p in report.errors:
-        err.print(f"[bold red]invalid:[/] {escape(f'{p.path}: {p.reason}')}", highlight=False, soft_wrap=True)
-    bad = sorted({str(p.path) for p in report.errors})
-    if bad:
-        err.print(f"{len(bad)} of {report.checked} file(s) invalid under {path}. Nothing was changed.", highlight=False)
+        label = "leftover" if p.kind == "leftover" else "invalid"
+        err.print(f"[bold red]{label}:[/] {escape(f'{p.path}: {p.reason}')}", highlight=False, soft_wrap=True)
+    bad = sorted({str(p.path) for p in report.errors if p.kind != "leftover"})
+    left = sorted({str(p.path) for p in report.errors if p.kind == "leftover"})
+    if bad or left:
+        parts = [f"{len(bad)} of {report.checked} file(s) invalid"] if bad else []
+        parts += [f"{len(left)} leftover(s) of interrupted writes (each says whether it can be deleted)"] if left else []
+        err.print(f"{'; '.join(parts)} under {path}. Nothing was changed.", highlight=False)
         raise typer.Exit(1)
     _console().print(f"{report.checked} file(s) under {path} valid.", highlight=False)
 

@@ -12,7 +12,7 @@ from typing import Any
 import zsrbench
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.schema import LeaderboardEntry
-from zsrbench.leaderboard.store import Previous, _previous, _taken_numbers, _write_revision, locked, now_utc
+from zsrbench.leaderboard.store import Previous, _previous, _taken_numbers, _write_revision, now_utc, writing_entry
 
 
 def _audit_content(entry: LeaderboardEntry) -> Any:
@@ -32,11 +32,7 @@ def add_audit(leaderboard_root: str | Path, draft: LeaderboardEntry, *, now: str
     if draft.kind != "audit" or draft.audit is None:
         raise ZsrError(f"add_audit takes audit entries; '{draft.entry}' is {draft.kind}.")
     edir = Path(leaderboard_root) / draft.protocol.name / draft.entry
-    try:
-        edir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ZsrError(f"Cannot write the leaderboard under {leaderboard_root} ({exc.strerror or exc}).") from exc
-    with locked(edir):
+    with writing_entry(edir):  # an OSError while writing is a ZsrError; nothing half-written is left
         prev = _previous(edir)
         pe = prev.entry
         if pe is not None and prev.note is None and pe.kind == "audit" and _audit_content(pe) == _audit_content(draft):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,6 +13,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from zsrbench.errors import ZsrError
+from zsrbench.leaderboard.atomic import replace_files, user_error
 from zsrbench.leaderboard.migrate import migrate
 from zsrbench.leaderboard.schema import Metrics, ResultRecord, Sidecar
 
@@ -51,25 +51,23 @@ def eps_dir(eps_text: str) -> str:
 
 
 def result_path(results_dir: str | Path, protocol: str, version: int, model_id: str, suite: str, eps_text: str,
-                dataset: str, subset: str | None = None) -> Path:
-    """Where the record of one (protocol version, model, suite, ε, subset, dataset) lives under ``results_dir``."""
-    eps_part = eps_dir(eps_text) + (f"__{slug(subset)}" if subset else "")
+                dataset: str, subset: str | None = None, variant: str | None = None) -> Path:
+    """Where the record of one (protocol version, model, suite, ε, subset, variant, dataset) lives under
+    ``results_dir``; ``variant`` names the run's settings that differ from the protocol's (seed, batch, ...)."""
+    eps_part = eps_dir(eps_text) + "".join(f"__{slug(x)}" for x in (subset, variant) if x)
     return Path(results_dir) / protocol / f"v{version}" / slug(model_id) / slug(suite) / eps_part / f"{dataset}.json"
 
 
 def record_path(results_dir: Path, record: ResultRecord) -> Path:
     p = record.protocol
-    return result_path(results_dir, p.name, p.version, record.model.id, p.suite, p.eps_text, p.dataset, p.subset)
+    return result_path(results_dir, p.name, p.version, record.model.id, p.suite, p.eps_text, p.dataset, p.subset,
+                       p.variant)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` whole or not at all (see :func:`zsrbench.leaderboard.atomic.replace_files`);
+    an ``OSError`` is re-raised after cleaning up."""
+    replace_files([(path, data)])
 
 
 def flags_to_bytes(flags: dict[str, np.ndarray]) -> bytes:
@@ -85,21 +83,20 @@ def record_json(record: ResultRecord) -> str:
 def write_result(results_dir: str | Path, record: ResultRecord, flags: dict[str, np.ndarray]) -> Path:
     """Write ``record`` and its flags sidecar under ``results_dir``; returns the record's path.
 
-    The sidecar is written first; the record names it with its sha256, so a record always points at complete
-    flags. An existing record for the same key is replaced only by a complete new one (atomic rename).
+    Both are written whole under temporary names, then renamed into place, the sidecar first; the record names it
+    with its sha256, so a record always points at complete flags. An existing record for the same key (and its
+    sidecar) is replaced only by a complete new pair; after an ``OSError`` (a full disk…) the old pair is put back
+    and a :class:`ZsrError` names the cause.
     """
     path = record_path(Path(results_dir), record)
     blob = flags_to_bytes(flags)
     side = path.with_suffix(".flags.npz")
+    record = record.model_copy(update={"sidecar": Sidecar(file=side.name, sha256=hashlib.sha256(blob).hexdigest())})
     try:
-        atomic_write_bytes(side, blob)
-        record = record.model_copy(update={"sidecar": Sidecar(file=side.name, sha256=hashlib.sha256(blob).hexdigest())})
-        atomic_write_bytes(path, record_json(record).encode())
+        replace_files([(side, blob), (path, record_json(record).encode())])
     except OSError as exc:
-        raise ZsrError(
-            f"Cannot write results under {results_dir} ({exc.strerror or exc}). Choose a writable directory "
-            "with --results-dir."
-        ) from exc
+        raise user_error(path, exc, option="--results-dir", kept="Nothing of this record was written: results "
+                         "already there are unchanged") from exc
     return path
 
 

@@ -61,6 +61,10 @@ class ProtocolInfo(_Strict):
     batch_size: int | None = None  # evaluation batch: AutoAttack's Square attacks a batch's survivors jointly
     subset: str | None = None  # a named subset of the protocol's evaluation set (None: the full set)
     settings: dict[str, Any] = Field(default_factory=dict)  # the protocol's full expanded settings
+    # the settings of this run that differ from the protocol's and change the per-sample flags (seed, batch,
+    # precision, sample count, attack parameters), as a name part of the record's folder; None: the protocol's
+    variant: str | None = None
+    skipped_files: list[str] = Field(default_factory=list)  # images left out because they do not decode
 
 
 class Metrics(_Strict):

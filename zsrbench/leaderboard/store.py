@@ -11,10 +11,11 @@ Entry slugs: ``<model-slug>__<suite>__eps<k>__v<protocol version>`` for measured
 ``reported__<method>__<suite>__eps<k>__<source>__v<protocol version>`` for published numbers.
 
 Files are written once and never edited: a revision's files are complete before its ``rNNNN.json`` appears
-(written last, atomically), each revision carries the sha256 of the previous one, and a ``digest`` of its own
-content, so edits after the fact are detected by ``zsrbench validate``. Revision numbers are taken under an
-exclusive lock on the entry's directory (``fcntl.flock``; an ``O_CREAT|O_EXCL`` lock file where fcntl is
-missing), so concurrent writers never lose a revision.
+(written last, atomically; if it cannot be written the revision's folder is removed again, so both appear or
+neither, see ``zsrbench.leaderboard.atomic``), each revision carries the sha256 of the previous one, and a
+``digest`` of its own content, so edits after the fact are detected by ``zsrbench validate``. Revision numbers
+are taken under an exclusive lock on the entry's directory (``fcntl.flock``; an ``O_CREAT|O_EXCL`` lock file
+where fcntl is missing), so concurrent writers never lose a revision.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -37,9 +37,10 @@ from pydantic import ValidationError
 
 import zsrbench
 from zsrbench.errors import ZsrError
+from zsrbench.leaderboard import atomic
 from zsrbench.leaderboard.migrate import migrate
 from zsrbench.leaderboard.records import (
-    atomic_write_bytes, eps_dir, flags_from_bytes, metrics_from_flags, parse_record, slug, validation_message,
+    eps_dir, flags_from_bytes, metrics_from_flags, parse_record, slug, validation_message,
 )
 from zsrbench.leaderboard.schema import (
     AttackConfig, DatasetMeasurement, EntryModel, EntryProtocol, FileRef, LeaderboardEntry, MeasuredData, PreviousRevision, ResultRecord,
@@ -177,7 +178,10 @@ def locked(directory: Path, timeout: float = 120.0) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         fcntl = None  # type: ignore[assignment]
     if fcntl is not None:
-        fd = os.open(directory, os.O_RDONLY)
+        try:
+            fd = os.open(directory, os.O_RDONLY)
+        except OSError as exc:
+            raise write_failed(directory, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -204,25 +208,42 @@ def locked(directory: Path, timeout: float = 120.0) -> Iterator[None]:
         os.unlink(lock)
 
 
+LEADERBOARD_KEPT = "Nothing of this revision was written: its entry is as it was"
+
+
+def write_failed(path: Path, exc: OSError) -> ZsrError:
+    """The :class:`ZsrError` for a leaderboard write that failed (and was cleaned up)."""
+    return atomic.user_error(path, exc, kept=LEADERBOARD_KEPT, option="--leaderboard-dir")
+
+
 def _write_revision(entry_dir: Path, entry: LeaderboardEntry, files: dict[str, bytes]) -> Path:
-    """Write the revision's files (into ``rNNNN/``) and then its entry file. Caller holds the lock."""
+    """Write the revision's files (into ``rNNNN/``) and then its entry file; both appear or neither (an OSError
+    becomes a :class:`ZsrError`). Caller holds the lock."""
     rev = rev_name(entry.revision)
-    if files:
-        tmp = entry_dir / f".{rev}.tmp-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        for name, blob in files.items():
-            with open(tmp / name, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-        os.rename(tmp, entry_dir / rev)
     path = entry_dir / f"{rev}.json"
-    if path.exists():  # pragma: no cover - guarded by the lock
+    if path.exists() or (files and (entry_dir / rev).exists()):  # pragma: no cover - guarded by the lock
         raise ZsrError(f"{path} already exists; entries are never overwritten.")
-    atomic_write_bytes(path, entry_json(with_digest(entry)).encode())
+    try:
+        atomic.write_revision(entry_dir / rev, files, path, entry_json(with_digest(entry)).encode())
+    except OSError as exc:
+        raise write_failed(path, exc) from exc
     return path
+
+
+@contextlib.contextmanager
+def writing_entry(edir: Path) -> Iterator[None]:
+    """Create the entry directory ``edir`` if needed and hold its lock; the folders made here are removed again
+    when the block fails (a failed first revision leaves no empty entry directory behind)."""
+    try:
+        created = atomic.make_dirs(edir)
+    except OSError as exc:
+        raise write_failed(edir, exc) from exc
+    try:
+        with locked(edir):
+            yield
+    except BaseException:
+        atomic.remove_empty(created)
+        raise
 
 
 @dataclass
@@ -483,12 +504,8 @@ def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *,
                        "settings, precision or seed; add them separately.")
     entry_slug = measured_slug(model_id, suite, eps_text_, version, subset)
     edir = root / proto_name / entry_slug
-    try:
-        edir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ZsrError(f"Cannot write the leaderboard under {root} ({exc.strerror or exc}).") from exc
     newest = max(items.values(), key=lambda i: i.record.created_at).record
-    with locked(edir):
+    with writing_entry(edir):
         prev = _previous(edir)
         n = max(_taken_numbers(edir), default=0) + 1
         rev = rev_name(n)
@@ -619,8 +636,7 @@ def add_reported(leaderboard_root: str | Path, drafts: Sequence[LeaderboardEntry
         if draft.kind != "reported" or draft.reported is None:
             raise ZsrError(f"add_reported takes reported entries; '{draft.entry}' is {draft.kind}.")
         edir = root / draft.protocol.name / draft.entry
-        edir.mkdir(parents=True, exist_ok=True)
-        with locked(edir):
+        with writing_entry(edir):
             prev = _previous(edir)
             pe = prev.entry
             same = pe is not None and prev.note is None and all(
@@ -734,7 +750,7 @@ def load_store(root: str | Path, protocol: str | None = None, as_of: AsOf | None
     (an older revision is never silently shown in its place).
     """
     root = Path(root)
-    if not root.is_dir():
+    if not atomic.probe(root, option="--leaderboard-dir"):
         raise ZsrError(f"No leaderboard at {root}: pass --leaderboard-dir DIR (or --results-dir DIR for raw results).")
     view = StoreView()
     for edir in entry_dirs(root, protocol):
@@ -768,8 +784,9 @@ def load_store(root: str | Path, protocol: str | None = None, as_of: AsOf | None
 def entries_from_results(results_dir: str | Path, protocol: str | None = None) -> StoreView:
     """In-memory measured entries built from a raw results directory (``zsrbench table --results-dir``)."""
     root = Path(results_dir)
-    if not root.is_dir():
-        raise ZsrError(f"Results directory {root} does not exist.")
+    if not atomic.probe(root, option="--results-dir"):
+        raise ZsrError(f"Results directory {root} does not exist; pass the folder `zsrbench run --results-dir` "
+                       "wrote to.")
     view = StoreView()
     groups: dict[EntryKey, list[tuple[Path, ResultRecord, str]]] = {}
     base = root

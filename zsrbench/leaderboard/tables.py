@@ -182,6 +182,25 @@ def select(entries: Sequence[LoadedEntry], *, protocol: str | None = None, attac
     return out
 
 
+def require_suites(entries: Sequence[LoadedEntry], suites: Sequence[str], *, protocol: str | None = None,
+                   eps: str | None = None) -> None:
+    """A :class:`ZsrError` naming the suites that exist when one of ``suites`` (``--worst-of``) has no measured
+    entry among ``entries`` (already narrowed by ``--protocol`` / ``--eps``)."""
+    have = sorted({le.entry.suite for le in entries if le.entry.kind == "measured"}, key=suite_order)
+    missing = [s for s in suites if s not in have]
+    if not missing:
+        return
+    scope = " with " + " and ".join(f for f in (protocol and f"--protocol {protocol}", eps and f"--eps {eps}") if f) \
+        if protocol or eps else ""
+    if not have:
+        raise ZsrError(f"--worst-of combines measured entries, and this leaderboard has none{scope}: check "
+                       "--leaderboard-dir, --protocol and --eps, or measure suites with `zsrbench run --attack`.")
+    hint = (f"Choose two or more of them, e.g. --worst-of {','.join(have[:2])}" if len(have) > 1 else
+            f"Measure another suite with `zsrbench run --attack` to combine it with {have[0]}")
+    raise ZsrError(f"--worst-of names {', '.join(repr(s) for s in missing)}, which no measured entry of this "
+                   f"leaderboard{scope} has; the suites measured are {', '.join(have)}. {hint}.")
+
+
 def select_version(entries: Sequence[LoadedEntry], version: str = "latest") -> tuple[list[LoadedEntry], list[str]]:
     """Keep one protocol version: ``latest`` (per protocol), ``all``, or a number. Returns (kept, notes)."""
     if version == "all":

@@ -12,9 +12,12 @@ Checks, for a leaderboard (``leaderboards/``) or a raw results directory (``resu
   model fields (an absolute path, ``~/…``, ``local-dir:/…``): records name a model folder in zsrbench's cache as
   ``cache:<path>`` and other files by their name (their sha256 identifies them). Older revisions that do are
   history (kept as written) and get one summary warning; ``zsrbench migrate-paths`` rewrites an entry whose
-  newest revision is affected as a new revision.
+  newest revision is affected as a new revision;
+* no leftovers of interrupted writes lie around: hidden temporary files and folders (``.*.tmp*``), revision
+  folders without their entry file, flags sidecars without a record, empty files. Each is named with whether
+  it can be deleted.
 
-Nothing is ever modified.
+Symlinked folders are followed, as ``zsrbench table`` follows them. Nothing is ever modified.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from zsrbench.errors import ZsrError
+from zsrbench.leaderboard import atomic
 from zsrbench.leaderboard.records import flags_from_bytes, parse_record
 from zsrbench.leaderboard.schema import LeaderboardEntry, ResultRecord
 from zsrbench.leaderboard.store import REV_DIR_RE, REV_FILE_RE, check_flags, read_entry, revision_files
@@ -78,6 +82,7 @@ class Problem:
     path: Path
     reason: str
     level: str = "error"  # "error" | "warning"
+    kind: str = "invalid"  # "invalid" | "leftover" (of an interrupted write; an error too)
 
 
 @dataclass
@@ -116,6 +121,9 @@ def check_record(path: Path, expected_sha256: str | None = None) -> tuple[Result
         return None, [f"not valid JSON ({exc})"]
     except ZsrError as exc:
         return None, [str(exc).removeprefix(f"{path}: ")]
+    except (KeyError, TypeError, AttributeError) as exc:  # a JSON file too far from any record version to migrate
+        return None, [f"not a result record (the field {exc} is missing or malformed); if it is not one, move it "
+                      "out of this folder"]
     reasons = []
     p = record.protocol
     if f"{round(p.eps * 255, 6):g}/255" != p.eps_text:
@@ -261,59 +269,188 @@ def _check_reported(entry: LeaderboardEntry) -> list[str]:
     return out
 
 
+# --- leftovers of interrupted writes ---------------------------------------------------------------------------
+LEFTOVER = "the leftover of an interrupted write (a full disk, a crash or a kill)"
+UNLESS_WRITING = "unless a zsrbench command is writing here right now"
+SIDECAR_SUFFIX = ".flags.npz"
+
+
+def walk(root: Path, report: Report) -> list[Path]:
+    """Every file and folder under ``root``, following symlinked folders as :func:`store.entry_dirs` and
+    :func:`store.load_store` do (so every entry ``zsrbench table`` reads is checked; each real folder once, so a
+    link loop ends). Hidden folders are not entered (a leftover temporary folder is reported, not its contents)."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+
+    def visit(d: Path) -> None:
+        try:
+            real = d.resolve()
+            children = [] if real in seen else sorted(d.iterdir())
+        except OSError as exc:
+            report.problems.append(Problem(d, f"cannot be read ({exc.strerror or exc}); check its permissions"))
+            return
+        seen.add(real)
+        for c in children:
+            out.append(c)
+            if c.is_dir() and not c.name.startswith("."):
+                visit(c)
+
+    visit(root)
+    return out
+
+
+def _raw_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def referenced(edir: Path, cache: dict[Path, set[str]]) -> set[str]:
+    """The file paths (relative to ``edir``) that the entry files in ``edir`` reference, read leniently (an entry
+    file that does not parse references nothing; it is reported on its own)."""
+    if edir not in cache:
+        refs: set[str] = set()
+        for _, f in revision_files(edir):
+            data = _raw_json(f)
+            datasets = ((data or {}).get("measured") or {}).get("datasets") if isinstance(data, dict) else None
+            for m in (datasets or {}).values() if isinstance(datasets, dict) else ():
+                for k in ("record", "sidecar"):
+                    ref = m.get(k) if isinstance(m, dict) else None
+                    if isinstance(ref, dict) and isinstance(ref.get("path"), str):
+                        refs.add(ref["path"])
+        cache[edir] = refs
+    return cache[edir]
+
+
+def _revision_dir_problem(d: Path, refs: dict[Path, set[str]]) -> str | None:
+    """Why an ``rNNNN/`` folder is a problem (None: its entry file exists)."""
+    if (d.parent / f"{d.name}.json").exists():
+        return None
+    users = sorted({r.split("/")[0] for r in referenced(d.parent, refs)} & {d.name})
+    if users:
+        return (f"revision folder without its entry file {d.name}.json, but newer revisions reference files in "
+                f"it: the entry file was deleted; restore {d.name}.json from version control (do not delete "
+                "the folder)")
+    return (f"revision folder without its entry file {d.name}.json: {LEFTOVER}. No entry references it; it can "
+            f"be deleted ({UNLESS_WRITING})")
+
+
+def _temp_problem(p: Path) -> str:
+    if p.name.endswith(f".{atomic.OLD_TAG}"):
+        target = p.name[1:].rsplit(".", 2)[0]
+        return (f"the previous content of {target}, kept while an interrupted write replaced it: if {target} "
+                f"exists, this file can be deleted; if not, rename it back to {target}")
+    what = "folder" if p.is_dir() else "file"
+    return f"a hidden temporary {what}: {LEFTOVER}; nothing references it and it can be deleted ({UNLESS_WRITING})"
+
+
+def _orphan_sidecar(p: Path, refs: dict[Path, set[str]]) -> bool:
+    """Whether the flags sidecar ``p`` has no record: no ``<name>.json`` beside it, no record beside it naming
+    it, and (in a revision folder) no entry referencing it."""
+    if (p.parent / (p.name[: -len(SIDECAR_SUFFIX)] + ".json")).exists():
+        return False
+    for q in p.parent.glob("*.json"):
+        side = (_raw_json(q) or {}).get("sidecar") if q.is_file() else None
+        if isinstance(side, dict) and side.get("file") == p.name:
+            return False
+    return not (REV_DIR_RE.match(p.parent.name) and f"{p.parent.name}/{p.name}" in referenced(p.parent.parent, refs))
+
+
+def leftover(p: Path, refs: dict[Path, set[str]]) -> str | None:
+    """Why ``p`` is a leftover of an interrupted write, with what to do (None: it is not one)."""
+    if atomic.is_temp_name(p.name):
+        return _temp_problem(p)
+    if p.name.startswith("."):
+        return None
+    if p.is_dir():
+        return _revision_dir_problem(p, refs) if REV_DIR_RE.match(p.name) else None
+    if p.suffix in (".json", ".npz") and p.is_file() and p.stat().st_size == 0:
+        return (f"an empty file (0 bytes): {LEFTOVER} or a truncated file; it holds no data and can be deleted "
+                "(restore it from version control instead if it was committed)")
+    if p.name.endswith(SIDECAR_SUFFIX) and _orphan_sidecar(p, refs):
+        return (f"flags sidecar without a record that names it: {LEFTOVER}; nothing references it and it can be "
+                f"deleted ({UNLESS_WRITING})")
+    return None
+
+
+# --- the whole check ---------------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    root: Path
+    report: Report = field(default_factory=Report)
+    cache: dict[Path, tuple[ResultRecord | None, list[str]]] = field(default_factory=dict)
+    refs: dict[Path, set[str]] = field(default_factory=dict)
+    newest: dict[Path, int] = field(default_factory=dict)
+    local_history: list[Path] = field(default_factory=list)
+
+    def add(self, path: Path, reason: str, level: str = "error", kind: str = "invalid") -> None:
+        self.report.problems.append(Problem(path, reason, level, kind))
+
+
+def _check_revision(run: _Run, p: Path) -> None:
+    run.report.checked += 1
+    entry, reasons = _check_entry(p, run.cache)
+    for reason in reasons:
+        run.add(p, reason)
+    if entry is None:
+        return
+    if p.parent not in run.newest:
+        run.newest[p.parent] = max(n for n, _ in revision_files(p.parent))
+    local = local_path_reasons(entry, p.parent, run.cache)
+    if local and entry.revision == run.newest[p.parent]:
+        run.add(p, "the newest revision names machine-local paths in its model fields "
+                   f"({'; '.join(local)}); results must not depend on one machine's folders: rewrite them as a new "
+                   "revision with `zsrbench migrate-paths`")
+    elif local:
+        run.local_history.append(p)
+
+
+def _check_file(run: _Run, p: Path) -> None:
+    if p.suffix != ".json" or p.name.endswith(".schema.json") or p.name.startswith("."):
+        return
+    if REV_FILE_RE.match(p.name):
+        _check_revision(run, p)
+        return
+    if REV_DIR_RE.match(p.parent.name) and (p.parent.parent / f"{p.parent.name}.json").exists():
+        return  # a record copied into an entry's revision: checked through that entry
+    run.report.checked += 1
+    key = p.resolve()
+    if key not in run.cache:
+        run.cache[key] = check_record(p)
+    for reason in run.cache[key][1]:
+        run.add(p, reason)
+
+
+def _local_history_summary(run: _Run) -> None:
+    if not run.local_history:
+        return
+    root = run.root
+    where = sorted({str(q.parent.relative_to(root)) if q.is_relative_to(root) else str(q.parent)
+                    for q in run.local_history})
+    run.add(root, f"{len(run.local_history)} older revision(s) of {len(where)} entr"
+                  f"{'y' if len(where) == 1 else 'ies'} name machine-local paths in their model fields; they are "
+                  "history (kept as written) and their entries' newest revisions are clean", "warning")
+
+
 def validate_path(path: str | Path) -> Report:
-    """Validate a leaderboard, a results directory or one file; problems name each bad file and why."""
+    """Validate a leaderboard, a results directory or one file; problems name each bad file and why.
+
+    Symlinked folders are followed (as ``zsrbench table`` follows them); leftovers of interrupted writes (hidden
+    temporary files and folders, revision folders without their entry file, sidecars without a record, empty
+    files) are problems too, each saying whether it can be deleted.
+    """
     root = Path(path)
-    report = Report()
-    if not root.exists():
-        raise ZsrError(f"{root} does not exist.")
-    cache: dict[Path, tuple[ResultRecord | None, list[str]]] = {}
-    newest: dict[Path, int] = {}
-    local_history: list[Path] = []
-    files = [root] if root.is_file() else sorted(root.rglob("*"))
-    for p in files:
-        if p.is_dir():
-            if REV_DIR_RE.match(p.name) and not (p.parent / f"{p.name}.json").exists():
-                report.problems.append(Problem(p, "revision directory without its entry file (an interrupted "
-                                                  "write?); it is ignored", "warning"))
-            elif p.name.startswith(".r") and ".tmp-" in p.name:
-                report.problems.append(Problem(p, "leftover of an interrupted write; it is ignored", "warning"))
-            continue
-        if p.suffix != ".json" or p.name.endswith(".schema.json") or any(
-            part.startswith(".") for part in p.relative_to(root).parts[:-1]
-        ) or p.name.startswith("."):
-            continue
-        if REV_FILE_RE.match(p.name):
-            report.checked += 1
-            entry, reasons = _check_entry(p, cache)
-            for reason in reasons:
-                report.problems.append(Problem(p, reason))
-            if entry is None:
-                continue
-            if p.parent not in newest:
-                newest[p.parent] = max(n for n, _ in revision_files(p.parent))
-            local = local_path_reasons(entry, p.parent, cache)
-            if local and entry.revision == newest[p.parent]:
-                report.problems.append(Problem(p, "the newest revision names machine-local paths in its model fields "
-                                                  f"({'; '.join(local)}); results must not depend on one machine's "
-                                                  "folders: rewrite them as a new revision with `zsrbench "
-                                                  "migrate-paths`"))
-            elif local:
-                local_history.append(p)
-            continue
-        if REV_DIR_RE.match(p.parent.name) and (p.parent.parent / f"{p.parent.name}.json").exists():
-            continue  # a record copied into an entry's revision: checked through that entry
-        report.checked += 1
-        key = p.resolve()
-        if key not in cache:
-            cache[key] = check_record(p)
-        for reason in cache[key][1]:
-            report.problems.append(Problem(p, reason))
-    if local_history:
-        where = sorted({str(q.parent.relative_to(root)) if q.is_relative_to(root) else str(q.parent)
-                        for q in local_history})
-        report.problems.append(Problem(root, f"{len(local_history)} older revision(s) of {len(where)} entr"
-                                             f"{'y' if len(where) == 1 else 'ies'} name machine-local paths in their "
-                                             "model fields; they are history (kept as written) and their entries' "
-                                             "newest revisions are clean", "warning"))
-    return report
+    if not atomic.probe(root, option="the PATH argument", what="path"):
+        raise ZsrError(f"{root} does not exist. Pass a leaderboard, a results directory or one file "
+                       "(`zsrbench validate leaderboards`).")
+    run = _Run(root)
+    for p in [root] if root.is_file() else walk(root, run.report):
+        why = leftover(p, run.refs)
+        if why is not None:
+            run.report.checked += 1
+            run.add(p, why, kind="leftover")
+        elif not p.is_dir():
+            _check_file(run, p)
+    _local_history_summary(run)
+    return run.report
