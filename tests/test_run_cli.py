@@ -1,6 +1,7 @@
 """End to end: `zsrbench run` on the synthetic protocol, result records, and bad input."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,8 +76,8 @@ def test_seeded_runs_are_deterministic(synthetic_run, tmp_path):
         (["--datasets", "cifar11"], "Unknown dataset"),
         (["--eps", "0"], "(0, 255]"),
         (["--eps", "300"], "(0, 255]"),
-        (["--steps", "0"], "at least 1"),
-        (["--eot", "0"], "--eot must be an integer ≥ 1"),
+        (["--steps", "0"], "--steps must be a whole number ≥ 1"),
+        (["--eot", "0"], "--eot must be a whole number ≥ 1"),
         (["--attack", "aa-lite", "--eot", "4"], "takes no parameter eot"),
         (["--checkpoint", "/nonexistent/ckpt.pt", "--model", "zsr-tiny"], "does not exist"),
     ],
@@ -150,6 +151,27 @@ def test_resume_skips_identical_evaluations(synthetic_run):
                  "synthetic", "--steps", "3")
     assert res.exit_code == 0 and "skipped (--resume)" in res.output
     assert {f: f.stat().st_mtime_ns for f in out.rglob("*.json")} == before
+
+
+@pytest.mark.parametrize("changed, folder", [
+    (["--seed", "1"], "eps4__seed1__pgd-steps3__cw-steps3"),  # (--steps 3 is itself not the protocol's 10)
+    (["--batch-size", "3"], "eps4__bs3__pgd-steps3__cw-steps3"),
+    (["--steps", "4"], "eps4__pgd-steps4__cw-steps4"),
+])
+def test_resume_never_takes_a_record_of_other_settings(synthetic_run, tmp_path, changed, folder):
+    """A setting that changes the per-sample flags keys the record's folder: --resume recomputes, and the
+    protocol-default record is neither reused nor replaced."""
+    out, _, _ = synthetic_run
+    results = tmp_path / "r"
+    shutil.copytree(out, results)
+    before = {f: f.read_bytes() for f in results.rglob("*") if f.is_file()}
+    res = invoke("run", "--attack", "pgd,cw", "--eps", "4", "--results-dir", str(results), "--resume", "--protocol",
+                 "synthetic", "--steps", "3", *changed, "--no-leaderboard")
+    assert res.exit_code == 0 and "skipped (--resume)" not in res.output, res.output
+    assert {f: f.read_bytes() for f in before} == before  # the default-settings records are untouched
+    made = sorted(f for f in results.rglob("*.json") if f not in before)
+    assert [f.parent.name for f in made] == [folder, folder]
+    assert read_record(made[0]).protocol.variant == folder.split("__", 1)[1]
 
 
 def test_tga16_run_on_a_data_root(tmp_path):
@@ -234,7 +256,7 @@ def test_check_config_validates_eot(bad):
     from zsrbench.errors import ZsrError
     from zsrbench.runner import RunConfig, check_config
 
-    with pytest.raises(ZsrError, match="--eot must be an integer ≥ 1"):
+    with pytest.raises(ZsrError, match="--eot must be a whole number ≥ 1"):
         check_config(RunConfig(protocol="synthetic", attacks=("pgd",), attack_params={"eot": bad}))
 
 

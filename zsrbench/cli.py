@@ -26,8 +26,7 @@ def _default_protocol() -> str:
 def _csv(value: Optional[str]) -> Optional[tuple[str, ...]]:
     if value is None:
         return None
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    return items or None
+    return tuple(v.strip() for v in value.split(",") if v.strip())  # () when given but naming nothing (refused)
 
 
 @app.callback()
@@ -54,6 +53,8 @@ def run_cmd(
     datasets: Optional[str] = typer.Option(None, "--datasets", help="comma-separated subset of the protocol's datasets"),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets"),
     download: bool = typer.Option(False, "--download", help="let torchvision download missing datasets"),
+    skip_broken_images: bool = typer.Option(False, "--skip-broken-images", help="leave out images that do not "
+                                            "decode (listed in the record) instead of stopping at the first"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="open_clip architecture, hf-hub:…, local-dir:…"),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="open_clip pretrained tag, e.g. openai"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="visual-encoder checkpoint, folder or catalogue name"),
@@ -85,6 +86,7 @@ def run_cmd(
                        "criterion": criterion},
         model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
         trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
+        skip_broken_images=skip_broken_images,
         n_samples=n_samples, subset=subset, seed=seed, batch_size=batch_size, device=device, precision=precision,
         results_dir=results_dir, leaderboard_dir=None if no_leaderboard else leaderboard_dir, resume=resume,
         shard=_shard(shard), jobs=parse_jobs(jobs),

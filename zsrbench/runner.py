@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 import zsrbench
-from zsrbench.attacks.base import AttackSpec, eps_text, validate_eps
+from zsrbench.attacks.base import AttackSpec, eps_text
 from zsrbench.cpu_jobs import evaluate_in_processes, resolve_jobs
 from zsrbench.data.base import EvalSet, indices_digest, select_indices
 from zsrbench.errors import ZsrError
@@ -31,50 +31,19 @@ from zsrbench.leaderboard.records import metrics_from_flags, read_record, write_
 from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, ModelInfo, ProtocolInfo, ResultRecord
 from zsrbench.models import LOGIT_SCALE, CLIPParts, make_classifier
 from zsrbench.protocols import Protocol
-from zsrbench.registry import ATTACKS, DATASETS, DEFENSES, PROTOCOLS, load_builtins
+from zsrbench.registry import DATASETS, DEFENSES
+from zsrbench.run_config import (  # noqa: F401  (RunConfig, check_config, ... are part of this module's API)
+    PRECISIONS, Plan, RunConfig, check_config, check_device, check_results_dir, default_device, make_plan,
+    resolve_subset, run_variant,
+)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines one evaluation. ``None`` means "the protocol's default"."""
-
-    defense: str = "clip"
-    protocol: str = "micro"
-    attacks: tuple[str, ...] = ("pgd",)
-    eps: float | None = None  # units of 1/255
-    attack_params: dict[str, Any] = field(default_factory=dict)  # step, steps, restarts, kappa, criterion
-    model: str | None = None
-    pretrained: str | None = None
-    checkpoint: str | None = None
-    checkpoint_sha256: str | None = None
-    trust_checkpoint: bool = False
-    datasets: tuple[str, ...] | None = None
-    data_root: str | None = None
-    download: bool = False
-    n_samples: int | None = None
-    subset: str | None = None  # a named subset of the protocol ("full": the full sets); None: the protocol's default
-    seed: int | None = None
-    batch_size: int | None = None  # None: the protocol's
-    device: str | None = None
-    precision: str = "fp32"
-    results_dir: str = "results"
-    leaderboard_dir: str | None = "leaderboards"  # None: write result records only
-    resume: bool = False
-    num_workers: int | None = None  # DataLoader workers
-    jobs: int | None = None  # CPU processes over datasets; None: auto (see zsrbench.cpu_jobs)
-    shard: tuple[int, int] | None = None  # (k, n): this process evaluates datasets k, k+n, k+2n, ... (0-based)
+resolve_device = check_device  # the name older callers use
 
 
 @dataclass
 class DatasetResult:
     path: Path
     record: ResultRecord
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def package_versions() -> dict[str, str | None]:
@@ -101,77 +70,6 @@ def environment(device: str) -> Env:
     name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else platform.processor() or "cpu"
     return Env(python=sys.version.split()[0], torch=vers["torch"] or "", open_clip=vers["open_clip"],
                pyautoattack=vers["pyautoattack"], device=f"{device} ({name})", platform=platform.platform())
-
-
-def check_config(cfg: RunConfig) -> tuple[Protocol, list[AttackSpec], float, dict[str, dict[str, Any]]]:
-    """Validate names and values before anything runs or is written."""
-    load_builtins()
-    protocol: Protocol = PROTOCOLS.get(cfg.protocol)
-    DEFENSES.get(cfg.defense)
-    if not cfg.attacks:
-        raise ZsrError("No attack given: pass --attack NAME (see `zsrbench list attacks`).")
-    specs = [ATTACKS.get(a) for a in cfg.attacks]
-    eps = validate_eps(cfg.eps if cfg.eps is not None else protocol.eps)
-    if cfg.precision not in PRECISIONS:
-        raise ZsrError(f"Unknown precision '{cfg.precision}'; use one of {', '.join(PRECISIONS)}.")
-    if cfg.batch_size is not None and cfg.batch_size < 1:
-        raise ZsrError(f"--batch-size must be at least 1; got {cfg.batch_size}.")
-    if cfg.n_samples is not None and cfg.n_samples < 1:
-        raise ZsrError(f"--n-samples must be at least 1; got {cfg.n_samples}.")
-    params: dict[str, dict[str, Any]] = {}
-    for spec in specs:
-        given = {k: v for k, v in cfg.attack_params.items() if v is not None and k in spec.defaults}
-        merged = {**protocol.attack_defaults.get(spec.name, {}), **given}
-        merged = {k: v for k, v in merged.items() if k in spec.defaults}
-        conf = spec.config(**merged)
-        if "steps" in conf and int(conf["steps"]) < 1:
-            raise ZsrError(f"--steps must be at least 1; got {conf['steps']}.")
-        if "restarts" in conf and int(conf["restarts"]) < 1:
-            raise ZsrError(f"--restarts must be at least 1; got {conf['restarts']}.")
-        if "step" in conf and not conf["step"] > 0:
-            raise ZsrError(f"--step must be positive (units of 1/255); got {conf['step']}.")
-        if "eot" in conf and (not isinstance(conf["eot"], int) or isinstance(conf["eot"], bool) or conf["eot"] < 1):
-            raise ZsrError(f"--eot must be an integer ≥ 1 (the forward passes whose gradients each {spec.name} step "
-                           f"averages; 1 = plain PGD); got {conf['eot']!r}.")
-        params[spec.name] = conf
-    unknown = [k for k, v in cfg.attack_params.items() if v is not None and not any(k in s.defaults for s in specs)]
-    if unknown:
-        raise ZsrError(f"The attack suite {'+'.join(cfg.attacks)} takes no parameter {', '.join(unknown)}.")
-    if cfg.subset is not None and cfg.subset != "full" and cfg.subset not in protocol.subsets:
-        named = ", ".join([*protocol.subsets, "full"])
-        raise ZsrError(f"Protocol '{protocol.name}' has no subset '{cfg.subset}'; use --subset with one of: {named}.")
-    if cfg.subset is not None and cfg.n_samples is not None:
-        raise ZsrError("--subset and --n-samples both choose the samples; pass one of them.")
-    datasets = cfg.datasets or protocol.datasets
-    for d in datasets:
-        DATASETS.get(d)
-    if cfg.shard is not None:
-        k, n = cfg.shard
-        if not (n >= 1 and 0 <= k < n):
-            raise ZsrError(f"--shard K/N needs 0 ≤ K < N (e.g. --shard 0/4 … 3/4); got {k}/{n}.")
-    if protocol.needs_data_root and cfg.data_root is None and any(DATASETS.get(d).needs_root for d in datasets):
-        raise ZsrError(
-            f"Protocol '{protocol.name}' reads its datasets from disk: pass --data-root DIR (the folder holding "
-            "them; `zsrbench data check --data-root DIR` shows what is found), or use --protocol micro."
-        )
-    if cfg.data_root is not None and not Path(cfg.data_root).is_dir() and not cfg.download:
-        raise ZsrError(f"Data root {cfg.data_root} does not exist. Pass the folder that holds the datasets.")
-    return protocol, specs, eps, params
-
-
-def check_results_dir(path: str | Path) -> None:
-    p = Path(path)
-    probe_dir = p
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir() or not _writable(probe_dir):
-        raise ZsrError(f"Results directory {p} is not writable. Choose another with --results-dir.")
-
-
-def _writable(d: Path) -> bool:
-    import os
-
-    return os.access(d, os.W_OK | os.X_OK)
 
 
 def model_id(defense: str, parts: CLIPParts) -> str:
@@ -269,56 +167,39 @@ def _collect(infos: dict[str, list[str]], attack: str, info: dict[str, Any]) -> 
 
 def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> list[DatasetResult]:
     """Evaluate ``cfg`` and write one record (+ flags sidecar) per dataset under ``cfg.results_dir``."""
-    protocol, specs, eps, params = check_config(cfg)
-    check_results_dir(cfg.results_dir)
-    device = resolve_device(cfg.device)
-    seed = protocol.seed if cfg.seed is None else cfg.seed
-    subset = resolve_subset(cfg, protocol)
-    n_samples = protocol.subsets[subset] if subset else (cfg.n_samples if cfg.n_samples is not None else protocol.n_samples)
-    if subset and log:
-        log(f"evaluating the '{subset}' subset of {protocol.name}: {n_samples} seeded samples per dataset (wider "
-            f"intervals; such entries are not ranked). --subset full evaluates the full test sets rankings use.")
-    defense, parts, checkpoint = prepare_model(cfg, protocol, device=device, seed=seed, progress=progress, log=log)
-    datasets = tuple(cfg.datasets or protocol.datasets)
-    if cfg.shard is not None:  # processes with the same settings and other shards write disjoint datasets
-        datasets = datasets[cfg.shard[0]::cfg.shard[1]]
+    plan = make_plan(cfg)
+    if plan.subset and log:
+        log(f"evaluating the '{plan.subset}' subset of {plan.protocol.name}: {plan.n_samples} seeded samples per "
+            "dataset (wider intervals; such entries are not ranked). --subset full evaluates the full test sets "
+            "rankings use.")
+    defense, parts, checkpoint = prepare_model(cfg, plan.protocol, device=plan.device, seed=plan.seed,
+                                               progress=progress, log=log)
     model_bytes = sum(p.numel() * p.element_size() for p in parts.model.parameters())
-    jobs = resolve_jobs(cfg.jobs, device, len(datasets), model_bytes)
+    jobs = resolve_jobs(cfg.jobs, plan.device, len(plan.datasets), model_bytes)
     if jobs > 1:  # the weights are resolved (trained, downloaded) and loadable: workers only load them
         del parts
         if log:
-            log(f"evaluating {len(datasets)} datasets in {jobs} processes (--jobs)")
+            log(f"evaluating {len(plan.datasets)} datasets in {jobs} processes (--jobs)")
         results = evaluate_in_processes(
-            replace(cfg, checkpoint=checkpoint, device=device), datasets, jobs,
+            replace(cfg, checkpoint=checkpoint, device=plan.device), plan.datasets, jobs,
             on_done=(lambda r: log(_done_line(r.record, r.path))) if log else None)
     else:
-        results = _evaluate_datasets(cfg, parts, defense, checkpoint, protocol, specs, eps, params, datasets,
-                                     seed=seed, n_samples=n_samples, device=device, progress=progress, log=log)
+        results = _evaluate_datasets(plan, parts, defense, checkpoint, progress=progress, log=log)
     if cfg.leaderboard_dir is not None and results:
-        from zsrbench.leaderboard.store import add_measured
-
-        added = add_measured(cfg.leaderboard_dir, [(r.path, r.record) for r in results])
-        for rev, outcome in zip(added, added.outcomes):
-            if log and outcome == "reproduced":
-                log(f"reproduced {rev.stem}: {rev.parent.parent.name}/{rev.parent.name} (the same per-sample flags; "
-                    "no new revision)")
-            elif log:
-                log(f"leaderboard: {rev}" + (" (unchanged: the same records)" if outcome == "unchanged" else ""))
+        _add_to_leaderboard(cfg.leaderboard_dir, results, log)
     return results
 
 
-def resolve_device(device: str | None) -> str:
-    device = device or default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ZsrError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu.")
-    return device
+def _add_to_leaderboard(root: str, results: Sequence[DatasetResult], log: Callable[[str], None] | None) -> None:
+    from zsrbench.leaderboard.store import add_measured
 
-
-def resolve_subset(cfg: RunConfig, protocol: Protocol) -> str | None:
-    """The named subset ``cfg`` evaluates (None: the full sets, or the caller's own --n-samples)."""
-    if cfg.subset is None:
-        return None if cfg.n_samples is not None else protocol.default_subset
-    return None if cfg.subset == "full" else cfg.subset
+    added = add_measured(root, [(r.path, r.record) for r in results])
+    for rev, outcome in zip(added, added.outcomes):
+        if log and outcome == "reproduced":
+            log(f"reproduced {rev.stem}: {rev.parent.parent.name}/{rev.parent.name} (the same per-sample flags; "
+                "no new revision)")
+        elif log:
+            log(f"leaderboard: {rev}" + (" (unchanged: the same records)" if outcome == "unchanged" else ""))
 
 
 def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int, progress: bool = False,
@@ -330,13 +211,7 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
     defense = DEFENSES.get(cfg.defense)()
     checkpoint = cfg.checkpoint
     if checkpoint is None and getattr(defense, "trainable", False):
-        from zsrbench.train import ensure_trained
-
-        if cfg.model is not None and cfg.model != protocol.default_model:
-            raise ZsrError(
-                f"Defense '{defense.name}' with --model {cfg.model} needs its fine-tuned weights: pass --checkpoint "
-                f"(a folder written by `zsrbench train`, a visual checkpoint file or a published checkpoint name)."
-            )
+        from zsrbench.train import ensure_trained  # (check_config made sure the protocol trains on demand)
 
         checkpoint = str(ensure_trained(defense.name, protocol, seed=seed, device=device, progress=progress, log=log))
     torch.manual_seed(seed)  # a model without pretrained weights is initialised from the run's seed
@@ -353,71 +228,39 @@ def _done_line(record: ResultRecord, path: Path) -> str:
     return f"{record.protocol.dataset}: clean {m.clean_accuracy:.2%}  robust {m.robust_accuracy:.2%}  -> {path}"
 
 
-def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense: Any, checkpoint: str | None,
-                       protocol: Protocol, specs: Sequence[AttackSpec], eps: float,
-                       params: dict[str, dict[str, Any]], datasets: Sequence[str], *, seed: int,
-                       n_samples: int | None, device: str, progress: bool,
+def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: str | None, *, progress: bool,
                        log: Callable[[str], None] | None) -> list[DatasetResult]:
-    """Evaluate ``datasets`` one after the other in this process; write and return their records."""
-    defense_name = defense.name
-    mid = model_id(defense_name, parts)
-    suite = "+".join(s.name for s in specs)
-    subset = resolve_subset(cfg, protocol)
-    env = environment(device)
+    """Evaluate the plan's datasets one after the other in this process; write and return their records."""
+    cfg = plan.cfg
+    mid = model_id(defense.name, parts)
+    env = environment(plan.device)
     results: list[DatasetResult] = []
-    workers = cfg.num_workers if cfg.num_workers is not None else (0 if device == "cpu" else 4)
+    workers = cfg.num_workers if cfg.num_workers is not None else (0 if plan.device == "cpu" else 4)
     bar = _progress(progress)
     with bar:
-        for name in datasets:
-            builder = DATASETS.get(name)
-            evalset = builder.build(cfg.data_root, image_size=parts.image_size, download=cfg.download)
-            indices = select_indices(len(evalset), n_samples, seed)
-            if cfg.resume:
-                done = _resumable(cfg.results_dir, mid, protocol, name, suite, eps, indices, params, cfg.precision,
-                                  subset)
-                if done is not None:
-                    results.append(done)
-                    if log:
-                        log(f"{name}: already evaluated with the same settings ({done.path}); skipped (--resume)")
-                    continue
-            clf, head_info = make_classifier(parts, evalset.info.prompts(), device=device)
+        for name in plan.datasets:
+            evalset = _build(plan, name, parts.image_size, log)
+            indices = select_indices(len(evalset), plan.n_samples, plan.seed)
+            done = _resumable(plan, mid, name, indices) if cfg.resume else None
+            if done is not None:
+                results.append(done)
+                if log:
+                    log(f"{name}: already evaluated with the same settings ({done.path}); skipped (--resume)")
+                continue
+            clf, head_info = make_classifier(parts, evalset.info.prompts(), device=plan.device)
             clf = defense.wrap_classifier(clf)  # the loaded defense: what attacks see
-            task = bar.add_task(f"{name} [{suite} ε={eps_text(eps)}]", total=len(indices))
+            task = bar.add_task(f"{name} [{plan.suite} ε={eps_text(plan.eps)}]", total=len(indices))
             t0 = time.perf_counter()
             flags, infos, timing = evaluate_dataset(
-                clf, evalset, indices, specs, params, eps=eps, seed=seed, batch_size=cfg.batch_size or protocol.batch_size, device=device,
-                precision=cfg.precision, num_workers=workers, on_batch=lambda b, t=task: bar.advance(t, b))
-            wall = time.perf_counter() - t0
-            metrics = metrics_from_flags(flags, evalset.info.num_classes, [s.name for s in specs])
-            info = evalset.info
-            record = ResultRecord(
-                zsrbench_version=zsrbench.__version__, git_sha=git_sha(),
-                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                model=ModelInfo(id=mid, defense=defense_name, architecture=parts.portable_architecture(),
-                                pretrained=parts.portable_pretrained(),
-                                checkpoint=parts.portable_checkpoint(checkpoint),  # no machine-local paths
-                                checkpoint_sha256=parts.source.get("checkpoint_sha256"),
-                                weights_sha256=parts.source.get("weights_sha256"),
-                                tensors_sha256=parts.tensors_sha256(),
-                                text_tower_sha256=head_info["text_tower_sha256"], image_size=parts.image_size,
-                                hparams=parts.source.get("hparams", {}), notes=list(parts.source.get("notes", []))),
-                protocol=ProtocolInfo(
-                    name=protocol.name, version=protocol.version, dataset=name, split=info.split,
-                    n_total=len(evalset), n_samples=len(indices), seed=seed, indices_digest=indices_digest(indices),
-                    templates=info.prompts(), templates_digest=info.templates_digest(), input_mode=info.input_mode,
-                    input_size=parts.image_size, logit_scale=LOGIT_SCALE, eps=eps / 255.0, eps_text=eps_text(eps),
-                    suite=suite,
-                    attacks=[AttackConfig(name=s.name, family=s.family, params=params[s.name]) for s in specs],
-                    precision=cfg.precision,
-                    success_criterion=str(params[specs[0].name].get("criterion", "any misclassified output")),
-                    batch_size=cfg.batch_size or protocol.batch_size, subset=subset,
-                    settings=protocol.settings()),
-                metrics=metrics,
-                flags=Flags(**infos),
-                env=env,
-                timing={"wall_s": round(wall, 3), "images_per_s": round(len(indices) / wall, 3) if wall > 0 else 0.0,
-                        **{k: round(v, 3) for k, v in timing.items()}},
-            )
+                clf, evalset, indices, plan.specs, plan.params, eps=plan.eps, seed=plan.seed,
+                batch_size=plan.batch_size, device=plan.device, precision=cfg.precision, num_workers=workers,
+                on_batch=lambda b, t=task: bar.advance(t, b))
+            timing = {"wall_s": time.perf_counter() - t0, **timing}
+            if evalset.skipped:
+                infos["notes"].append(f"{len(evalset.skipped)} image(s) left out because they do not decode "
+                                      "(--skip-broken-images); listed in protocol.skipped_files")
+            record = _record(plan, name, evalset, indices, mid, defense.name, parts, checkpoint, head_info, flags,
+                             infos, timing, env)
             path = write_result(cfg.results_dir, record, flags)
             results.append(DatasetResult(path=path, record=read_record(path)))
             if log:
@@ -425,13 +268,59 @@ def _evaluate_datasets(cfg: RunConfig, parts: CLIPParts, defense: Any, checkpoin
     return results
 
 
-def _resumable(results_dir: str, mid: str, protocol: Protocol, dataset: str, suite: str, eps: float,
-               indices: Sequence[int], params: dict[str, dict[str, Any]], precision: str,
-               subset: str | None = None) -> DatasetResult | None:
-    """The existing record of exactly this evaluation, if one is on disk (same samples, attacks, ε, precision)."""
+def _build(plan: Plan, name: str, image_size: int, log: Callable[[str], None] | None) -> EvalSet:
+    cfg = plan.cfg
+    builder = DATASETS.get(name)
+    if not cfg.skip_broken_images:
+        return builder.build(cfg.data_root, image_size=image_size, download=cfg.download)
+    evalset = builder.build(cfg.data_root, image_size=image_size, download=cfg.download, skip_broken=True)
+    if evalset.skipped and log:
+        log(f"{name}: left out {len(evalset.skipped)} image(s) that do not decode (--skip-broken-images; recorded): "
+            + ", ".join(evalset.skipped[:3]) + (" …" if len(evalset.skipped) > 3 else ""))
+    return evalset
+
+
+def _record(plan: Plan, name: str, evalset: EvalSet, indices: Sequence[int], mid: str, defense_name: str,
+            parts: CLIPParts, checkpoint: str | None, head_info: dict[str, Any], flags: dict[str, np.ndarray],
+            infos: dict[str, list[str]], timing: dict[str, float], env: Env) -> ResultRecord:
+    """The result record of one evaluated dataset: what was evaluated, how, on what, and what it measured."""
+    info, specs, wall = evalset.info, plan.specs, timing["wall_s"]
+    return ResultRecord(
+        zsrbench_version=zsrbench.__version__, git_sha=git_sha(),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model=ModelInfo(id=mid, defense=defense_name, architecture=parts.portable_architecture(),
+                        pretrained=parts.portable_pretrained(),
+                        checkpoint=parts.portable_checkpoint(checkpoint),  # no machine-local paths
+                        checkpoint_sha256=parts.source.get("checkpoint_sha256"),
+                        weights_sha256=parts.source.get("weights_sha256"), tensors_sha256=parts.tensors_sha256(),
+                        text_tower_sha256=head_info["text_tower_sha256"], image_size=parts.image_size,
+                        hparams=parts.source.get("hparams", {}), notes=list(parts.source.get("notes", []))),
+        protocol=ProtocolInfo(
+            name=plan.protocol.name, version=plan.protocol.version, dataset=name, split=info.split,
+            n_total=len(evalset), n_samples=len(indices), seed=plan.seed, indices_digest=indices_digest(indices),
+            templates=info.prompts(), templates_digest=info.templates_digest(), input_mode=info.input_mode,
+            input_size=parts.image_size, logit_scale=LOGIT_SCALE, eps=plan.eps / 255.0, eps_text=eps_text(plan.eps),
+            suite=plan.suite, attacks=[AttackConfig(name=s.name, family=s.family, params=plan.params[s.name])
+                                       for s in specs],
+            precision=plan.cfg.precision,
+            success_criterion=str(plan.params[specs[0].name].get("criterion", "any misclassified output")),
+            batch_size=plan.batch_size, subset=plan.subset, settings=plan.protocol.settings(), variant=plan.variant,
+            skipped_files=list(evalset.skipped)),
+        metrics=metrics_from_flags(flags, info.num_classes, [s.name for s in specs]),
+        flags=Flags(**infos),
+        env=env,
+        timing={"wall_s": round(wall, 3), "images_per_s": round(len(indices) / wall, 3) if wall > 0 else 0.0,
+                **{k: round(v, 3) for k, v in timing.items() if k != "wall_s"}},
+    )
+
+
+def _resumable(plan: Plan, mid: str, dataset: str, indices: Sequence[int]) -> DatasetResult | None:
+    """The existing record of exactly this evaluation, if one is on disk: the same samples, attacks and their
+    parameters, ε, seed, batch and precision (everything that changes the per-sample flags)."""
     from zsrbench.leaderboard.records import result_path
 
-    path = result_path(results_dir, protocol.name, protocol.version, mid, suite, eps_text(eps), dataset, subset)
+    path = result_path(plan.cfg.results_dir, plan.protocol.name, plan.protocol.version, mid, plan.suite,
+                       eps_text(plan.eps), dataset, plan.subset, plan.variant)
     if not path.is_file():
         return None
     try:
@@ -439,8 +328,10 @@ def _resumable(results_dir: str, mid: str, protocol: Protocol, dataset: str, sui
     except ZsrError:
         return None
     p = rec.protocol
-    same = (p.version == protocol.version and p.indices_digest == indices_digest(indices) and p.precision == precision
-            and [(a.name, a.params) for a in p.attacks] == [(k, v) for k, v in params.items()])
+    same = (p.version == plan.protocol.version and p.indices_digest == indices_digest(indices)
+            and p.precision == plan.cfg.precision and p.seed == plan.seed
+            and (p.batch_size or plan.protocol.batch_size) == plan.batch_size and p.variant == plan.variant
+            and [(a.name, a.params) for a in p.attacks] == [(k, v) for k, v in plan.params.items()])
     return DatasetResult(path=path, record=rec) if same else None
 
 

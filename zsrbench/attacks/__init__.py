@@ -1,7 +1,7 @@
 """Attacks. Importing this package registers the built-in attacks in :data:`zsrbench.registry.ATTACKS`."""
 
 from zsrbench.attacks.base import AttackOutput, AttackSpec, eps_text, validate_eps  # noqa: F401
-from zsrbench.attacks.pgd import cw_attack, pgd_attack
+from zsrbench.attacks.pgd import CRITERIA, cw_attack, pgd_attack
 from zsrbench.registry import ATTACKS
 
 ATTACKS.add(
@@ -12,6 +12,8 @@ ATTACKS.add(
         description="L∞ sign-PGD on cross-entropy, uniform random start (step 1/255, 100 steps); "
         "eot > 1 averages the gradients of that many forward passes (randomised models)",
         defaults={"step": 1.0, "steps": 100, "restarts": 1, "eot": 1, "criterion": "last"},
+        choices={"criterion": CRITERIA},
+        positive=("step",),
     ),
 )
 ATTACKS.add(
@@ -22,6 +24,9 @@ ATTACKS.add(
         description="L∞ sign-PGD on the CW margin loss, κ = 50 (the 'CW' of these papers, not L2 C&W); "
         "eot > 1 as for pgd",
         defaults={"step": 1.0, "steps": 100, "restarts": 1, "eot": 1, "kappa": 50.0, "criterion": "last"},
+        choices={"criterion": CRITERIA},
+        positive=("step",),
+        non_negative=("kappa",),
     ),
 )
 

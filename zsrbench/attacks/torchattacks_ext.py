@@ -203,4 +203,5 @@ def resolve_torchattacks(name: str) -> AttackSpec:
         defaults=defaults,
         family="torchattacks",
         per255=tuple(k for k in PER255 if k in defaults),
+        zero_ok=tuple(k for k, v in defaults.items() if isinstance(v, int) and not isinstance(v, bool)),
     )
