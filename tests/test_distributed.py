@@ -1,10 +1,17 @@
-"""`zsrbench run --jobs`: datasets evaluated in parallel CPU processes give the records of one process."""
+"""Scale-out: work units spread over torch.distributed ranks (`torchrun`, `--jobs`) give the flags of one process,
+and a run killed in the middle of a dataset resumes from its finished units."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pytest
 
-from zsrbench.cpu_jobs import parse_jobs, resolve_jobs
+from zsrbench.distributed import parse_jobs, resolve_jobs
 from zsrbench.errors import ZsrError
 from zsrbench.runner import RunConfig, run
 
@@ -19,19 +26,21 @@ def test_parse_jobs():
 
 def test_resolve_jobs(monkeypatch):
     monkeypatch.delenv("ZSRBENCH_JOBS", raising=False)
-    monkeypatch.setattr("zsrbench.cpu_jobs.usable_cores", lambda: 8)
-    monkeypatch.setattr("zsrbench.cpu_jobs.available_memory", lambda: 10**12)
+    monkeypatch.setattr("zsrbench.distributed.usable_cores", lambda: 8)
+    monkeypatch.setattr("zsrbench.distributed.available_memory", lambda: 10**12)
     assert resolve_jobs(None, "cpu", 16) == 8  # one per core
-    assert resolve_jobs(None, "cpu", 3) == 3  # never more than datasets
+    assert resolve_jobs(None, "cpu", 3) == 3  # never more than work units
     assert resolve_jobs(None, "cpu", 1) == 1
-    assert resolve_jobs(None, "cuda", 16) == 1  # one process drives a GPU
-    assert resolve_jobs(5, "cpu", 16) == 5 and resolve_jobs(5, "cpu", 2) == 2
-    monkeypatch.setattr("zsrbench.cpu_jobs.available_memory", lambda: 10 * 8 * 10**9)
+    assert resolve_jobs(None, "cuda", 16) == 1  # one process drives a GPU (torchrun for several)
+    assert resolve_jobs(5, "cpu", 16) == 5
+    with pytest.raises(ZsrError, match="more processes than the run has work units"):
+        resolve_jobs(5, "cpu", 2)
+    monkeypatch.setattr("zsrbench.distributed.available_memory", lambda: 10 * 8 * 10**9)
     assert resolve_jobs(None, "cpu", 16, model_bytes=10**9) == 8
     assert resolve_jobs(None, "cpu", 16, model_bytes=4 * 10**9) == 2  # free memory caps auto
     monkeypatch.setenv("ZSRBENCH_JOBS", "3")
     assert resolve_jobs(None, "cpu", 16) == 3
-    with pytest.raises(ZsrError, match="--jobs 1"):
+    with pytest.raises(ZsrError, match="torchrun"):
         resolve_jobs(4, "cuda", 16)
 
 
@@ -44,7 +53,7 @@ def _records(results):
 
 
 def test_two_processes_give_the_records_of_one(tmp_path):
-    base = RunConfig(defense="clip", protocol="synthetic", attacks=("pgd",), device="cpu", n_samples=12)
+    base = RunConfig(defense="clip", protocol="synthetic", attacks=("pgd",), device="cpu", n_samples=12, batch_size=4)
     one = run(RunConfig(**{**base.__dict__, "jobs": 1, "results_dir": str(tmp_path / "r1"),
                            "leaderboard_dir": str(tmp_path / "lb1")}), progress=False)
     lines: list[str] = []
@@ -52,7 +61,7 @@ def test_two_processes_give_the_records_of_one(tmp_path):
                            "leaderboard_dir": str(tmp_path / "lb2")}), progress=False, log=lines.append)
     assert [r.record.protocol.dataset for r in two] == ["synthetic_shapes", "synthetic_colors"]  # protocol order
     assert _records(one) == _records(two)
-    assert any("2 processes" in line for line in lines)
+    assert any("6 work units in 2 processes" in line for line in lines)
     assert sorted(p.name for p in (tmp_path / "lb2" / "synthetic").iterdir()) == \
         sorted(p.name for p in (tmp_path / "lb1" / "synthetic").iterdir())
 
@@ -63,3 +72,93 @@ def test_a_bad_checkpoint_fails_before_any_process_starts(tmp_path):
     with pytest.raises(ZsrError):
         run(cfg, progress=False)
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------------------------------- torchrun
+ARGS = ["run", "--protocol", "synthetic", "--attack", "pgd,cw", "--steps", "2", "--n-samples", "12", "--batch-size",
+        "4", "--quiet"]
+
+
+def _flags(results_dir):
+    from zsrbench.leaderboard.records import read_flags
+
+    return {f.name: read_flags(f) for f in sorted(results_dir.rglob("*.json")) if f.parent.name != "units"}
+
+
+def _same_flags(a, b):
+    assert a.keys() == b.keys() and a
+    for name in a:
+        assert a[name].keys() == b[name].keys()
+        assert all(np.array_equal(a[name][k], b[name][k]) for k in a[name]), name
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "ZSRBENCH_JOBS": "1"}
+
+
+def test_torchrun_two_ranks_give_the_flags_and_records_of_one_process(tmp_path):
+    one = subprocess.run([sys.executable, "-m", "zsrbench", *ARGS, "--results-dir", str(tmp_path / "r1"),
+                          "--leaderboard-dir", str(tmp_path / "l1")], env=_env(), capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "zsrbench", *ARGS, "--results-dir", str(tmp_path / "r2"), "--leaderboard-dir",
+                          str(tmp_path / "l2")], env=_env(), capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr
+    _same_flags(_flags(tmp_path / "r1"), _flags(tmp_path / "r2"))
+    for f in (tmp_path / "r1").rglob("*.json"):
+        a, b = json.loads(f.read_text()), json.loads((tmp_path / "r2" / f.relative_to(tmp_path / "r1")).read_text())
+        assert a["metrics"] == b["metrics"] and a["protocol"] == b["protocol"] and a["model"] == b["model"]
+    assert [p.name for p in (tmp_path / "l2" / "synthetic").iterdir()] == \
+        [p.name for p in (tmp_path / "l1" / "synthetic").iterdir()]
+    assert not list((tmp_path / "r2").rglob("*.units"))  # units are gone once their record is written
+
+
+def test_more_ranks_than_units_is_an_error(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
+                          "-m", "zsrbench", "run", "--protocol", "synthetic", "--datasets", "synthetic_shapes",
+                          "--n-samples", "8", "--batch-size", "4", "--steps", "1", "--quiet", "--results-dir",
+                          str(tmp_path / "r"), "--leaderboard-dir", str(tmp_path / "l")],
+                         env=_env(), capture_output=True, text=True)
+    assert res.returncode != 0  # (torchrun reports its failed ranks in its own words after theirs)
+    assert "This run has 2 work units (batches of its datasets) but was started with 3 ranks" in \
+        " ".join(res.stderr.split())
+    assert not (tmp_path / "r").exists() and not (tmp_path / "l").exists()
+
+
+def test_more_jobs_than_units_is_an_error_before_any_process_starts(tmp_path):
+    from typer.testing import CliRunner
+
+    from zsrbench.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--protocol", "synthetic", "--datasets", "synthetic_shapes", "--n-samples",
+                                   "8", "--batch-size", "4", "--jobs", "3", "--quiet", "--results-dir",
+                                   str(tmp_path / "r"), "--leaderboard-dir", str(tmp_path / "l")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "more processes than the run has work units (2" in " ".join(res.output.split())
+    assert not (tmp_path / "r").exists() and not (tmp_path / "l").exists()
+
+
+def test_kill_9_mid_dataset_resumes_from_its_finished_units(tmp_path):
+    """Killed in the middle of a dataset, a run resumed with --resume re-evaluates only units not on disk."""
+    args = ["run", "--protocol", "synthetic", "--datasets", "synthetic_shapes", "--attack", "pgd", "--steps", "40",
+            "--n-samples", "24", "--batch-size", "2", "--no-leaderboard", "--jobs", "1"]
+    ref = subprocess.run([sys.executable, "-m", "zsrbench", *args, "--quiet", "--results-dir", str(tmp_path / "ref")],
+                         env=_env(), capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "zsrbench", *args, "--quiet", "--results-dir", str(out)],
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(list(out.rglob("u*.npz"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(out.rglob("u*.npz")))
+    assert 3 <= finished < 12 and not list(out.rglob("*.json"))  # killed in the middle of the dataset
+    resumed = subprocess.run([sys.executable, "-m", "zsrbench", *args, "--resume", "--results-dir", str(out)],
+                             env=_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    text = " ".join(resumed.stdout.split())
+    taken = int(text.split(" of 12 units already evaluated")[0].rsplit(" ", 1)[-1])
+    assert taken == finished  # every unit on disk at the kill was reused: only the one in flight is redone
+    _same_flags(_flags(tmp_path / "ref"), _flags(out))

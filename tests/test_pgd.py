@@ -4,9 +4,9 @@ import torch
 from zsrbench.attacks.pgd import ce_loss, cw_margin_loss, eot_gradient, pgd_attack
 
 try:  # tests/ as a package, or as a plain folder on sys.path (pytest's default "prepend" import mode)
-    from tests.linear_model import GradientNoise, InputNoise
+    from tests.linear_model import GradientNoise, InputNoise, make_linear_problem
 except ImportError:  # pragma: no cover
-    from linear_model import GradientNoise, InputNoise
+    from linear_model import GradientNoise, InputNoise, make_linear_problem
 from zsrbench.registry import ATTACKS, load_builtins
 
 
@@ -211,3 +211,106 @@ def test_eot_is_a_recorded_parameter_of_pgd_and_cw():
     for name in ("pgd", "cw"):
         assert ATTACKS.get(name).config()["eot"] == 1
         assert ATTACKS.get(name).config(eot=5)["eot"] == 5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Early stop of last-iterate PGD: a sample whose iterates cycle stops with the iterate the full loop ends on
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _full_and_early(model, x, y, **kw):
+    full = pgd_attack(model, x, y, early_stop=False, **kw)
+    early = pgd_attack(model, x, y, **kw)
+    assert torch.equal(early.x_adv, full.x_adv) and torch.equal(early.success, full.success)
+    assert full.info["passes_run"] == full.info["passes_full"] == early.info["passes_full"]
+    return full, early
+
+
+@pytest.mark.parametrize("step_fraction", [1.0, 0.5, 0.25])
+@pytest.mark.parametrize("loss", ["ce", "cw"])
+def test_early_stop_is_bit_identical_on_a_linear_model(step_fraction, loss):
+    eps = 2 / 255
+    model, x, y, breakable = make_linear_problem(4, n=24, eps=eps)
+    full, early = _full_and_early(model, x, y, eps=eps, step=eps * step_fraction, steps=100, loss=loss)
+    assert torch.equal(full.success, breakable)
+    assert early.info["early_stop"] == "on" and early.info["passes_run"] < early.info["passes_full"] / 2
+
+
+@pytest.mark.parametrize("steps", range(1, 16))
+def test_early_stop_lands_on_the_last_iterate_whatever_the_number_of_steps(steps):
+    """(T − k) mod p for every T: the cycles start within a few steps of this problem."""
+    model = small_conv()
+    x = torch.rand(16, 3, 4, 4, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    _full_and_early(model, x, y, eps=4 / 255, step=4 / 255, steps=steps, seed=2)
+
+
+@pytest.mark.parametrize("step", [1.0, 0.25])
+def test_early_stop_is_bit_identical_on_the_tiny_clip(tiny_parts, step):
+    """The papers' setting (step = ε = 1/255, 100 steps) and a step below ε, on a transformer CLIP: rows leave
+    the batch as they finish, and the rest must take exactly the steps they take in the full batch."""
+    from zsrbench.models import make_classifier
+
+    clf, _ = make_classifier(tiny_parts, [[f"a photo of a {c}"] for c in ("cat", "dog", "car", "tree")], cache=False)
+    x = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = clf(x).argmax(1)
+    full, early = _full_and_early(clf, x, y, eps=1 / 255, step=step / 255, steps=100, seed=4)
+    assert early.info["early_stop"] == "on" and early.info["passes_run"] < early.info["passes_full"]
+    _full_and_early(clf, x, y, eps=16 / 255, step=4 / 255, steps=30, seed=4, restarts=2)
+
+
+def test_early_stop_is_bit_identical_on_the_micro_clip():
+    """The shipped micro CLIP on its source task, PGD-100 at step = ε = 1/255: a problem with broken and unbroken
+    samples, where rows leave the batch early."""
+    from zsrbench.models import build_clip, make_classifier
+    from zsrbench.registry import DATASETS
+
+    load_builtins()
+    parts = build_clip("zsr-micro", "zsrbench")
+    evalset = DATASETS.get("micro_shape").build(None, image_size=parts.image_size)
+    clf, _ = make_classifier(parts, evalset.info.prompts(), cache=False)
+    x = torch.stack([evalset.dataset[i][0] for i in range(16)])
+    y = torch.tensor([evalset.dataset[i][1] for i in range(16)])
+    full, early = _full_and_early(clf, x, y, eps=1 / 255, step=1 / 255, steps=100)
+    assert 0 < int(full.success.sum()) < x.shape[0]
+    assert early.info["passes_run"] < early.info["passes_full"] / 2
+
+
+def test_early_stop_survives_fingerprint_collisions(monkeypatch):
+    """Only an exact comparison stops a sample: with every fingerprint equal, the result is still exact."""
+    from zsrbench.attacks import pgd
+
+    monkeypatch.setattr(pgd._Cycles, "fingerprints", lambda self, rows: [(0, 0)] * rows.shape[0])
+    model = small_conv()
+    x = torch.rand(10, 3, 4, 4, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    _full_and_early(model, x, y, eps=3 / 255, step=1 / 255, steps=40)
+
+
+def test_early_stop_only_where_it_is_exact():
+    model = small_conv()
+    x = torch.rand(8, 3, 4, 4, generator=torch.Generator().manual_seed(7))
+    y = torch.arange(8) % 3
+    kw = dict(eps=2 / 255, step=2 / 255, steps=20)
+    for off in (dict(criterion="any"), dict(eot=2), dict(early_stop=False)):
+        out = pgd_attack(model, x, y, **kw, **off)
+        assert out.info["early_stop"] == "off"
+    assert pgd_attack(model, x, y, **kw).info["early_stop"] == "on"
+
+
+def test_early_stop_turns_itself_off_for_a_randomised_model():
+    """A randomised model with eot=1: the probe sees two passes differ and runs the full loop, consuming the
+    global generator exactly as the loop without the probe does."""
+    model = InputNoise(small_conv(), sigma=0.05)
+    x = torch.rand(8, 3, 4, 4, generator=torch.Generator().manual_seed(8))
+    y = torch.arange(8) % 3
+    torch.manual_seed(1)
+    plain = pgd_attack(model, x, y, eps=2 / 255, step=2 / 255, steps=15, early_stop=False)
+    torch.manual_seed(1)
+    probed = pgd_attack(model, x, y, eps=2 / 255, step=2 / 255, steps=15)
+    assert probed.info["early_stop"].startswith("off: two passes")
+    assert probed.info["passes_run"] == probed.info["passes_full"]
+    assert torch.equal(plain.x_adv, probed.x_adv) and torch.equal(plain.success, probed.success)

@@ -66,18 +66,21 @@ def run_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="seed for sample selection and attacks"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="evaluation batch (default: the protocol's)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)"),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (recorded)"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (exact, the default) | tf32 | bf16 | fp16 "
+                                  "(recorded; anything but fp32 is a variant of the protocol)"),
+    compile_: bool = typer.Option(False, "--compile", help="run the classifier through torch.compile (recorded)"),
     results_dir: str = typer.Option("results", "--results-dir", help="where result records are written"),
     leaderboard_dir: str = typer.Option("leaderboards", "--leaderboard-dir", help="the versioned leaderboard"),
     no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="write result records only"),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: evaluate every N-th dataset from the K-th (0-based), for N processes"),
     resume: bool = typer.Option(False, "--resume", help="skip datasets already evaluated with the same settings"),
-    jobs: str = typer.Option("auto", "--jobs", "-j", help="CPU processes evaluating datasets in parallel: N or auto "
-                             "(one per core on CPU, 1 on GPU; $ZSRBENCH_JOBS overrides auto)"),
+    jobs: str = typer.Option("auto", "--jobs", "-j", help="local processes sharing the run's work units (torch.distributed "
+                             "ranks): N or auto (one per core on CPU, 1 on GPU; $ZSRBENCH_JOBS overrides auto); "
+                             "for several GPUs or machines start the run with torchrun"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Evaluate a defense under an attack suite and write per-dataset result records."""
-    from zsrbench.cpu_jobs import parse_jobs
+    from zsrbench.distributed import parse_jobs
     from zsrbench.runner import RunConfig, run
 
     cfg = RunConfig(
@@ -88,6 +91,7 @@ def run_cmd(
         trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
         skip_broken_images=skip_broken_images,
         n_samples=n_samples, subset=subset, seed=seed, batch_size=batch_size, device=device, precision=precision,
+        compile=compile_,
         results_dir=results_dir, leaderboard_dir=None if no_leaderboard else leaderboard_dir, resume=resume,
         shard=_shard(shard), jobs=parse_jobs(jobs),
     )
@@ -121,31 +125,51 @@ def show_results(results: list[Any]) -> None:
 @app.command("bench")
 @user_errors
 def bench_cmd(
-    model: str = typer.Option("zsr-tiny", "--model", "-m"),
+    defense: Optional[str] = typer.Option(None, "--defense", "-d", help="defense whose model is measured, loaded as "
+                                          "`zsrbench run` loads it (default: clip, unless only --model is given)"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol of the defense (default: micro)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="protocol dataset (default: the protocol's first)"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="architecture; alone: on random images"),
     pretrained: Optional[str] = typer.Option(None, "--pretrained"),
-    device: Optional[str] = typer.Option(None, "--device"),
-    n_images: int = typer.Option(256, "--n-images"),
-    batch_size: int = typer.Option(64, "--batch-size", "-b"),
-    steps: int = typer.Option(10, "--steps"),
-    image_size: Optional[int] = typer.Option(None, "--image-size"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)"),
+    n_images: int = typer.Option(128, "--n-images"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="default: the protocol's, or 64"),
+    steps: int = typer.Option(100, "--steps", help="PGD steps"),
+    eps: float = typer.Option(1.0, "--eps", help="ε in units of 1/255"),
+    step: float = typer.Option(1.0, "--step", help="PGD step in units of 1/255"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | tf32 | bf16 | fp16"),
+    repeats: int = typer.Option(1, "--repeats", help="best of N interleaved measurements"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="random images' size (--model alone)"),
+    seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="print the measurement as JSON"),
+    out: Optional[str] = typer.Option(None, "--out", help="also write the measurement as JSON to this file"),
 ) -> None:
-    """Measure the runner's throughput beside a plain reference loop and the device's matmul peak."""
+    """Measure the runner's PGD throughput beside the papers' evaluation structure and the device's matmul peak."""
     import json
 
     from zsrbench.bench import as_dict, run_benchmark
-    from zsrbench.runner import default_device
+    from zsrbench.run_config import check_device
 
-    res = as_dict(run_benchmark(model=model, pretrained=pretrained, device=device or default_device(),
-                                n_images=n_images, batch_size=batch_size, steps=steps, image_size=image_size))
+    res = as_dict(run_benchmark(
+        defense=defense, protocol=protocol, dataset=dataset, model=model, pretrained=pretrained, data_root=data_root,
+        device=check_device(device), n_images=n_images, batch_size=batch_size, steps=steps, eps=eps, step=step,
+        precision=precision, image_size=image_size, seed=seed, repeats=repeats))
+    if out:
+        from pathlib import Path
+
+        Path(out).expanduser().write_text(json.dumps(res, indent=2) + "\n")
     if json_out:
-        console.print_json(json.dumps(res))
+        typer.echo(json.dumps(res, indent=2))
         return
-    table = Table(title="zsrbench bench (PGD, fp32)")
+    table = Table(title=f"zsrbench bench: PGD-{res['steps']} ε={res['eps']:g}/255 step {res['step']:g}/255, "
+                        f"last iterate, {res['precision']}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for k, v in res.items():
-        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+        text = (f"{v:.4g}" if isinstance(v, float) else "; ".join(v) if isinstance(v, list)
+                else ", ".join(f"{a} {b:.4g}" for a, b in v.items()) if isinstance(v, dict) else str(v))
+        table.add_row(k, text)
     console.print(table)
 
 
@@ -193,6 +217,7 @@ def _mount_optional() -> None:
     from zsrbench.cli_audit import register as register_audit
 
     register_audit(app)
+    __import__("zsrbench.cli_sweep", fromlist=["register"]).register(app)  # sweep GRID.toml
 
 
 _mount_optional()

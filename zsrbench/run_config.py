@@ -18,7 +18,7 @@ from zsrbench.errors import ZsrError
 from zsrbench.protocols import Protocol
 from zsrbench.registry import ATTACKS, DATASETS, DEFENSES, PROTOCOLS, load_builtins
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # fp32: exact float32 (TF32 off), the default for attacks
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,12 @@ class RunConfig:
     batch_size: int | None = None  # None: the protocol's
     device: str | None = None
     precision: str = "fp32"
+    compile: bool = False  # torch.compile the classifier (recorded in the record's env)
     results_dir: str = "results"
     leaderboard_dir: str | None = "leaderboards"  # None: write result records only
     resume: bool = False
     num_workers: int | None = None  # DataLoader workers
-    jobs: int | None = None  # CPU processes over datasets; None: auto (see zsrbench.cpu_jobs)
+    jobs: int | None = None  # local processes (torch.distributed ranks) over work units; None: auto (see zsrbench.distributed)
     shard: tuple[int, int] | None = None  # (k, n): this process evaluates datasets k, k+n, k+2n, ... (0-based)
 
 

@@ -7,12 +7,11 @@ flags go to a sidecar next to each record.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -20,11 +19,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import ConcatDataset, Subset
 
 import zsrbench
-from zsrbench.attacks.base import AttackSpec, eps_text
-from zsrbench.cpu_jobs import evaluate_in_processes, resolve_jobs
+from zsrbench.attacks.base import eps_text
+from zsrbench import distributed
+from zsrbench.evaluate import evaluate_dataset, evaluate_unit, to_device, unit_loader  # noqa: F401
 from zsrbench.data.base import EvalSet, indices_digest, select_indices
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.records import metrics_from_flags, read_record, write_result
@@ -32,6 +32,7 @@ from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, ModelInfo, Pro
 from zsrbench.models import LOGIT_SCALE, CLIPParts, make_classifier
 from zsrbench.protocols import Protocol
 from zsrbench.registry import DATASETS, DEFENSES
+from zsrbench.units import UnitResult, UnitStore, assemble, settings_key, unit_bounds
 from zsrbench.run_config import (  # noqa: F401  (RunConfig, check_config, ... are part of this module's API)
     PRECISIONS, Plan, RunConfig, check_config, check_device, check_results_dir, default_device, make_plan,
     resolve_subset, run_variant,
@@ -65,11 +66,19 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def environment(device: str) -> Env:
+def environment(device: str, compiled: bool = False) -> Env:
     vers = package_versions()
     name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else platform.processor() or "cpu"
     return Env(python=sys.version.split()[0], torch=vers["torch"] or "", open_clip=vers["open_clip"],
-               pyautoattack=vers["pyautoattack"], device=f"{device} ({name})", platform=platform.platform())
+               pyautoattack=vers["pyautoattack"], device=f"{device} ({name})", platform=platform.platform(),
+               compiled=compiled)
+
+
+def set_matmul_precision(precision: str) -> None:
+    """TF32 matrix products only under ``tf32``: ``fp32`` is exact float32 (cuDNN's TF32 default turned off)."""
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def model_id(defense: str, parts: CLIPParts) -> str:
@@ -82,111 +91,59 @@ def model_id(defense: str, parts: CLIPParts) -> str:
     return f"{defense}/{parts.base_name()}/{parts.tensors_sha256()[:12]}"
 
 
-def _autocast(device: str, precision: str):
-    if precision == "fp32":
-        return torch.autocast(device_type=device.split(":")[0], enabled=False)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
-
-
-def batch_seed(seed: int, dataset: str, start: int) -> int:
-    h = hashlib.sha256(f"{seed}|{dataset}|{start}".encode()).digest()
-    return int.from_bytes(h[:4], "little")
-
-
-def evaluate_dataset(
-    clf: torch.nn.Module, evalset: EvalSet, indices: Sequence[int], specs: Sequence[AttackSpec],
-    params: dict[str, dict[str, Any]], *, eps: float, seed: int, batch_size: int, device: str, precision: str,
-    num_workers: int = 0, on_batch: Callable[[int], None] | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, list[str]], dict[str, float]]:
-    """Per-sample flags (clean prediction, per-attack and worst-case robustness) for one dataset.
-
-    Non-finite logits (NaN/inf) count against the model: a sample whose clean logits are non-finite is not correct
-    (its ``clean_pred`` is -1, no class), and one whose logits on an attack's ``x_adv`` are non-finite (checked by
-    one extra forward pass, under the same autocast) is not robust to that attack. ``flags["nonfinite"]`` marks
-    both kinds.
-    """
-    loader = DataLoader(Subset(evalset.dataset, list(indices)), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, pin_memory=device.startswith("cuda"))
-    n = len(indices)
-    labels = np.zeros(n, dtype=np.int64)
-    clean_pred = np.zeros(n, dtype=np.int64)
-    robust = {s.name: np.zeros(n, dtype=bool) for s in specs}
-    nonfinite = np.zeros(n, dtype=bool)
-    infos: dict[str, list[str]] = {"fallbacks": [], "autoattack_warnings": [], "notes": []}
-    timing = {"clean_s": 0.0, "attack_s": 0.0}
-    start = 0
-    for x, y in loader:
-        x = x.to(device, non_blocking=True).float().contiguous()
-        y = y.to(device, non_blocking=True)
-        b = x.shape[0]
-        t0 = time.perf_counter()
-        with torch.no_grad(), _autocast(device, precision):
-            logits = clf(x)
-        finite = torch.isfinite(logits).all(1)
-        pred = torch.where(finite, logits.argmax(1), torch.full_like(y, -1))  # a NaN/inf row predicts no class
-        timing["clean_s"] += time.perf_counter() - t0
-        bad = ~finite
-        correct = pred == y
-        labels[start:start + b] = y.cpu().numpy()
-        clean_pred[start:start + b] = pred.cpu().numpy()
-        idx = correct.nonzero().squeeze(1)
-        t0 = time.perf_counter()
-        for spec in specs:
-            ok = correct.clone()
-            if idx.numel():
-                with _autocast(device, precision):
-                    out = spec(clf, x[idx], y[idx], eps=eps, seed=batch_seed(seed, spec.name, start), **params[spec.name])
-                with torch.no_grad(), _autocast(device, precision):  # x_adv whose logits are NaN/inf is no defense
-                    adv_finite = torch.isfinite(clf(out.x_adv.to(device))).all(1)
-                ok[idx] = ~out.success.to(device) & adv_finite
-                bad[idx] |= ~adv_finite
-                _collect(infos, spec.name, out.info)
-            robust[spec.name][start:start + b] = ok.cpu().numpy()
-        timing["attack_s"] += time.perf_counter() - t0
-        nonfinite[start:start + b] = bad.cpu().numpy()
-        start += b
-        if on_batch is not None:
-            on_batch(b)
-    worst = np.logical_and.reduce([robust[s.name] for s in specs]) if specs else clean_pred == labels
-    flags = {"labels": labels, "clean_pred": clean_pred, "clean_correct": clean_pred == labels, "robust": worst}
-    flags.update({f"robust__{k}": v for k, v in robust.items()})
-    flags["nonfinite"] = nonfinite
-    if nonfinite.any():
-        infos["notes"].append(f"{int(nonfinite.sum())} sample(s) with non-finite logits (NaN/inf): counted neither "
-                              "correct nor robust")
-    return flags, {k: sorted(set(v)) for k, v in infos.items()}, timing
-
-
-def _collect(infos: dict[str, list[str]], attack: str, info: dict[str, Any]) -> None:
-    for item in info.get("adjustments", []) or info.get("fallbacks", []):
-        infos["fallbacks"].append(f"{attack}: {item}")
-    for item in info.get("warnings", []):
-        infos["autoattack_warnings"].append(f"{attack}: {item}")
-
-
 def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> list[DatasetResult]:
-    """Evaluate ``cfg`` and write one record (+ flags sidecar) per dataset under ``cfg.results_dir``."""
+    """Evaluate ``cfg`` and write one record (+ flags sidecar) per dataset under ``cfg.results_dir``.
+
+    Started by torchrun (or as one of ``--jobs`` ranks), this process evaluates its share of the units and rank 0
+    writes the records and the leaderboard; the other ranks return an empty list.
+    """
     plan = make_plan(cfg)
-    if plan.subset and log:
+    set_matmul_precision(cfg.precision)
+    world = distributed.launched()
+    if plan.subset and log and world.main:
         log(f"evaluating the '{plan.subset}' subset of {plan.protocol.name}: {plan.n_samples} seeded samples per "
             "dataset (wider intervals; such entries are not ranked). --subset full evaluates the full test sets "
             "rankings use.")
+    if world.size > 1:
+        return _run_as_rank(plan, world, progress=progress, log=log)
     defense, parts, checkpoint = prepare_model(cfg, plan.protocol, device=plan.device, seed=plan.seed,
                                                progress=progress, log=log)
+    n_units = sum(len(j.bounds) for j in _jobs(plan, None, parts.image_size, None))
     model_bytes = sum(p.numel() * p.element_size() for p in parts.model.parameters())
-    jobs = resolve_jobs(cfg.jobs, plan.device, len(plan.datasets), model_bytes)
-    if jobs > 1:  # the weights are resolved (trained, downloaded) and loadable: workers only load them
+    jobs = distributed.resolve_jobs(cfg.jobs, plan.device, n_units, model_bytes)
+    if jobs > 1:  # the weights are resolved (trained, downloaded) and loadable: the ranks only load them
         del parts
         if log:
-            log(f"evaluating {len(plan.datasets)} datasets in {jobs} processes (--jobs)")
-        results = evaluate_in_processes(
-            replace(cfg, checkpoint=checkpoint, device=plan.device), plan.datasets, jobs,
-            on_done=(lambda r: log(_done_line(r.record, r.path))) if log else None)
-    else:
-        results = _evaluate_datasets(plan, parts, defense, checkpoint, progress=progress, log=log)
+            log(f"evaluating {n_units} work units in {jobs} processes (--jobs; torch.distributed, gloo)")
+        paths = distributed.launch_local(replace(cfg, checkpoint=checkpoint, device=plan.device), jobs,
+                                         verbose=log is not None, progress=progress)
+        return [DatasetResult(path=Path(p), record=read_record(p)) for p in paths]
+    results = _evaluate_datasets(plan, parts, defense, checkpoint, world=world, progress=progress, log=log)
     if cfg.leaderboard_dir is not None and results:
         _add_to_leaderboard(cfg.leaderboard_dir, results, log)
+    return results
+
+
+def _run_as_rank(plan: Plan, world: distributed.World, *, progress: bool,
+                 log: Callable[[str], None] | None) -> list[DatasetResult]:
+    """One rank of a torch.distributed run: rank 0 prepares the weights first (it may fine-tune them), then all
+    evaluate their units; rank 0 writes the records and the leaderboard."""
+    device = distributed.join(world, plan.device)
+    plan = replace(plan, device=device)
+    try:
+        if world.main:
+            defense, parts, checkpoint = prepare_model(plan.cfg, plan.protocol, device=device, seed=plan.seed,
+                                                       progress=progress, log=log)
+        distributed.barrier(world)
+        if not world.main:
+            defense, parts, checkpoint = prepare_model(plan.cfg, plan.protocol, device=device, seed=plan.seed)
+        results = _evaluate_datasets(plan, parts, defense, checkpoint, world=world, progress=progress,
+                                     log=log if world.main else None)
+        if world.main and plan.cfg.leaderboard_dir is not None and results:
+            _add_to_leaderboard(plan.cfg.leaderboard_dir, results, log)
+        distributed.barrier(world)
+    finally:
+        distributed.leave(world)
     return results
 
 
@@ -228,44 +185,161 @@ def _done_line(record: ResultRecord, path: Path) -> str:
     return f"{record.protocol.dataset}: clean {m.clean_accuracy:.2%}  robust {m.robust_accuracy:.2%}  -> {path}"
 
 
-def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: str | None, *, progress: bool,
-                       log: Callable[[str], None] | None) -> list[DatasetResult]:
-    """Evaluate the plan's datasets one after the other in this process; write and return their records."""
-    cfg = plan.cfg
-    mid = model_id(defense.name, parts)
-    env = environment(plan.device)
-    results: list[DatasetResult] = []
-    workers = cfg.num_workers if cfg.num_workers is not None else (0 if plan.device == "cpu" else 4)
-    bar = _progress(progress)
-    with bar:
-        for name in plan.datasets:
-            evalset = _build(plan, name, parts.image_size, log)
-            indices = select_indices(len(evalset), plan.n_samples, plan.seed)
-            done = _resumable(plan, mid, name, indices) if cfg.resume else None
-            if done is not None:
-                results.append(done)
-                if log:
-                    log(f"{name}: already evaluated with the same settings ({done.path}); skipped (--resume)")
-                continue
-            clf, head_info = make_classifier(parts, evalset.info.prompts(), device=plan.device)
-            clf = defense.wrap_classifier(clf)  # the loaded defense: what attacks see
-            task = bar.add_task(f"{name} [{plan.suite} ε={eps_text(plan.eps)}]", total=len(indices))
-            t0 = time.perf_counter()
-            flags, infos, timing = evaluate_dataset(
-                clf, evalset, indices, plan.specs, plan.params, eps=plan.eps, seed=plan.seed,
-                batch_size=plan.batch_size, device=plan.device, precision=cfg.precision, num_workers=workers,
-                on_batch=lambda b, t=task: bar.advance(t, b))
-            timing = {"wall_s": time.perf_counter() - t0, **timing}
-            if evalset.skipped:
-                infos["notes"].append(f"{len(evalset.skipped)} image(s) left out because they do not decode "
-                                      "(--skip-broken-images); listed in protocol.skipped_files")
-            record = _record(plan, name, evalset, indices, mid, defense.name, parts, checkpoint, head_info, flags,
-                             infos, timing, env)
-            path = write_result(cfg.results_dir, record, flags)
-            results.append(DatasetResult(path=path, record=read_record(path)))
+@dataclass
+class _Job:
+    """One dataset of the run: its samples, their units, and (on rank 0) what is already done."""
+
+    name: str
+    evalset: EvalSet
+    indices: list[int]
+    bounds: list[tuple[int, int]]
+    offset: int  # of its first sample in the run's concatenation of all datasets' samples
+    store: UnitStore | None
+    done: dict[int, UnitResult] = field(default_factory=dict)
+    result: DatasetResult | None = None
+
+
+def _jobs(plan: Plan, mid: str | None, image_size: int, log: Callable[[str], None] | None) -> list[_Job]:
+    jobs, offset = [], 0
+    for name in plan.datasets:
+        evalset = _build(plan, name, image_size, log)
+        indices = select_indices(len(evalset), plan.n_samples, plan.seed)
+        store = None if mid is None else UnitStore(_record_file(plan, mid, name), _unit_key(plan, mid, indices))
+        jobs.append(_Job(name, evalset, list(indices), unit_bounds(len(indices), plan.batch_size), offset, store))
+        offset += len(indices)
+    return jobs
+
+
+def _record_file(plan: Plan, mid: str, dataset: str) -> Path:
+    from zsrbench.leaderboard.records import result_path
+
+    return result_path(plan.cfg.results_dir, plan.protocol.name, plan.protocol.version, mid, plan.suite,
+                       eps_text(plan.eps), dataset, plan.subset, plan.variant)
+
+
+def _unit_key(plan: Plan, mid: str, indices: Sequence[int]) -> str:
+    return settings_key({"protocol": [plan.protocol.name, plan.protocol.version], "model": mid,
+                         "indices": indices_digest(indices), "params": plan.params, "eps": plan.eps,
+                         "seed": plan.seed, "batch": plan.batch_size, "precision": plan.cfg.precision})
+
+
+def _resume(plan: Plan, mid: str, jobs: Sequence[_Job], log: Callable[[str], None] | None) -> None:
+    """Rank 0: take finished records (and, for the others, finished units) from disk under --resume; without
+    it, units left by an earlier run of these settings are discarded."""
+    for job in jobs:
+        if not plan.cfg.resume:
+            job.store.clear()
+            continue
+        job.result = _resumable(plan, mid, job.name, job.indices)
+        if job.result is not None:
             if log:
-                log(_done_line(record, path))
-    return results
+                log(f"{job.name}: already evaluated with the same settings ({job.result.path}); skipped (--resume)")
+            continue
+        job.done = {k: u for k in range(len(job.bounds)) if (u := job.store.load(k)) is not None}
+        if job.done and log:
+            log(f"{job.name}: {len(job.done)} of {len(job.bounds)} units already evaluated; resuming (--resume)")
+
+
+def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: str | None, *,
+                       world: distributed.World, progress: bool,
+                       log: Callable[[str], None] | None) -> list[DatasetResult]:
+    """Evaluate the units of the plan's datasets not yet done, spread over the ranks of ``world`` (one queue),
+    each written to disk as it finishes; then (rank 0) write and return the datasets' records."""
+    mid = model_id(defense.name, parts)
+    jobs = _jobs(plan, mid, parts.image_size, log)
+    distributed.check_world(world, sum(len(job.bounds) for job in jobs))
+    if world.main:
+        _resume(plan, mid, jobs, log)
+    pending = distributed.broadcast(world, [(j, k) for j, job in enumerate(jobs) if job.result is None
+                                            for k in range(len(job.bounds)) if k not in job.done])
+    heads: dict[int, tuple[torch.nn.Module, dict[str, Any]]] = {}
+
+    def head(j: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+        if j not in heads:
+            clf, info = make_classifier(parts, jobs[j].evalset.info.prompts(), device=plan.device)
+            clf = defense.wrap_classifier(clf)  # the loaded defense: what attacks see
+            heads[j] = (torch.compile(clf) if plan.cfg.compile else clf, info)
+        return heads[j]
+
+    def finish(j: int) -> None:
+        _finish(plan, jobs[j], mid, defense.name, parts, checkpoint, head(j)[1], log)
+
+    totals: dict[str, int] = {}
+    for j, k in pending:
+        totals[jobs[j].name] = totals.get(jobs[j].name, 0) + jobs[j].bounds[k][1] - jobs[j].bounds[k][0]
+    title = (lambda name: f"{name} [{plan.suite} ε={eps_text(plan.eps)}]")
+    with distributed.Progress(world, totals, progress, title) as bar:  # open until every rank is done
+        mine = _evaluate_units(plan, jobs, pending, head, bar, world=world,
+                               on_complete=finish if world.size == 1 else None)
+        gathered = distributed.gather(world, mine)
+    if not world.main:
+        return []
+    for units in gathered or []:
+        for j, unit in units:
+            jobs[j].done[unit.index] = unit
+    for j, job in enumerate(jobs):
+        if job.result is None:
+            finish(j)
+    return [job.result for job in jobs if job.result is not None]
+
+
+def _evaluate_units(plan: Plan, jobs: Sequence[_Job], pending: Sequence[tuple[int, int]], head: Callable[[int], Any],
+                    bar: distributed.Progress, *, world: distributed.World,
+                    on_complete: Callable[[int], None] | None) -> list[tuple[int, UnitResult]]:
+    """This rank's share of ``pending`` (taken from the run's one queue), each unit saved as it finishes."""
+    cfg = plan.cfg
+    queue = distributed.Queue(world, len(pending))
+    taken: deque[tuple[int, int]] = deque()
+
+    def batches():
+        while (i := queue.take()) is not None:
+            j, k = pending[i]
+            taken.append((j, k))
+            start, stop = jobs[j].bounds[k]
+            yield list(range(jobs[j].offset + start, jobs[j].offset + stop))
+
+    workers = cfg.num_workers if cfg.num_workers is not None else (0 if plan.device == "cpu" else 4)
+    samples = ConcatDataset([Subset(job.evalset.dataset, job.indices) for job in jobs])
+    loader = unit_loader(samples, batches(), device=plan.device, num_workers=workers)
+    mine: list[tuple[int, UnitResult]] = []
+    for x, y in loader:
+        j, k = taken.popleft()
+        x, y = to_device(x, y, plan.device)
+        unit = evaluate_unit(head(j)[0], x, y, plan.specs, plan.params, eps=plan.eps, seed=plan.seed, index=k,
+                             start=jobs[j].bounds[k][0], device=plan.device, precision=cfg.precision)
+        _save_unit(jobs[j].store, unit)
+        jobs[j].done[k] = unit
+        mine.append((j, unit))
+        bar.advance(jobs[j].name, int(y.shape[0]))
+        if on_complete is not None and len(jobs[j].done) == len(jobs[j].bounds):
+            on_complete(j)
+    return mine
+
+
+def _save_unit(store: UnitStore, unit: UnitResult) -> None:
+    from zsrbench.leaderboard.atomic import user_error
+
+    try:
+        store.save(unit)
+    except OSError as exc:
+        raise user_error(store.path(unit.index), exc, kept="The units already finished are kept",
+                         option="--results-dir") from exc
+
+
+def _finish(plan: Plan, job: _Job, mid: str, defense_name: str, parts: CLIPParts, checkpoint: str | None,
+            head_info: dict[str, Any], log: Callable[[str], None] | None) -> None:
+    """Assemble ``job``'s record from its units, write it (with its flags) and drop the units."""
+    flags, infos, timing = assemble([job.done[k] for k in range(len(job.bounds))], [s.name for s in plan.specs])
+    if job.evalset.skipped:
+        infos["notes"].append(f"{len(job.evalset.skipped)} image(s) left out because they do not decode "
+                              "(--skip-broken-images); listed in protocol.skipped_files")
+    record = _record(plan, job.name, job.evalset, job.indices, mid, defense_name, parts, checkpoint, head_info,
+                     flags, infos, timing, environment(plan.device, plan.cfg.compile))
+    path = write_result(plan.cfg.results_dir, record, flags)
+    job.result = DatasetResult(path=path, record=read_record(path))
+    job.store.clear()
+    if log:
+        log(_done_line(record, path))
 
 
 def _build(plan: Plan, name: str, image_size: int, log: Callable[[str], None] | None) -> EvalSet:
@@ -335,7 +409,7 @@ def _resumable(plan: Plan, mid: str, dataset: str, indices: Sequence[int]) -> Da
     return DatasetResult(path=path, record=rec) if same else None
 
 
-def _progress(enabled: bool):
+def progress_display(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     class Rate(TextColumn):

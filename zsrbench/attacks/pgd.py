@@ -21,6 +21,13 @@ How success is judged (also for a randomised model):
   the first iterate whose expected logits are misclassified, so one lucky draw among N does not count as a break.
   The final iterate (the one after the last step, which no gradient pass saw) is judged the same way, by the mean
   of N fresh passes.
+
+Early stop of last-iterate PGD
+------------------------------
+With ``criterion="last"``, ``eot=1`` and a deterministic model, a sample whose iterates start to cycle is attacked
+only until it holds the iterate the full loop would end on (:class:`_Cycles`); ``x_adv`` and ``success`` are those
+of the full loop, bit for bit, as long as each row's gradient does not depend on the other rows of the batch (the
+attack checks both properties on two rows at the first step and otherwise runs the full loop).
 """
 
 from __future__ import annotations
@@ -92,6 +99,96 @@ def eot_gradient(
     return logits, grad
 
 
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bits(rows: torch.Tensor) -> torch.Tensor:
+    """The exact bit patterns of ``rows`` [m, ...] as integers, one row each [m, d]."""
+    return rows.contiguous().view(_INT_OF_SIZE[rows.element_size()]).flatten(1)
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> list[bool]:
+    """Per row: are ``a[i]`` and ``b[i]`` bit-for-bit the same tensor (not merely ``==``: 0.0 vs -0.0 differ)?"""
+    return (_bits(a) == _bits(b)).all(1).tolist()
+
+
+class _Cycles:
+    """Exact cycle detection of each row's PGD iterates, for the early stop of last-iterate PGD.
+
+    For a deterministic model, each sample's next iterate is a function of its current one, so once
+    ``x_k == x_{k-p}`` bit for bit the iterates are periodic with period ``p`` and the final one, ``x_T``, is the
+    iterate reached ``(T - k) mod p`` steps later: the sample is attacked that many more steps, then left alone.
+
+    Finding ``p``: an integer fingerprint of each iterate's bits (two sums of the bits times fixed random
+    multipliers; equal tensors always give equal fingerprints, integer sums being exact, whatever the order of
+    summation), computed on the device
+    and looked up on the CPU. A fingerprint seen before at step ``j`` makes ``p = k - j`` a *candidate*: the
+    iterate is copied, and ``p`` steps later the new iterate is compared with the copy bit for bit. Only that
+    exact comparison stops a sample (a fingerprint collision costs nothing but the wait).
+
+    :meth:`probe` turns it off (``off`` says why) when two passes of the same rows differ (a randomised or
+    nondeterministic model), or when the rows' gradient signs alone differ from those in the whole batch
+    (batch-dependent rounding: rows attacked in a smaller batch would take other steps). It runs under
+    :func:`torch.random.fork_rng`, so a randomised model's later draws are those of the loop without it (a model
+    that keeps state between calls does see two more calls).
+    """
+
+    def __init__(self, xa: torch.Tensor, steps: int) -> None:
+        self.steps, self.off = steps, None
+        g = torch.Generator(device=xa.device).manual_seed(0x5EED)
+        self.mult = torch.randint(1, 1 << 10, (2, xa[0].numel()), generator=g, device=xa.device)
+        self.seen: list[dict[tuple[int, int], int]] = [{} for _ in range(xa.shape[0])]
+        self.pending: dict[int, tuple[int, int]] = {}  # row -> (step of the copy, candidate period)
+        self.finish: dict[int, int] = {}  # row -> the step whose iterate is the final one
+        self.copy: torch.Tensor | None = None
+
+    def fingerprints(self, rows: torch.Tensor) -> list[tuple[int, int]]:
+        b = _bits(rows).long()
+        if rows.element_size() == 8:  # fold 64-bit patterns so the sums stay within int64
+            b = (b >> 32) ^ (b & 0xFFFFFFFF)
+        return [tuple(f) for f in torch.stack([(b * m).sum(1) for m in self.mult], 1).tolist()]
+
+    def prune(self, k: int, xa: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """The rows of ``active`` still to be attacked at step ``k`` (``xa`` holds their iterates ``x_k``)."""
+        if self.off is not None:
+            return active
+        rows = active.tolist()
+        drop = {r for r in rows if self.finish.get(r) == k}
+        due = [r for r in rows if r in self.pending and sum(self.pending[r]) == k]
+        for r, same in zip(due, same_bits(xa[due], self.copy[due]) if due else []):
+            period = self.pending.pop(r)[1]
+            if same:  # x_k == x_{k-p} exactly
+                self.finish[r] = k + (self.steps - k) % period
+                if self.finish[r] == k:
+                    drop.add(r)
+        fresh = [r for r in rows if r not in self.finish and r not in self.pending]
+        found = []
+        for r, fp in zip(fresh, self.fingerprints(xa[fresh]) if fresh else []):
+            j = self.seen[r].get(fp)
+            self.seen[r][fp] = k
+            if j is not None:
+                self.pending[r] = (k, k - j)
+                found.append(r)
+        if found:
+            self.copy = torch.empty_like(xa) if self.copy is None else self.copy
+            self.copy[found] = xa[found]
+        if not drop:
+            return active
+        return active[torch.tensor([r not in drop for r in rows], device=active.device)]
+
+    def probe(self, model: nn.Module, xi: torch.Tensor, y: torch.Tensor, objective: Callable, grad: torch.Tensor,
+              rows: int = 2) -> None:
+        """Turn the early stop off unless the model looks deterministic and its gradient signs batch-invariant."""
+        xs, ys = xi.detach()[:rows], y[:rows]
+        devices = [xs.device.index or 0] if xs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            (l1, g1), (l2, g2) = (eot_gradient(model, xs.clone().requires_grad_(True), ys, objective) for _ in "12")
+        if not (all(same_bits(l1, l2)) and all(same_bits(g1, g2))):
+            self.off = "off: two passes of the same input differ (randomised or nondeterministic model)"
+        elif not all(same_bits(g1.sign(), grad[:rows].sign())):
+            self.off = "off: gradient signs depend on the batch (batch-dependent rounding)"
+
+
 def pgd_attack(
     model: nn.Module,
     x: torch.Tensor,
@@ -107,6 +204,7 @@ def pgd_attack(
     criterion: str = "last",
     random_init: bool = True,
     eot: int = 1,
+    early_stop: bool = True,
 ) -> AttackOutput:
     """Untargeted L∞ sign-PGD (all sizes in pixel units).
 
@@ -114,6 +212,9 @@ def pgd_attack(
     the first misclassified iterate, keeps that iterate and stops attacking it (a stronger, valid attack).
     Restarts attack only the samples that are still unbroken. ``eot = N > 1`` averages the input gradients of ``N``
     forward passes per step (for randomised models; see the module docstring for how success is judged then).
+    ``early_stop`` (``criterion="last"``, ``eot=1``): stop attacking a sample once its iterates cycle, with the
+    very iterate the full loop would end on (see :class:`_Cycles`). ``info["passes_run"]`` /
+    ``info["passes_full"]``: forward/backward passes computed / those of the loop without any early exit.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}")
@@ -126,6 +227,9 @@ def pgd_attack(
     gen = _generator(x.device, seed)
     x_best = x.clone()
     success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    cycles = bool(early_stop) and criterion == "last" and n_eot == 1
+    info: dict = {"criterion": criterion, "eot": n_eot, "early_stop": "on" if cycles else "off",
+                  "passes_run": 0, "passes_full": 0}
 
     def objective(logits: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
         return ce_loss(logits, yy) if loss == "ce" else cw_margin_loss(logits, yy, kappa)
@@ -136,10 +240,19 @@ def pgd_attack(
             break
         x0, yy = x[todo], y[todo]
         xa = random_start(x0, eps, gen) if random_init else x0.clone()
+        tracker = _Cycles(xa, int(steps)) if cycles else None
         active = torch.arange(todo.numel(), device=x.device)  # rows of xa still attacked
-        for _ in range(int(steps)):
+        info["passes_full"] += todo.numel() * int(steps) * n_eot
+        for k in range(int(steps)):
+            if tracker is not None:
+                active = tracker.prune(k, xa, active)
+                if active.numel() == 0:
+                    break
             xi = xa[active].requires_grad_(True)
             logits, grad = eot_gradient(model, xi, yy[active], objective, n_eot)
+            info["passes_run"] += active.numel() * n_eot
+            if tracker is not None and k == 0:
+                tracker.probe(model, xi, yy[active], objective, grad)
             if criterion == "any":
                 broken = logits.detach().argmax(1) != yy[active]
                 if broken.any():  # keep the misclassified iterate, stop attacking it
@@ -150,6 +263,9 @@ def pgd_attack(
                     if active.numel() == 0:
                         break
             xa[active] = project(xi.detach() + step * grad.sign(), x0[active], eps)
+        if tracker is not None:
+            info["early_stop"] = tracker.off or "on"
+            active = torch.arange(todo.numel(), device=x.device)  # every row holds its final iterate: judge all
         if active.numel() == 0:
             continue
         with torch.no_grad():
@@ -159,7 +275,7 @@ def pgd_attack(
                 pred = model(xa[active]).argmax(1)
         x_best[todo[active]] = xa[active]
         success[todo[active[pred != yy[active]]]] = True
-    return AttackOutput(x_adv=x_best, success=success, info={"criterion": criterion, "eot": n_eot})
+    return AttackOutput(x_adv=x_best, success=success, info=info)
 
 
 def cw_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> AttackOutput:

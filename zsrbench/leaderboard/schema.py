@@ -99,6 +99,7 @@ class Env(_Strict):
     pyautoattack: str | None = None
     device: str
     platform: str
+    compiled: bool = False  # the classifier ran through torch.compile
 
 
 class Sidecar(_Strict):

@@ -1,0 +1,266 @@
+"""Spreading a run's work units over processes with torch.distributed.
+
+``torchrun --nproc-per-node N -m zsrbench run ...`` (and ``--nnodes`` across machines) starts N ranks; each
+rank joins the process group here (gloo on CPU, NCCL on GPU), takes units from one shared queue (a counter in
+the process group's own key-value store, so a slow unit never leaves another rank idle), evaluates them and
+writes each to disk as it finishes; rank 0 gathers every rank's units, writes the records and the leaderboard.
+``zsrbench run --jobs N`` on one machine starts the same ranks through torch's elastic launch API.
+
+Results do not depend on the number of ranks: a unit's flags depend only on its samples and settings (see
+:mod:`zsrbench.units`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+import torch.distributed as dist
+
+from zsrbench.errors import ZsrError
+
+if TYPE_CHECKING:
+    from zsrbench.run_config import RunConfig
+
+ENV_VAR = "ZSRBENCH_JOBS"
+MEMORY_FACTOR = 8  # a rank needs about this many times its model's bytes (weights, activations, attack state)
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def launched() -> World:
+    """The rank of this process as torchrun (or the elastic agent) set it; one process otherwise."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return World()
+    return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def join(world: World, device: str) -> str:
+    """Join the process group (once) and return this rank's device (``cuda:LOCAL_RANK`` on GPUs)."""
+    if world.size == 1:
+        return device
+    if device.startswith("cuda"):
+        device = f"cuda:{world.local_rank}"
+        torch.cuda.set_device(torch.device(device))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return device
+
+
+def leave(world: World) -> None:
+    if world.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(world: World) -> None:
+    if world.size > 1:
+        dist.barrier()
+
+
+def broadcast(world: World, obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if world.size == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(world: World, obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` on rank 0 (a list by rank); None on the other ranks."""
+    if world.size == 1:
+        return [obj]
+    out: list[Any] | None = [None] * world.size if world.main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+class Queue:
+    """Indices ``0 … n-1`` handed out once each, across all ranks, in order (a counter in the group's store)."""
+
+    def __init__(self, world: World, n: int, name: str = "zsrbench/next") -> None:
+        self.world, self.n, self.key, self.next = world, n, name, 0
+        self.store = _store() if world.size > 1 else None
+
+    def take(self) -> int | None:
+        if self.store is None:
+            i, self.next = self.next, self.next + 1
+        else:
+            i = int(self.store.add(self.key, 1)) - 1
+        return i if i < self.n else None
+
+
+class Progress:
+    """Samples done per dataset, counted by every rank; rank 0 shows them (rate and ETA across all ranks)."""
+
+    def __init__(self, world: World, totals: dict[str, int], enabled: bool, title: Callable[[str], str]) -> None:
+        self.world, self.totals = world, totals
+        self.store = _store() if world.size > 1 else None
+        self.enabled = enabled and world.main
+        self._stop = threading.Event()
+        self._bar: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._title = title
+
+    def __enter__(self) -> "Progress":
+        if self.enabled:
+            from zsrbench.runner import progress_display
+
+            self._bar = progress_display(True)
+            self._bar.__enter__()
+            self._tasks = {d: self._bar.add_task(self._title(d), total=n) for d, n in self.totals.items()}
+            if self.store is not None:
+                threading.Thread(target=self._poll, daemon=True).start()
+        return self
+
+    def advance(self, dataset: str, n: int) -> None:
+        if self.store is not None:
+            self.store.add(f"zsrbench/done/{dataset}", n)
+        elif self._bar is not None:
+            self._bar.advance(self._tasks[dataset], n)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        for d, task in self._tasks.items():
+            self._bar.update(task, completed=int(self.store.add(f"zsrbench/done/{d}", 0)))
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._bar is not None:
+            if self.store is not None:
+                self._refresh()
+            self._bar.__exit__(*exc)
+
+
+def _store() -> Any:
+    from torch.distributed import distributed_c10d
+
+    return distributed_c10d._get_default_store()
+
+
+# ------------------------------------------------------------------------------- how many ranks on one machine
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def available_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def parse_jobs(value: str | int | None) -> int | None:
+    """``None``/``"auto"`` -> None (decide per run), else a positive number of processes."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ZsrError(f"--jobs takes a number of processes or 'auto'; got '{value}'.") from None
+    if n < 1:
+        raise ZsrError(f"--jobs must be at least 1 (or 'auto'); got {n}.")
+    return n
+
+
+def resolve_jobs(requested: int | None, device: str, n_units: int, model_bytes: int = 0) -> int:
+    """How many local processes evaluate a run of ``n_units`` units.
+
+    An explicit request is honoured on CPU; more processes than units is an error. ``auto`` is 1 on a GPU (use
+    torchrun for several GPUs), else ``$ZSRBENCH_JOBS`` when set, else one per usable core, capped by the units
+    and by free memory.
+    """
+    on_cpu = device.startswith("cpu")
+    if not on_cpu and requested is not None and requested > 1:
+        raise ZsrError(f"--jobs {requested} starts CPU processes; for several GPUs start the run with "
+                       "`torchrun --nproc-per-node N -m zsrbench run ...` (one rank per GPU).")
+    if requested is not None and requested > max(n_units, 1):
+        raise ZsrError(f"--jobs {requested} asks for more processes than the run has work units ({n_units}: "
+                       f"batches of its datasets); pass --jobs {max(n_units, 1)} or fewer.")
+    if not on_cpu:
+        return 1
+    if requested is None:
+        requested = parse_jobs(os.environ.get(ENV_VAR))
+    if requested is None:
+        requested = usable_cores()
+        mem = available_memory()
+        if mem is not None and model_bytes > 0:
+            requested = min(requested, max(1, mem // (MEMORY_FACTOR * model_bytes)))
+    return max(1, min(requested, n_units))
+
+
+def check_world(world: World, n_units: int) -> None:
+    if world.size > n_units:
+        raise ZsrError(f"This run has {n_units} work units (batches of its datasets) but was started with "
+                       f"{world.size} ranks; start it with at most {n_units} (e.g. torchrun --nproc-per-node "
+                       f"{n_units}), or evaluate more samples.")
+
+
+# ------------------------------------------------------------------------------------- --jobs: elastic launch
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rank_entry(cfg: "RunConfig", threads: int, verbose: bool, progress: bool) -> list[str]:
+    """What each rank started by :func:`launch_local` runs: the same run, as one rank of the group."""
+    from zsrbench.runner import run
+
+    torch.set_num_threads(threads)
+    log = print if verbose and launched().main else None
+    return [str(r.path) for r in run(cfg, progress=progress, log=log)]
+
+
+def launch_local(cfg: "RunConfig", jobs: int, *, verbose: bool, progress: bool) -> list[str]:
+    """Run ``cfg`` as ``jobs`` ranks on this machine (torch's elastic launch); rank 0's record paths."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=jobs, rdzv_backend="c10d",
+                          rdzv_endpoint=f"127.0.0.1:{_free_port()}", run_id=f"zsrbench-{os.getpid()}",
+                          max_restarts=0, monitor_interval=0.2, start_method="spawn")
+    threads = max(1, usable_cores() // jobs)
+    try:
+        out = elastic_launch(config, _recorded_entry)(replace(cfg, jobs=1), threads, verbose, progress)
+    except ChildFailedError as exc:
+        raise ZsrError(_failure_text(exc)) from None
+    return list(out[0])
+
+
+def _recorded_entry(*args: Any) -> list[str]:
+    """:func:`_rank_entry`, with a rank's error written where the launching process can read it."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(_rank_entry)(*args)
+
+
+def _failure_text(exc: Any) -> str:
+    rank, failure = exc.get_first_failure()
+    msg = failure.message
+    if isinstance(msg, dict):
+        msg = msg.get("message", msg)
+        msg = msg.get("message", msg) if isinstance(msg, dict) else msg
+    text = str(msg).strip().splitlines()
+    last = text[-1] if text else "no message"
+    return (f"Rank {rank} of the --jobs processes failed: {last.split(': ', 1)[-1] if 'ZsrError' in last else last}. "
+            "Units finished before the failure are kept: run the same command with --resume to continue.")

@@ -1,0 +1,115 @@
+"""Evaluating one work unit: the clean pass, then every attack of the suite on the clean-correct samples.
+
+A sample is robust only if it is classified correctly clean and survives every attack of the suite. Every
+attack runs on all clean-correct samples, so each attack's own robust accuracy is known too.
+
+Non-finite logits (NaN/inf) count against the model: a sample whose clean logits are non-finite is not correct
+(its ``clean_pred`` is -1, no class), and one whose logits on an attack's ``x_adv`` are non-finite (checked by
+one extra forward pass, under the same autocast) is not robust to that attack. ``nonfinite`` marks both kinds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from zsrbench.attacks.base import AttackSpec
+from zsrbench.data.base import EvalSet
+from zsrbench.units import UnitResult, assemble, unit_bounds
+
+
+def batch_seed(seed: int, attack: str, start: int) -> int:
+    """The attack seed of the unit that starts at position ``start``: from the run's seed, the attack and the
+    unit only, never from the process that evaluates it."""
+    h = hashlib.sha256(f"{seed}|{attack}|{start}".encode()).digest()
+    return int.from_bytes(h[:4], "little")
+
+
+def autocast(device: str, precision: str):
+    if precision in ("fp32", "tf32"):
+        return torch.autocast(device_type=device.split(":")[0], enabled=False)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def evaluate_unit(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, specs: Sequence[AttackSpec],
+                  params: dict[str, dict[str, Any]], *, eps: float, seed: int, index: int, start: int,
+                  device: str, precision: str) -> UnitResult:
+    """The flags of one unit (``x``, ``y`` on ``device``; its first sample at position ``start``)."""
+    t0 = time.perf_counter()
+    with torch.no_grad(), autocast(device, precision):
+        logits = clf(x)
+    finite = torch.isfinite(logits).all(1)
+    pred = torch.where(finite, logits.argmax(1), torch.full_like(y, -1))  # a NaN/inf row predicts no class
+    t1 = time.perf_counter()
+    bad = ~finite
+    correct = pred == y
+    idx = correct.nonzero().squeeze(1)
+    infos: dict[str, list[str]] = {"fallbacks": [], "autoattack_warnings": [], "notes": []}
+    robust: dict[str, np.ndarray] = {}
+    for spec in specs:
+        ok = correct.clone()
+        if idx.numel():
+            with autocast(device, precision):
+                out = spec(clf, x[idx], y[idx], eps=eps, seed=batch_seed(seed, spec.name, start), **params[spec.name])
+            with torch.no_grad(), autocast(device, precision):  # x_adv whose logits are NaN/inf is no defense
+                adv_finite = torch.isfinite(clf(out.x_adv.to(device))).all(1)
+            ok[idx] = ~out.success.to(device) & adv_finite
+            bad[idx] |= ~adv_finite
+            _collect(infos, spec.name, out.info)
+        robust[spec.name] = ok.cpu().numpy()
+    t2 = time.perf_counter()
+    return UnitResult(index=index, labels=y.cpu().numpy(), clean_pred=pred.cpu().numpy(), robust=robust,
+                      nonfinite=bad.cpu().numpy(), infos={k: sorted(set(v)) for k, v in infos.items()},
+                      timing={"clean_s": t1 - t0, "attack_s": t2 - t1, "wall_s": t2 - t0})
+
+
+def _collect(infos: dict[str, list[str]], attack: str, info: dict[str, Any]) -> None:
+    for item in info.get("adjustments", []) or info.get("fallbacks", []):
+        infos["fallbacks"].append(f"{attack}: {item}")
+    for item in info.get("warnings", []):
+        infos["autoattack_warnings"].append(f"{attack}: {item}")
+
+
+def unit_loader(dataset: Dataset, batches: Iterable[list[int]], *, device: str, num_workers: int) -> DataLoader:
+    """A loader yielding exactly ``batches`` (lists of positions in ``dataset``), in order; pinned memory and
+    persistent workers on a GPU."""
+    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
+                      pin_memory=device.startswith("cuda"), persistent_workers=num_workers > 0)
+
+
+def to_device(x: torch.Tensor, y: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return x.to(device, non_blocking=True).float().contiguous(), y.to(device, non_blocking=True)
+
+
+def evaluate_dataset(
+    clf: torch.nn.Module, evalset: EvalSet, indices: Sequence[int], specs: Sequence[AttackSpec],
+    params: dict[str, dict[str, Any]], *, eps: float, seed: int, batch_size: int, device: str, precision: str,
+    num_workers: int = 0, on_batch: Callable[[int], None] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]], dict[str, float]]:
+    """Per-sample flags (clean prediction, per-attack and worst-case robustness) for one dataset, unit by unit."""
+    units = list(iter_units(clf, evalset, indices, specs, params, eps=eps, seed=seed, batch_size=batch_size,
+                            device=device, precision=precision, num_workers=num_workers, on_batch=on_batch))
+    return assemble(units, [s.name for s in specs])
+
+
+def iter_units(clf: torch.nn.Module, evalset: EvalSet, indices: Sequence[int], specs: Sequence[AttackSpec],
+               params: dict[str, dict[str, Any]], *, eps: float, seed: int, batch_size: int, device: str,
+               precision: str, num_workers: int = 0, which: Sequence[int] | None = None,
+               on_batch: Callable[[int], None] | None = None) -> Iterator[UnitResult]:
+    """The units ``which`` (all by default) of one dataset, evaluated in order."""
+    bounds = unit_bounds(len(indices), batch_size)
+    which = list(range(len(bounds))) if which is None else list(which)
+    loader = unit_loader(Subset(evalset.dataset, list(indices)), [list(range(*bounds[k])) for k in which],
+                         device=device, num_workers=num_workers)
+    for k, (x, y) in zip(which, loader):
+        x, y = to_device(x, y, device)
+        yield evaluate_unit(clf, x, y, specs, params, eps=eps, seed=seed, index=k, start=bounds[k][0],
+                            device=device, precision=precision)
+        if on_batch is not None:
+            on_batch(x.shape[0])
