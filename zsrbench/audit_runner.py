@@ -148,7 +148,7 @@ def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> 
 
 
 def audit_entry(protocol: Any, mid: str, defense: str, parts: Any, eps: float, data: AuditData) -> LeaderboardEntry:
-    from zsrbench.leaderboard.store import measured_slug, now_utc
+    from zsrbench.leaderboard.entries import measured_slug, now_utc
 
     et = eps_text(eps)
     return LeaderboardEntry(
@@ -163,7 +163,7 @@ def audit_entry(protocol: Any, mid: str, defense: str, parts: Any, eps: float, d
 
 def _recorded(leaderboard_dir: str | None, protocol: Any, mid: str, eps: float) -> tuple[dict[str, list[str]], int]:
     """AutoAttack warnings per (suite, dataset) and the non-finite count in this model's leaderboard results."""
-    from zsrbench.leaderboard.store import load_store
+    from zsrbench.leaderboard.reading import load_store
 
     if leaderboard_dir is None or not Path(leaderboard_dir).is_dir():
         return {}, 0

@@ -268,7 +268,7 @@ def _checkpoint_text(r: Any) -> str:
 
 
 def _print_history(c: Console, hist: list[tuple[int, Path, Any]], title: str) -> None:
-    from zsrbench.leaderboard.store import rev_name
+    from zsrbench.leaderboard.entries import rev_name
 
     t = Table(title=title, title_justify="left")
     for col in ("revision", "created", "what changed"):

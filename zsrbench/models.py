@@ -3,18 +3,16 @@
 Model names: an open_clip architecture (``ViT-B-32-quickgelu``) with a pretrained tag (``openai``), an
 ``hf-hub:org/repo`` id, a ``local-dir:/path`` folder (``open_clip_config.json`` + weights, as ``zsrbench
 train`` writes), or one of zsrbench's own configs (``zsr-tiny``). A visual-encoder checkpoint file (the
-format the published defenses use) can then replace the visual weights, strictly.
+format the published defenses use) can then replace the visual weights, strictly. Weights files are read and
+checked in :mod:`zsrbench.weights_io`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import pickle
-import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from zsrbench.errors import ZsrError
+from zsrbench.weights_io import (
+    TORCH_LOAD_ERRORS, _QuietRootLogger, check_model_folder, check_model_weights, check_sha256_text, check_state_fits,
+    folder_weights, read_weights, refuse_nonfinite, short_error,
+)
+# the rest of zsrbench.weights_io, importable from here as before it moved there
+from zsrbench.weights_io import (  # noqa: F401
+    FULL_WEIGHTS_HINT, SHA256_HEX, TRUST_HINT, TRUSTED_LOAD_ERRORS, nonfinite_tensors, safetensors_keys,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -173,155 +179,11 @@ def resolve_arch(name: str, pretrained: str | None) -> tuple[str, list[str]]:
     return name, notes
 
 
-# --- reading weight files ----------------------------------------------------------------------------------
-
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-# what torch.load raises on a file that is not a readable checkpoint (corrupt, truncated, not a torch file)
-TORCH_LOAD_ERRORS: tuple[type[BaseException], ...] = (
-    pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, IndexError, OverflowError, struct.error,
-    OSError,
-)
-# a trusted (full) unpickling also imports the classes the file names: a missing one is the file's problem
-TRUSTED_LOAD_ERRORS = TORCH_LOAD_ERRORS + (AttributeError, ImportError)
-TRUST_HINT = ("zsrbench reads checkpoints with weights_only=True. If you trust the file's source, pass "
-              "--trust-checkpoint (unpickling runs code from the file); otherwise re-save only its state dict "
-              "(torch.save(model.state_dict(), path), or as .safetensors).")
-FULL_WEIGHTS_HINT = ("open_clip reads full-model weights with weights_only=True only: re-save only the state dict "
-                     "(torch.save(model.state_dict(), path), or as .safetensors).")
-
-
-def check_sha256_text(text: str) -> str:
-    """A user-given sha256 as 64 lowercase hex digits (a ``sha256:`` prefix, any case, spaces around allowed).
-
-    Anything else is a :class:`ZsrError` about the format, never reported as a digest mismatch.
-    """
-    digest = str(text).strip().lower().removeprefix("sha256:").strip()
-    if not SHA256_HEX.fullmatch(digest):
-        raise ZsrError(
-            f"--checkpoint-sha256 must be a sha256 digest, 64 hexadecimal characters (optionally prefixed "
-            f"'sha256:'); got {str(text)!r} ({len(str(text))} characters). Copy the digest exactly as `sha256sum "
-            "FILE` prints it or as the checkpoint's publisher lists it, or drop --checkpoint-sha256."
-        )
-    return digest
-
-
-def _weights_only_reason(text: str) -> str:
-    """The one line of torch's weights_only paragraph that says what it refused (its advice is dropped)."""
-    lines = [line.strip() for line in text.split("Check the documentation", 1)[0].splitlines()]
-    lines = [line for line in lines if line and not line.startswith(("Weights only", "(1)", "(2)"))]
-    reason = lines[-1] if lines else text
-    return reason.split("WeightsUnpickler error:", 1)[-1].split(" Please use", 1)[0].strip()
-
-
-def short_error(exc: BaseException) -> str:
-    """An exception as one short line (torch's weights_only messages run to paragraphs)."""
-    text = str(exc)
-    if text.startswith("Weights only load failed"):
-        text = _weights_only_reason(text)
-    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
-    text = text if len(text) <= 200 else text[:200] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _holds_objects(exc: BaseException) -> bool:
-    """weights_only refused a global (a class or function) in an otherwise readable pickle."""
-    return isinstance(exc, pickle.UnpicklingError) and "global" in _weights_only_reason(str(exc)).lower()
-
-
-def _damaged(path: Path, exc: BaseException, kind: str) -> ZsrError:
-    return ZsrError(
-        f"Cannot read {path} as a {kind} file ({short_error(exc)}): it is corrupt, truncated (an interrupted download "
-        "or copy?) or not a weights file. Download or copy it again, or pass another checkpoint."
-    )
-
-
-def _safetensors_errors() -> tuple[type[BaseException], ...]:
-    from safetensors import SafetensorError
-
-    return (SafetensorError, OSError)
-
-
-def safetensors_keys(path: Path) -> list[str]:
-    """The tensor names in a .safetensors file, reading only its header (which also checks the file's length)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    except _safetensors_errors() as exc:
-        raise _damaged(path, exc, "safetensors") from exc
-
-
-def read_weights(path: Path, *, trust: bool = False, refused_hint: str = TRUST_HINT) -> Any:
-    """The object a weights file holds: a .safetensors file's tensors, or a torch pickle read with
-    ``weights_only=True`` unless ``trust``. A file that cannot be read is a :class:`ZsrError` naming it."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except _safetensors_errors() as exc:
-            raise _damaged(path, exc, "safetensors") from exc
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
-    except (TRUSTED_LOAD_ERRORS if trust else TORCH_LOAD_ERRORS) as exc:
-        if not trust and _holds_objects(exc):
-            raise ZsrError(f"{path} holds pickled Python objects besides tensors ({short_error(exc)}), so it was not "
-                           f"loaded. {refused_hint}") from exc
-        raise _damaged(path, exc, "PyTorch checkpoint") from exc
-
-
-def nonfinite_tensors(tensors: dict[str, Any]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an inf."""
-    return [k for k, t in tensors.items() if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())
-            and not bool(torch.isfinite(t).all())]
-
-
-def refuse_nonfinite(tensors: dict[str, Any], where: str) -> None:
-    """A :class:`ZsrError` when any tensor holds NaN/inf: an evaluation of such weights means nothing."""
-    bad = nonfinite_tensors(tensors)
-    if bad:
-        shown = ", ".join(bad[:3]) + (", …" if len(bad) > 3 else "")
-        raise ZsrError(
-            f"{where}: {len(bad)} of {len(tensors)} tensors hold NaN or inf values ({shown}); evaluating them would "
-            "be meaningless. The training that wrote them diverged or the file is damaged: re-train (e.g. with a "
-            "lower learning rate) or download/copy the checkpoint again."
-        )
-
-
-def check_model_weights(path: Path) -> None:
-    """Fail early, naming the file, on full-CLIP weights open_clip could not read (it reads them again)."""
-    if path.suffix in (".npz", ".npy"):  # big_vision (SigLIP) weights: open_clip converts them itself
-        return
-    if path.suffix == ".safetensors":
-        keys: list[str] | None = safetensors_keys(path)
-    else:
-        obj = read_weights(path, refused_hint=FULL_WEIGHTS_HINT)
-        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-            obj = obj["state_dict"]
-        tensors = isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())
-        keys = list(obj) if tensors else None
-    if not keys:
-        raise ZsrError(f"{path} holds no state dict of tensors, so it is not a file of CLIP weights. Pass weights "
-                       "saved with torch.save(model.state_dict(), path) or as .safetensors.")
-
-
 # --- building CLIP -----------------------------------------------------------------------------------------
 
 
 def _schema(arch: str) -> str | None:
     return arch.split(":", 1)[0] if arch.startswith(("hf-hub:", "local-dir:")) else None
-
-
-class _QuietRootLogger:
-    """open_clip warns through the root logger; silence it while building."""
-
-    def __enter__(self) -> None:
-        root = logging.getLogger()
-        self.was, root.disabled = root.disabled, True
-
-    def __exit__(self, *exc: Any) -> None:
-        logging.getLogger().disabled = self.was
 
 
 def _check_arch(oc: Any, arch: str, schema: str | None) -> None:
@@ -337,40 +199,6 @@ def _check_arch(oc: Any, arch: str, schema: str | None) -> None:
         )
     if schema == "local-dir":
         check_model_folder(Path(arch.split(":", 1)[1]))
-
-
-def check_model_folder(folder: Path) -> None:
-    """A ``local-dir`` folder must hold a readable ``open_clip_config.json`` with a ``model_cfg``."""
-    if not folder.is_dir():
-        raise ZsrError(f"Model folder {folder} does not exist; pass local-dir:<folder written by zsrbench train>.")
-    cfg_path = folder / "open_clip_config.json"
-    if not cfg_path.is_file():
-        raise ZsrError(
-            f"{folder} has no open_clip_config.json, so it is not a model folder written by `zsrbench train` (nor "
-            "an open_clip local-dir). Pass the folder `zsrbench train --out` wrote (open_clip_config.json, "
-            "open_clip_model.safetensors, manifest.json), or a visual-encoder checkpoint file."
-        )
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ZsrError(f"{cfg_path} is not readable JSON ({short_error(exc)}); restore it, or re-run `zsrbench train` "
-                       "to write the folder again.") from exc
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_cfg"), dict):
-        raise ZsrError(f"{cfg_path} has no 'model_cfg' (the open_clip architecture); restore it, or re-run "
-                       "`zsrbench train` to write the folder again.")
-
-
-def folder_weights(folder: Path) -> Path:
-    """The weights file open_clip loads from a ``local-dir`` folder (a folder without one is refused: open_clip
-    would silently build a randomly initialised model)."""
-    from open_clip.factory import _find_checkpoint_in_dir
-
-    with _QuietRootLogger():
-        found = _find_checkpoint_in_dir(folder)
-    if found is None:
-        raise ZsrError(f"Model folder {folder} holds open_clip_config.json but no weights file (.safetensors, .bin "
-                       "or .pth). Copy the weights next to the config, or re-run `zsrbench train`.")
-    return Path(found)
 
 
 def _weights_source(oc: Any, arch: str, schema: str | None, pretrained: str | None) -> tuple[str | None, Path | None]:
@@ -494,24 +322,6 @@ def extract_visual_state(obj: Any, path: str | Path | None = None) -> dict[str, 
     if any(k.startswith("visual.") for k in state):
         state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
     return state
-
-
-def _show(keys: Sequence[str]) -> str:
-    return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-
-
-def check_state_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: Path) -> None:
-    """Keys and shapes of ``state`` must be those of ``own`` exactly (a strict load)."""
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    parts = [f"{what}: {_show(keys)}" for what, keys in
-             (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", mismatched)) if keys]
-    if parts:
-        raise ZsrError(
-            f"Checkpoint {path} does not fit the visual encoder of this architecture ({'; '.join(parts)}). "
-            "Check --model matches the architecture the checkpoint was trained with."
-        )
 
 
 def _verify_digest(path: Path, expected_sha256: str | None) -> str:

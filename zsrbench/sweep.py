@@ -275,7 +275,7 @@ def _file_sha(path: str) -> str:
 
 def measured_keys(jobs: Sequence[Job]) -> set[SkipKey]:
     """The keys of ``jobs`` that a measured entry of their leaderboard already holds."""
-    from zsrbench.leaderboard.store import load_store
+    from zsrbench.leaderboard.reading import load_store
 
     found: set[SkipKey] = set()
     for root, protocol in {(j.cfg.leaderboard_dir, j.key.protocol) for j in jobs}:

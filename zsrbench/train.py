@@ -281,7 +281,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def _read_train_checkpoint(path: Path) -> dict[str, Any]:
     """The state a training checkpoint holds (read with weights_only=True); a damaged one is a ZsrError."""
-    from zsrbench.models import TORCH_LOAD_ERRORS, short_error
+    from zsrbench.weights_io import TORCH_LOAD_ERRORS, short_error
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

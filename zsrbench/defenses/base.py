@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from zsrbench.errors import ZsrError
-from zsrbench.models import CLIPParts, build_clip, check_model_folder, check_sha256_text, sha256_file
+from zsrbench.models import CLIPParts, build_clip, sha256_file
+from zsrbench.weights_io import check_model_folder, check_sha256_text
 
 TECOA_TEMPLATE = "This is a photo of a {}"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

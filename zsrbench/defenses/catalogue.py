@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from zsrbench.errors import ZsrError
-from zsrbench.models import CLIPParts, build_clip, cache_dir, check_sha256_text, sha256_file
+from zsrbench.models import CLIPParts, build_clip, cache_dir, sha256_file
+from zsrbench.weights_io import check_sha256_text
 
 CONFIG_FILE = "open_clip_config.json"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")

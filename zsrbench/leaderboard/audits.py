@@ -11,8 +11,10 @@ from typing import Any
 
 import zsrbench
 from zsrbench.errors import ZsrError
+from zsrbench.leaderboard.entries import now_utc
+from zsrbench.leaderboard.reading import Previous, _previous
 from zsrbench.leaderboard.schema import LeaderboardEntry
-from zsrbench.leaderboard.store import Previous, _previous, _taken_numbers, _write_revision, now_utc, writing_entry
+from zsrbench.leaderboard.store import _taken_numbers, _write_revision, writing_entry
 
 
 def _audit_content(entry: LeaderboardEntry) -> Any:

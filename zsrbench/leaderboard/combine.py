@@ -15,7 +15,8 @@ import numpy as np
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.schema import DatasetMeasurement, Flags, LeaderboardEntry, MeasuredData
 from zsrbench.leaderboard.records import metrics_from_flags
-from zsrbench.leaderboard.store import LoadedEntry, measured_slug, read_flags_ref
+from zsrbench.leaderboard.entries import measured_slug
+from zsrbench.leaderboard.reading import LoadedEntry, read_flags_ref
 
 
 class SampleMismatch(ZsrError):

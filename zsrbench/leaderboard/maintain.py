@@ -26,11 +26,11 @@ from typing import Any, Sequence
 
 import zsrbench
 from zsrbench.errors import ZsrError
+from zsrbench.leaderboard.entries import entry_dirs, measurement, now_utc, rev_name, sha256_hex
+from zsrbench.leaderboard.reading import _previous
 from zsrbench.leaderboard.records import parse_record
 from zsrbench.leaderboard.schema import DatasetMeasurement, FileRef, LeaderboardEntry
-from zsrbench.leaderboard.store import (
-    _previous, _taken_numbers, _write_revision, entry_dirs, locked, measurement, now_utc, rev_name, sha256_hex,
-)
+from zsrbench.leaderboard.store import _taken_numbers, _write_revision, locked
 from zsrbench.leaderboard.validate import _LOCAL_IN_TEXT, is_machine_local, local_paths
 
 # the default cache (zsrbench.models.cache_dir without $ZSRBENCH_CACHE) as it appears in other machines' paths

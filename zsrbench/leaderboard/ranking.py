@@ -33,8 +33,9 @@ from zsrbench import stats
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import tables as T
 from zsrbench.leaderboard.combine import Combined, FlagsCache, SampleMismatch, suite_order, worst_over_all
+from zsrbench.leaderboard.entries import rev_name
+from zsrbench.leaderboard.reading import LoadedEntry, history
 from zsrbench.leaderboard.schema import AuditData, LeaderboardEntry
-from zsrbench.leaderboard.store import LoadedEntry, history, rev_name
 
 AuditKey = tuple[str, int, str, "str | None"]  # protocol name, protocol version, model id, ε text
 MASKING = "gradient masking"
@@ -318,7 +319,7 @@ class Comparison:
 
 def load_named(root: str | Path, name: str) -> LoadedEntry:
     """The entry ``name`` resolves to (as ``zsrbench show`` resolves it), at the revision asked for or the newest."""
-    from zsrbench.leaderboard.store import resolve_entry
+    from zsrbench.leaderboard.reading import resolve_entry
 
     edir, revision = resolve_entry(root, name)
     hist = history(edir)

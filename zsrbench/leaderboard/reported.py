@@ -25,13 +25,13 @@ from typing import Iterable, Sequence
 
 import zsrbench
 from zsrbench.errors import ZsrError
+from zsrbench.leaderboard.entries import entry_dirs, now_utc, reported_slug
+from zsrbench.leaderboard.reading import _previous
 from zsrbench.leaderboard.records import slug
 from zsrbench.leaderboard.schema import (
     EntryModel, EntryProtocol, LeaderboardEntry, ReportedData, ReportedNumbers,
 )
-from zsrbench.leaderboard.store import (
-    _previous, _taken_numbers, _write_revision, add_reported, entry_dirs, locked, now_utc, reported_slug,
-)
+from zsrbench.leaderboard.store import _taken_numbers, _write_revision, add_reported, locked
 
 # the zsrbench attack suite a printed attack name corresponds to (same attack and settings)
 SUITE_OF = {"pgd100": "pgd", "cw100": "cw", "none": "none"}

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Sequence
 from zsrbench import stats
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.combine import suite_order
+from zsrbench.leaderboard.entries import rev_name
+from zsrbench.leaderboard.reading import LoadedEntry
 from zsrbench.leaderboard.schema import AuditData, DatasetMeasurement, EntryProtocol, LeaderboardEntry, ReportedNumbers
-from zsrbench.leaderboard.store import LoadedEntry, rev_name
 
 if TYPE_CHECKING:
     from zsrbench.leaderboard.combine import FlagsCache

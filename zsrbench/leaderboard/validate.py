@@ -33,9 +33,9 @@ from pydantic import BaseModel
 
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import atomic
+from zsrbench.leaderboard.entries import REV_DIR_RE, REV_FILE_RE, check_flags, read_entry, revision_files
 from zsrbench.leaderboard.records import flags_from_bytes, parse_record
 from zsrbench.leaderboard.schema import LeaderboardEntry, ResultRecord
-from zsrbench.leaderboard.store import REV_DIR_RE, REV_FILE_RE, check_flags, read_entry, revision_files
 
 MEAN_TOL = 1e-4  # per_dataset_mean is stored rounded to 4 decimals
 
