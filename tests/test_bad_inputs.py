@@ -266,10 +266,11 @@ def _eurosat_with_a_broken_image(root: Path) -> Path:
     return broken
 
 
-def test_a_broken_image_mid_dataset_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])  # in this process, and in a rank of two (the error crosses over)
+def test_a_broken_image_mid_dataset_is_a_clear_error(tmp_path, jobs):
     broken = _eurosat_with_a_broken_image(tmp_path / "data")
     res = runner.invoke(app, [*EUROSAT_RUN, "--data-root", str(tmp_path / "data"), "--results-dir",
-                              str(tmp_path / "results")])
+                              str(tmp_path / "results"), "--batch-size", "4", "--jobs", jobs])
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert broken.name in text and "--skip-broken-images" in text

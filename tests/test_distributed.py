@@ -155,6 +155,12 @@ def test_kill_9_mid_dataset_resumes_from_its_finished_units(tmp_path):
     proc.wait()
     finished = len(list(out.rglob("u*.npz")))
     assert 3 <= finished < 12 and not list(out.rglob("*.json"))  # killed in the middle of the dataset
+    from typer.testing import CliRunner
+
+    from zsrbench.cli import app
+
+    checked = CliRunner().invoke(app, ["validate", str(out)])
+    assert checked.exit_code == 0 and "with --resume to complete it" in " ".join(checked.output.split())
     resumed = subprocess.run([sys.executable, "-m", "zsrbench", *args, "--resume", "--results-dir", str(out)],
                              env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr

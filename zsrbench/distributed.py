@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from zsrbench.run_config import RunConfig
 
 ENV_VAR = "ZSRBENCH_JOBS"
+JOBS_RANK = "ZSRBENCH_JOBS_RANK"  # set in the ranks `--jobs` starts (their launching process already reported)
 MEMORY_FACTOR = 8  # a rank needs about this many times its model's bytes (weights, activations, attack state)
 
 
@@ -222,17 +224,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rank_entry(cfg: "RunConfig", threads: int, verbose: bool, progress: bool) -> list[str]:
-    """What each rank started by :func:`launch_local` runs: the same run, as one rank of the group."""
+def _rank_entry(cfg: "RunConfig", threads: int, verbose: bool, progress: bool, errors: str) -> list[str]:
+    """What each rank started by :func:`launch_local` runs: the same run, as one rank of the group. A user error
+    is left in ``errors`` (a folder) for the launching process to show, then the rank fails."""
     from zsrbench.runner import run
 
     torch.set_num_threads(threads)
+    os.environ[JOBS_RANK] = "1"
     log = print if verbose and launched().main else None
-    return [str(r.path) for r in run(cfg, progress=progress, log=log)]
+    try:
+        return [str(r.path) for r in run(cfg, progress=progress, log=log)]
+    except ZsrError as exc:
+        Path(errors, f"rank{launched().rank}.txt").write_text(str(exc))
+        raise
 
 
 def launch_local(cfg: "RunConfig", jobs: int, *, verbose: bool, progress: bool) -> list[str]:
     """Run ``cfg`` as ``jobs`` ranks on this machine (torch's elastic launch); rank 0's record paths."""
+    import logging
+    import tempfile
+
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -240,27 +251,21 @@ def launch_local(cfg: "RunConfig", jobs: int, *, verbose: bool, progress: bool) 
                           rdzv_endpoint=f"127.0.0.1:{_free_port()}", run_id=f"zsrbench-{os.getpid()}",
                           max_restarts=0, monitor_interval=0.2, start_method="spawn")
     threads = max(1, usable_cores() // jobs)
-    try:
-        out = elastic_launch(config, _recorded_entry)(replace(cfg, jobs=1), threads, verbose, progress)
-    except ChildFailedError as exc:
-        raise ZsrError(_failure_text(exc)) from None
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # failures are reported below
+    with tempfile.TemporaryDirectory(prefix="zsrbench-ranks-") as errors:
+        try:
+            out = elastic_launch(config, _rank_entry)(replace(cfg, jobs=1), threads, verbose, progress, errors)
+        except ChildFailedError as exc:
+            raise ZsrError(_failure_text(exc, Path(errors))) from None
     return list(out[0])
 
 
-def _recorded_entry(*args: Any) -> list[str]:
-    """:func:`_rank_entry`, with a rank's error written where the launching process can read it."""
-    from torch.distributed.elastic.multiprocessing.errors import record
-
-    return record(_rank_entry)(*args)
-
-
-def _failure_text(exc: Any) -> str:
+def _failure_text(exc: Any, errors: Path) -> str:
+    """The first rank's user error when one had one, else what the launcher says of the first failed rank."""
+    kept = "Units finished before the failure are kept: fix the cause and run the same command with --resume."
+    told = sorted(errors.glob("rank*.txt"))
+    if told:
+        return f"{told[0].read_text().rstrip()} ({kept})"
     rank, failure = exc.get_first_failure()
-    msg = failure.message
-    if isinstance(msg, dict):
-        msg = msg.get("message", msg)
-        msg = msg.get("message", msg) if isinstance(msg, dict) else msg
-    text = str(msg).strip().splitlines()
-    last = text[-1] if text else "no message"
-    return (f"Rank {rank} of the --jobs processes failed: {last.split(': ', 1)[-1] if 'ZsrError' in last else last}. "
-            "Units finished before the failure are kept: run the same command with --resume to continue.")
+    lines = str(failure.message).strip().splitlines()
+    return f"Rank {rank} of the --jobs processes failed: {lines[-1] if lines else 'no message'}. {kept}"

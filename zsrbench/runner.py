@@ -7,6 +7,7 @@ flags go to a sidecar next to each record.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -100,7 +101,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     plan = make_plan(cfg)
     set_matmul_precision(cfg.precision)
     world = distributed.launched()
-    if plan.subset and log and world.main:
+    if plan.subset and log and world.main and not os.environ.get(distributed.JOBS_RANK):  # (--jobs: said once)
         log(f"evaluating the '{plan.subset}' subset of {plan.protocol.name}: {plan.n_samples} seeded samples per "
             "dataset (wider intervals; such entries are not ranked). --subset full evaluates the full test sets "
             "rankings use.")
@@ -410,7 +411,8 @@ def _resumable(plan: Plan, mid: str, dataset: str, indices: Sequence[int]) -> Da
 
 
 def progress_display(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
 
     class Rate(TextColumn):
         def __init__(self) -> None:
@@ -424,4 +426,4 @@ def progress_display(enabled: bool):
             return Text(f"{speed:.1f} img/s" if speed else "- img/s")
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    Rate(), TimeElapsedColumn(), disable=not enabled, transient=False)
+                    Rate(), TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False)

@@ -446,6 +446,11 @@ def validate_path(path: str | Path) -> Report:
                        "(`zsrbench validate leaderboards`).")
     run = _Run(root)
     for p in [root] if root.is_file() else walk(root, run.report):
+        if ".units" in p.parts[len(root.parts):-1] or p.name.endswith(".units"):
+            if p.name.endswith(".units"):  # an evaluation stopped before all of its units were done
+                run.add(p, "the finished work units of an evaluation that was stopped before its end; run the same "
+                        "`zsrbench run` command with --resume to complete it (or delete the folder)", level="warning")
+            continue
         why = leftover(p, run.refs)
         if why is not None:
             run.report.checked += 1
