@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Import the published numbers of ``../shared/data/reported/*.csv`` as *reported* leaderboard entries.
+"""Import the published numbers of ``zsrbench/reported_data/*.csv`` as *reported* leaderboard entries.
 
-    python scripts/import_reported.py [--csv-dir ../shared/data/reported] [--leaderboard-dir leaderboards]
+    python scripts/import_reported.py [--csv-dir zsrbench/reported_data] [--leaderboard-dir leaderboards]
 
-The output under ``leaderboards/<protocol>/reported__*`` is committed, so installed users (who have no
-``../shared``) see the reported rows too. Re-running with unchanged CSVs adds nothing; a corrected number adds a
+The CSVs ship inside the package (installed users' tables build the same entries in memory); the output under
+``leaderboards/<protocol>/reported__*`` is committed, so the checkout's history of every number is kept. Re-running with unchanged CSVs adds nothing; a corrected number adds a
 new revision of its entry (the old one stays, see ``zsrbench history``); an entry the corrected CSVs no longer
 produce gets a new revision marking it withdrawn (tables leave it out, its history stays).
 """
@@ -25,7 +25,8 @@ from zsrbench.leaderboard.store import read_entry  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--csv-dir", type=Path, default=REPO.parent / "shared" / "data" / "reported")
+    ap.add_argument("--csv-dir", type=Path, default=None,
+                    help="folder of the CSVs (default: the ones shipped in the package, zsrbench/reported_data)")
     ap.add_argument("--leaderboard-dir", type=Path, default=REPO / "leaderboards")
     args = ap.parse_args(argv)
     try:

@@ -164,7 +164,7 @@ def test_kill_9_mid_dataset_resumes_from_its_finished_units(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "zsrbench", *args, "--resume", "--results-dir", str(out)],
                              env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    text = " ".join(resumed.stdout.split())
+    text = " ".join((resumed.stdout + resumed.stderr).split())  # progress lines are on standard error
     taken = int(text.split(" of 12 units already evaluated")[0].rsplit(" ", 1)[-1])
     assert taken == finished  # every unit on disk at the kill was reused: only the one in flight is redone
     _same_flags(_flags(tmp_path / "ref"), _flags(out))

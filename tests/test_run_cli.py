@@ -127,9 +127,12 @@ def test_plugin_from_examples_registers_and_runs(tmp_path):
     """The example plugin, installed by pip, shows up in `zsrbench list` and runs with `zsrbench run`."""
     root = Path(__file__).resolve().parents[1]
     target = tmp_path / "site"
+    src = tmp_path / "src"  # built from a copy: no build/ or *.egg-info left in the repository
+    shutil.copytree(root / "examples" / "zsrbench-example-plugin", src,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
-         str(target), str(root / "examples" / "zsrbench-example-plugin")],
+         str(target), str(src)],
         capture_output=True, text=True,
     )
     assert pip.returncode == 0, pip.stderr

@@ -11,10 +11,12 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from zsrbench.cli_common import console, err_console, fail, user_errors  # noqa: F401
+from zsrbench import paths
+from zsrbench.cli_common import ZsrGroup, console, err_console, fail, info, setup_logging, user_errors  # noqa: F401
 from zsrbench.errors import ZsrError
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, invoke_without_command=True,
+app = typer.Typer(cls=ZsrGroup, rich_markup_mode=None, no_args_is_help=False, invoke_without_command=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Zero-shot adversarial robustness benchmark for CLIP-like models.")
 def _default_protocol() -> str:
     from zsrbench.registry import PROTOCOLS, load_builtins
@@ -29,9 +31,24 @@ def _csv(value: Optional[str]) -> Optional[tuple[str, ...]]:
     return tuple(v.strip() for v in value.split(",") if v.strip())  # () when given but naming nothing (refused)
 
 
+def _version(value: bool) -> None:
+    if value:
+        import zsrbench
+
+        typer.echo(f"zsrbench {zsrbench.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also print debugging lines"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings and errors (no progress lines)"),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="print zsrbench's version and exit"),
+) -> None:
     """With no command, `zsrbench` runs the default evaluation (`zsrbench run`)."""
+    setup_logging(verbose=verbose, quiet=quiet)
     if ctx.invoked_subcommand is None:
         ctx.invoke(run_cmd)
 
@@ -41,17 +58,21 @@ def _root(ctx: typer.Context) -> None:
 def run_cmd(
     defense: str = typer.Option("clip", "--defense", "-d", help="defense to evaluate (zsrbench list defenses)"),
     attack: str = typer.Option("pgd", "--attack", "-a", help="attack or comma-separated suite, e.g. pgd,cw"),
-    eps: Optional[float] = typer.Option(None, "--eps", help="ε in units of 1/255 (default: the protocol's)"),
-    step: Optional[float] = typer.Option(None, "--step", help="PGD/CW step size in units of 1/255"),
+    eps: Optional[str] = typer.Option(None, "--eps", help="ε: 4 (units of 1/255), 4/255 or 0.0157 (default: the protocol's)"),
+    step: Optional[str] = typer.Option(None, "--step", help="PGD/CW step size, written like --eps (1, 1/255)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="PGD/CW iterations"),
     restarts: Optional[int] = typer.Option(None, "--restarts", help="PGD/CW random restarts"),
     eot: Optional[int] = typer.Option(None, "--eot", help="PGD/CW: average each step's gradient over N forward "
                                       "passes (EOT, for randomised defenses; default 1 = plain PGD)"),
     kappa: Optional[float] = typer.Option(None, "--kappa", help="CW margin κ"),
     criterion: Optional[str] = typer.Option(None, "--criterion", help="PGD/CW success criterion: last | any"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="an attack parameter "
+                                             "(repeatable), read by its declared type: every attack of the suite "
+                                             "that has KEY, or ATTACK.KEY=VALUE for one (e.g. --set n_iter=20, "
+                                             "--set cw.steps=50)"),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: micro)"),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="comma-separated subset of the protocol's datasets"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets, or a template such as /data/{dataset}"),
     download: bool = typer.Option(False, "--download", help="let torchvision download missing datasets"),
     skip_broken_images: bool = typer.Option(False, "--skip-broken-images", help="leave out images that do not "
                                             "decode (listed in the record) instead of stopping at the first"),
@@ -69,24 +90,29 @@ def run_cmd(
     precision: str = typer.Option("fp32", "--precision", help="fp32 (exact, the default) | tf32 | bf16 | fp16 "
                                   "(recorded; anything but fp32 is a variant of the protocol)"),
     compile_: bool = typer.Option(False, "--compile", help="run the classifier through torch.compile (recorded)"),
-    results_dir: str = typer.Option("results", "--results-dir", help="where result records are written"),
-    leaderboard_dir: str = typer.Option("leaderboards", "--leaderboard-dir", help="the versioned leaderboard"),
+    results_dir: str = typer.Option(..., "--results-dir", default_factory=lambda: str(paths.results_dir()), show_default=False,
+                                    help="where result records are written (default: $ZSRBENCH_HOME/results, else ./results)"),
+    leaderboard_dir: str = typer.Option(..., "--leaderboard-dir", default_factory=lambda: str(paths.leaderboard_dir()),
+                                        show_default=False, help="the versioned leaderboard (default: "
+                                        "$ZSRBENCH_HOME/leaderboards, else ./leaderboards)"),
     no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="write result records only"),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: evaluate every N-th dataset from the K-th (0-based), for N processes"),
     resume: bool = typer.Option(False, "--resume", help="skip datasets already evaluated with the same settings"),
     jobs: str = typer.Option("auto", "--jobs", "-j", help="local processes sharing the run's work units (torch.distributed "
                              "ranks): N or auto (one per core on CPU, 1 on GPU; $ZSRBENCH_JOBS overrides auto); "
                              "for several GPUs or machines start the run with torchrun"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no progress lines"),
 ) -> None:
     """Evaluate a defense under an attack suite and write per-dataset result records."""
     from zsrbench.distributed import parse_jobs
+    from zsrbench.eps import parse_eps
     from zsrbench.runner import RunConfig, run
 
     cfg = RunConfig(
-        defense=defense, protocol=protocol or _default_protocol(), attacks=_csv(attack) or (), eps=eps,
-        attack_params={"step": step, "steps": steps, "restarts": restarts, "eot": eot, "kappa": kappa,
-                       "criterion": criterion},
+        defense=defense, protocol=protocol or _default_protocol(), attacks=_csv(attack) or (), eps=parse_eps(eps),
+        attack_params=_attack_params(attack, sets, {"step": parse_eps(step, "--step"), "steps": steps,
+                                                    "restarts": restarts, "eot": eot, "kappa": kappa,
+                                                    "criterion": criterion}),
         model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
         trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
         skip_broken_images=skip_broken_images,
@@ -95,8 +121,33 @@ def run_cmd(
         results_dir=results_dir, leaderboard_dir=None if no_leaderboard else leaderboard_dir, resume=resume,
         shard=_shard(shard), jobs=parse_jobs(jobs),
     )
-    results = run(cfg, progress=not quiet, log=None if quiet else console.print)
+    import logging
+
+    if quiet:
+        setup_logging(quiet=True)
+    quiet = quiet or logging.getLogger("zsrbench").level >= logging.WARNING  # `zsrbench -q run`: no bars either
+    results = run(cfg, progress=not quiet, log=info)
     show_results(results)
+    _say_average(results, cfg.protocol)
+
+
+def _say_average(results: list[Any], protocol: str) -> None:
+    from zsrbench.protocols import get_protocol
+    from zsrbench.run_summary import average_line
+
+    proto = get_protocol(protocol)
+    line = average_line([r.record for r in results], proto.normalised_average, proto.train_dataset)
+    if line:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _attack_params(attack: str, sets: Optional[list[str]], options: dict[str, Any]) -> dict[str, Any]:
+    """The attack parameters of `run`: its own options (--steps ...) and the --set KEY=VALUE items."""
+    if not sets:
+        return options
+    from zsrbench.run_config import parse_attack_sets
+
+    return {**options, **parse_attack_sets(_csv(attack) or (), sets, given=options)}
 
 
 def _shard(value: Optional[str]) -> Optional[tuple[int, int]]:
@@ -129,15 +180,15 @@ def bench_cmd(
                                           "`zsrbench run` loads it (default: clip, unless only --model is given)"),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol of the defense (default: micro)"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="protocol dataset (default: the protocol's first)"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets, or a template such as /data/{dataset}"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="architecture; alone: on random images"),
     pretrained: Optional[str] = typer.Option(None, "--pretrained"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)"),
     n_images: int = typer.Option(128, "--n-images"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="default: the protocol's, or 64"),
     steps: int = typer.Option(100, "--steps", help="PGD steps"),
-    eps: float = typer.Option(1.0, "--eps", help="ε in units of 1/255"),
-    step: float = typer.Option(1.0, "--step", help="PGD step in units of 1/255"),
+    eps: str = typer.Option("1", "--eps", help="ε: 1 (units of 1/255), 1/255 or 0.0039"),
+    step: str = typer.Option("1", "--step", help="PGD step, written like --eps"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | tf32 | bf16 | fp16"),
     repeats: int = typer.Option(1, "--repeats", help="best of N interleaved measurements"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="random images' size (--model alone)"),
@@ -149,11 +200,12 @@ def bench_cmd(
     import json
 
     from zsrbench.bench import as_dict, run_benchmark
+    from zsrbench.eps import parse_eps
     from zsrbench.run_config import check_device
 
     res = as_dict(run_benchmark(
         defense=defense, protocol=protocol, dataset=dataset, model=model, pretrained=pretrained, data_root=data_root,
-        device=check_device(device), n_images=n_images, batch_size=batch_size, steps=steps, eps=eps, step=step,
+        device=check_device(device), n_images=n_images, batch_size=batch_size, steps=steps, eps=parse_eps(eps), step=parse_eps(step, "--step"),
         precision=precision, image_size=image_size, seed=seed, repeats=repeats))
     if out:
         from pathlib import Path
@@ -193,34 +245,25 @@ def list_cmd(what: str = typer.Argument("defenses", help="defenses | attacks | d
     console.print(table)
 
 
-def _mount_optional() -> None:
-    """Mount the command groups that live in their own modules."""
-    try:
-        from zsrbench.cli_data import data_app
+def _mount_commands() -> None:
+    """Mount the commands that live in their own modules (each module's ``register(app)``)."""
+    from zsrbench.cli_data import data_app
+    from zsrbench.cli_pretrain import pretrain
+    from zsrbench.cli_train import train
 
-        app.add_typer(data_app, name="data")
-    except ImportError:  # pragma: no cover
-        pass
-    for module, attr in (("zsrbench.cli_train", "train"), ("zsrbench.cli_pretrain", "pretrain")):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ImportError:  # pragma: no cover
-            continue
-        app.command(attr)(user_errors(getattr(mod, attr)))
-    try:
-        from zsrbench.cli_leaderboard import register
-
-        register(app)
-        __import__("zsrbench.cli_maintain", fromlist=["register"]).register(app)  # migrate-paths
-    except ImportError:  # pragma: no cover
-        pass
-    from zsrbench.cli_audit import register as register_audit
-
-    register_audit(app)
-    __import__("zsrbench.cli_sweep", fromlist=["register"]).register(app)  # sweep GRID.toml
+    app.add_typer(data_app, name="data")
+    app.command("train")(user_errors(train))
+    app.command("pretrain")(user_errors(pretrain))
+    for module in ("cli_leaderboard",  # table, compare, show, history, validate
+                   "cli_maintain",  # migrate-paths
+                   "cli_audit",  # audit
+                   "cli_sweep",  # sweep GRID.toml
+                   "cli_figures",  # attention, plot eps|tradeoff|bars
+                   "cli_site"):  # site OUT: the static website
+        __import__(f"zsrbench.{module}", fromlist=["register"]).register(app)
 
 
-_mount_optional()
+_mount_commands()
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zsrbench.cli_common import console, user_errors
+from zsrbench import paths
+from zsrbench.cli_common import console, info, user_errors
 from zsrbench.errors import ZsrError
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
@@ -23,14 +24,14 @@ def audit(
     defense: str = typer.Option("clip", "--defense", "-d", help="defense to audit (zsrbench list defenses)"),
     entry: Optional[str] = typer.Option(None, "--entry", help="audit the model of this leaderboard entry instead"),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: micro)"),
-    eps: Optional[float] = typer.Option(None, "--eps", help="ε in units of 1/255 (default: the protocol's)"),
+    eps: Optional[str] = typer.Option(None, "--eps", help="ε: 4 (units of 1/255), 4/255 or 0.0157 (default: the protocol's)"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="open_clip architecture, hf-hub:…, local-dir:…"),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="open_clip pretrained tag"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="visual-encoder checkpoint, folder or catalogue name"),
     checkpoint_sha256: Optional[str] = typer.Option(None, "--checkpoint-sha256", help="expected sha256 of --checkpoint"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="allow pickled objects in the checkpoint"),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="comma-separated subset of the protocol's datasets"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets, or a template such as /data/{dataset}"),
     n_samples: Optional[int] = typer.Option(None, "--n-samples", help="seeded samples per dataset (default: the "
                                             "protocol's quick subset, else 256)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed for sample selection and attacks"),
@@ -38,7 +39,9 @@ def audit(
     eot: int = typer.Option(10, "--eot", help="gradient samples per step when the model is randomised"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="batch (default: the protocol's)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)"),
-    leaderboard_dir: str = typer.Option("leaderboards", "--leaderboard-dir", help="the versioned leaderboard"),
+    leaderboard_dir: str = typer.Option(..., "--leaderboard-dir", default_factory=lambda: str(paths.leaderboard_dir()),
+                                        show_default=False, help="the versioned leaderboard (default: "
+                                        "$ZSRBENCH_HOME/leaderboards, else ./leaderboards)"),
     no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="print the audit only, record nothing"),
     json_: bool = typer.Option(False, "--json", help="print the audit as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
@@ -47,17 +50,18 @@ def audit(
     transfer consistency. Exit 0 when no check fails, 1 when one does."""
     from zsrbench.audit_runner import AuditConfig, run_audit
     from zsrbench.cli import _csv, _default_protocol
+    from zsrbench.eps import parse_eps
     from zsrbench.runner import RunConfig
 
-    run = RunConfig(defense=defense, protocol=protocol or _default_protocol(), attacks=("pgd",), eps=eps, model=model,
-                    pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
+    run = RunConfig(defense=defense, protocol=protocol or _default_protocol(), attacks=("pgd",), eps=parse_eps(eps),
+                    model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
                     trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, seed=seed,
                     device=device, leaderboard_dir=None if no_leaderboard else leaderboard_dir)
     expected_id = None
     if entry is not None:
         run, expected_id = _from_entry(run, entry, leaderboard_dir, explicit=protocol is not None or eps is not None)
     cfg = AuditConfig(run=run, n_samples=n_samples, square_queries=square_queries, eot=eot, batch_size=batch_size)
-    result = run_audit(cfg, log=None if quiet or json_ else console.print)
+    result = run_audit(cfg, log=None if quiet or json_ else info)
     if expected_id is not None and result.entry.model.id != expected_id:
         raise ZsrError(f"The model rebuilt for entry '{entry}' is {result.entry.model.id}, not the entry's "
                        f"{expected_id}; pass its --checkpoint (and --model) to audit it.")

@@ -16,18 +16,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zsrbench.cli_common import user_errors
+from zsrbench import paths
+from zsrbench.cli_common import make_console, user_errors
 from zsrbench.errors import ZsrError
 
-DEFAULT_LEADERBOARD = "leaderboards"
+DEFAULT_LEADERBOARD = "$ZSRBENCH_HOME/leaderboards, else ./leaderboards"  # as help text (zsrbench.paths)
 
 
 def _console() -> Console:
-    return Console()
+    return make_console()
 
 
 def _err() -> Console:
-    return Console(stderr=True)
+    return make_console(stderr=True)
 
 
 _errors = user_errors
@@ -45,6 +46,10 @@ def _warn(text: str) -> None:
     _err().print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
+def _note(text: str) -> None:
+    _err().print(f"[dim]note:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
 FORMATS = ("markdown", "csv", "latex", "html", "json")
 
 
@@ -58,7 +63,8 @@ def table(
     html_: bool = typer.Option(False, "--html", help="print a self-contained HTML page (sortable columns)"),
     json_: bool = typer.Option(False, "--json", help="print JSON"),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="tabulate raw results instead of a leaderboard"),
-    leaderboard_dir: Optional[Path] = typer.Option(None, "--leaderboard-dir", help=f"leaderboard (default: {DEFAULT_LEADERBOARD})"),
+    leaderboard_dir: Optional[Path] = typer.Option(None, "--leaderboard-dir", help=f"leaderboard (default: {DEFAULT_LEADERBOARD}; "
+                                                   "published numbers shipped with zsrbench fill in protocols it has none of)"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="an earlier state: a date/time (UTC) or a revision (r0002)"),
     worst_of: Optional[str] = typer.Option(None, "--worst-of", help="worst case of suites from per-sample flags, e.g. pgd,cw"),
     metric: str = typer.Option("both", "--metric", help="robust | clean | both"),
@@ -68,7 +74,7 @@ def table(
 ) -> None:
     """Leaderboard tables: first the ranking (worst case over every suite, ranking rules, significance groups),
     then one table per attack suite; columns = datasets + averages, each with its 95% interval."""
-    from zsrbench.leaderboard import combine, render, store, tables
+    from zsrbench.leaderboard import combine, reading, render, store, tables
 
     fmts = [f for f, on in zip(FORMATS, (markdown, csv_, latex, html_, json_)) if on]
     if len(fmts) > 1:
@@ -85,9 +91,11 @@ def table(
     if results_dir is not None:
         view = store.entries_from_results(results_dir, protocol)
     else:
-        view = store.load_store(leaderboard_dir or Path(DEFAULT_LEADERBOARD), protocol, store.parse_as_of(as_of))
+        view = reading.load_leaderboard(leaderboard_dir, protocol, store.parse_as_of(as_of), reported=not no_reported)
     for path, reason in view.problems:
         _warn(f"{path}: {reason} — not shown; run `zsrbench validate` (nothing was changed)")
+    for note in view.notes:
+        _note(note)
     if protocol is not None and not any(le.entry.protocol.name == protocol for le in view.entries):
         _known_protocol(protocol)
     warnings: list[str] = []
@@ -146,20 +154,22 @@ def _fmt_pct(x: float | None) -> str:
 
 def show(
     entry: str = typer.Argument(..., help="entry slug (or a unique part of it, protocol/slug, a path); @r0002 for a revision"),
-    leaderboard_dir: Path = typer.Option(Path(DEFAULT_LEADERBOARD), "--leaderboard-dir", help="the leaderboard"),
+    leaderboard_dir: Path = typer.Option(..., "--leaderboard-dir", default_factory=paths.leaderboard_dir,
+                                      show_default=False, help=f"the leaderboard (default: {DEFAULT_LEADERBOARD})"),
     json_: bool = typer.Option(False, "--json", help="print the entry and its records as JSON"),
 ) -> None:
     """Everything behind a number: settings, checkpoint, samples, environment, revisions."""
     from zsrbench.leaderboard import records, store
 
-    edir, revision = store.resolve_entry(leaderboard_dir, entry)
-    hist = store.history(edir)
+    edir, revision, hist = _locate(leaderboard_dir, entry)
     pick = [h for h in hist if revision is None or h[0] == revision]
     if not pick:
-        raise ZsrError(f"{edir.name} has no revision {revision}; it has {', '.join(store.rev_name(n) for n, _, _ in hist)}.")
+        name = edir.name if edir is not None else hist[0][2].entry
+        raise ZsrError(f"{name} has no revision {revision}; it has {', '.join(store.rev_name(n) for n, _, _ in hist)}.")
     n, path, e = pick[-1]
     if isinstance(e, ZsrError):
         raise ZsrError(f"{e} (run `zsrbench validate {path}`)")
+    shipped = edir is None  # published numbers shipped with zsrbench, built in memory
     recs: dict[str, Any] = {}
     if e.measured is not None:
         for ds, m in e.measured.datasets.items():
@@ -180,7 +190,9 @@ def show(
     kv.add_column(style="bold", no_wrap=True)
     kv.add_column(overflow="fold")
     rows: list[tuple[str, str]] = [
-        ("file", str(path)), ("revision", f"{store.rev_name(n)} of {len(hist)}"), ("created", e.created_at),
+        ("file", f"{path} (shipped with zsrbench, read in memory: {leaderboard_dir} holds no reported entries of "
+                 f"{e.protocol.name})" if shipped else str(path)),
+        ("revision", f"{store.rev_name(n)} of {len(hist)}"), ("created", "–" if shipped else e.created_at),
         ("protocol", f"{e.protocol.name} v{e.protocol.version} ({len(e.protocol.datasets)} datasets"
                      f"{', train: ' + e.protocol.train_dataset if e.protocol.train_dataset else ''}"
                      f"{', normalised averages' if e.protocol.normalised_average else ''})"),
@@ -190,7 +202,7 @@ def show(
                        ("checkpoint sha256", e.model.checkpoint_sha256), ("model description", e.model.description)):
         if val:
             rows.append((label, val))
-    rows += [("written by", f"zsrbench {e.zsrbench_version}"), ("digest", e.digest)]
+    rows += [("written by", f"zsrbench {e.zsrbench_version}"), ("digest", e.digest or "– (not written to a file)")]
     if e.previous:
         rows.append(("previous", f"{e.previous.file} (sha256 {e.previous.sha256[:16]}…)"))
     if e.measured is not None:
@@ -256,7 +268,28 @@ def show(
         from zsrbench.cli_audit import print_audit
 
         print_audit(e, c)
-    _print_history(c, hist, title="revisions")
+    if not shipped:
+        _print_history(c, hist, title="revisions")
+
+
+def _locate(leaderboard_dir: Path, name: str) -> tuple[Path | None, int | None, list[tuple[int, Path, Any]]]:
+    """The folder of the entry ``name`` names, the revision asked for and all its revisions; the folder is None
+    for a published entry shipped with zsrbench (one revision, in memory: the leaderboard holds no reported
+    entries of its protocol)."""
+    import re
+
+    from zsrbench.leaderboard import reading, reported, store
+
+    try:
+        edir, revision = store.resolve_entry(leaderboard_dir, name)
+    except reading.EntryNotFound:  # (several entries matching it stays an error)
+        e = reading.resolve_packaged(leaderboard_dir, name)
+        if e is None:
+            raise
+        m = re.fullmatch(r"(.+)@r?(\d+)", name)
+        csv = reported.packaged_csv_dir() / Path((e.reported.imported_from if e.reported else None) or "").name
+        return None, int(m.group(2)) if m else None, [(e.revision, csv, e)]
+    return edir, revision, store.history(edir)
 
 
 def _checkpoint_text(r: Any) -> str:
@@ -283,14 +316,16 @@ def _print_history(c: Console, hist: list[tuple[int, Path, Any]], title: str) ->
 
 def history(
     entry: str = typer.Argument(..., help="entry slug (or a unique part of it, protocol/slug, a path)"),
-    leaderboard_dir: Path = typer.Option(Path(DEFAULT_LEADERBOARD), "--leaderboard-dir", help="the leaderboard"),
+    leaderboard_dir: Path = typer.Option(..., "--leaderboard-dir", default_factory=paths.leaderboard_dir,
+                                      show_default=False, help=f"the leaderboard (default: {DEFAULT_LEADERBOARD})"),
     json_: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """The revisions of an entry, oldest first, with what each one changed."""
-    from zsrbench.leaderboard import store
-
-    edir, _ = store.resolve_entry(leaderboard_dir, entry)
-    hist = store.history(edir)
+    edir, _, hist = _locate(leaderboard_dir, entry)
+    if edir is None:
+        raise ZsrError(f"{hist[0][2].entry} is a published entry shipped with zsrbench, built in memory because "
+                       f"{leaderboard_dir} holds no reported entries of {hist[0][2].protocol.name}: it has no "
+                       f"revisions. `zsrbench show {hist[0][2].entry}` shows its numbers and source.")
     if json_:
         data = [{"revision": n, "file": str(p), "created_at": getattr(e, "created_at", None),
                  "changes": getattr(e, "changes", None), "error": str(e) if isinstance(e, ZsrError) else None}
@@ -302,7 +337,8 @@ def history(
 
 
 def validate(
-    path: Path = typer.Argument(Path(DEFAULT_LEADERBOARD), help="a leaderboard, a results directory or one file"),
+    path: Path = typer.Argument(..., default_factory=paths.leaderboard_dir, show_default=False,
+                                help=f"a leaderboard, a results directory or one file (default: {DEFAULT_LEADERBOARD})"),
 ) -> None:
     """Check every file against the schema and every number against its per-sample flags, and look for leftovers
     of interrupted writes (exit 1 if any file is bad or left over)."""
@@ -328,7 +364,8 @@ def validate(
 def compare(
     a: str = typer.Argument(..., help="entry A: slug (or a unique part of it, protocol/slug, a path); @r0002 for a revision"),
     b: str = typer.Argument(..., help="entry B, named the same way"),
-    leaderboard_dir: Path = typer.Option(Path(DEFAULT_LEADERBOARD), "--leaderboard-dir", help="the leaderboard"),
+    leaderboard_dir: Path = typer.Option(..., "--leaderboard-dir", default_factory=paths.leaderboard_dir,
+                                      show_default=False, help=f"the leaderboard (default: {DEFAULT_LEADERBOARD})"),
     metric: str = typer.Option("robust", "--metric", help="robust | clean"),
     json_: bool = typer.Option(False, "--json", help="print JSON"),
     markdown: bool = typer.Option(False, "--markdown", help="print markdown"),

@@ -10,23 +10,26 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from zsrbench.cli_common import user_errors
+from zsrbench import paths
+from zsrbench.cli_common import make_console, user_errors
 
 
 def migrate_paths(
-    leaderboard_dir: Path = typer.Argument(Path("leaderboards"), help="the leaderboard to migrate"),
+    leaderboard_dir: Path = typer.Argument(..., default_factory=paths.leaderboard_dir, show_default=False,
+                                           help="the leaderboard to migrate (default: $ZSRBENCH_HOME/leaderboards, "
+                                           "else ./leaderboards)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="say what would be rewritten; write nothing"),
     cache_root: Optional[List[Path]] = typer.Option(
         None, "--cache-root", help="another machine's zsrbench cache folder, as it appears in the records "
-        "(repeatable; the default ~/.cache/zsrbench layout and on-demand training folders are recognised anyway)"),
+        "(repeatable; this machine's cache locations, the default ~/.cache/zsrbench layout and on-demand training "
+        "folders are recognised anyway)"),
 ) -> None:
     """Rewrite machine-local paths in measured entries' model fields as new revisions (history kept)."""
     from zsrbench.leaderboard.maintain import migrate_paths as migrate
 
-    out, err = Console(), Console(stderr=True)
+    out, err = make_console(), make_console(stderr=True)
     done = migrate(leaderboard_dir, dry_run=dry_run, cache_roots=cache_root or ())
     written = problems = 0
     for m in done:

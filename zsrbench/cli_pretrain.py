@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from zsrbench.cli_common import fail
+from zsrbench.cli_common import fail, make_console
 from zsrbench.errors import ZsrError
 
 
@@ -30,13 +30,12 @@ def pretrain(
     eval_every: int = typer.Option(250, help="Report clean zero-shot accuracy every N steps (0: only at the end)."),
 ) -> None:
     """Pretrain the micro CLIP on generated captioned scenes (CPU, minutes) and write weights + manifest."""
-    from rich.console import Console
 
     from zsrbench.micro import pretrain as P
     from zsrbench.micro.pretrained import WEIGHTS_DIR
     from zsrbench.models import cache_dir
 
-    console = Console()
+    console = make_console()
     try:
         if protocol != "micro":
             raise ZsrError(f"Protocol '{protocol}' has no model of its own to pretrain; only 'micro' does "

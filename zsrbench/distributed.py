@@ -227,11 +227,14 @@ def _free_port() -> int:
 def _rank_entry(cfg: "RunConfig", threads: int, verbose: bool, progress: bool, errors: str) -> list[str]:
     """What each rank started by :func:`launch_local` runs: the same run, as one rank of the group. A user error
     is left in ``errors`` (a folder) for the launching process to show, then the rank fails."""
+    from zsrbench.log import info, setup_logging
     from zsrbench.runner import run
 
     torch.set_num_threads(threads)
     os.environ[JOBS_RANK] = "1"
-    log = print if verbose and launched().main else None
+    if verbose and launched().main:
+        setup_logging()
+    log = info if verbose and launched().main else None
     try:
         return [str(r.path) for r in run(cfg, progress=progress, log=log)]
     except ZsrError as exc:

@@ -39,8 +39,11 @@ SHIPPED_TAG = "zsrbench"  # pretrained tag of the weights that ship inside the p
 
 
 def cache_dir() -> Path:
-    """zsrbench's cache (text heads, downloads, fine-tuned defenses): ``$ZSRBENCH_CACHE`` or ~/.cache/zsrbench."""
-    return Path(os.environ.get("ZSRBENCH_CACHE", Path.home() / ".cache" / "zsrbench")).expanduser()
+    """zsrbench's cache (text heads, downloads, fine-tuned defenses): ``$ZSRBENCH_CACHE``, else
+    ``$XDG_CACHE_HOME/zsrbench``, else ``~/.cache/zsrbench`` (:func:`zsrbench.paths.cache_dir`)."""
+    from zsrbench import paths
+
+    return paths.cache_dir()
 
 
 def _open_clip():

@@ -2,14 +2,19 @@
 
 Entries are registered with a decorator (``@DEFENSES.register("name", "alias")``) or lazily as
 ``"module:object"`` strings that are imported only when first used. Installed packages add entries through
-the entry-point groups ``zsrbench.defenses``, ``zsrbench.attacks`` and ``zsrbench.datasets``; ``origin()``
-tells where each entry came from.
+the entry-point groups ``zsrbench.defenses``, ``zsrbench.attacks``, ``zsrbench.datasets`` and
+``zsrbench.protocols`` (see docs/plugins.md); ``origin()`` tells where each entry came from.
+
+Names are unique within a registry (compared case-insensitively, ``-`` and ``_`` alike): an entry point named
+like a built-in entry, a built-in alias or another package's entry point is refused with a :class:`ZsrError`
+naming both, raised whenever the registry is used (plugins are read on first use, after the built-ins).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, Iterator, TypeVar
@@ -25,6 +30,8 @@ class Entry:
     target: Any  # the object, or a "module:object" string until first use
     origin: str  # "zsrbench" or "plugin <dist> (<module:object>)"
     aliases: tuple[str, ...] = ()
+    where: str = ""  # in words, for errors: the module that registered it, or the entry point and its package
+    package: str = ""  # a plugin's distribution name ("" for entries registered in code)
 
     def resolve(self) -> Any:
         if isinstance(self.target, str):
@@ -42,6 +49,25 @@ class Entry:
         return self.target
 
 
+def _registered_where(target: Any, origin: str) -> str:
+    """Where an entry added in code comes from, in words: the module (and object) that registered it."""
+    if isinstance(target, str):
+        place = target
+    elif hasattr(target, "__qualname__") and hasattr(target, "__module__"):
+        place = f"{target.__module__}:{target.__qualname__}"
+    else:  # an instance (an AttackSpec, a Protocol ...): the module whose code called add()
+        frame, place = sys._getframe(1), "?"
+        while frame is not None:
+            place = frame.f_globals.get("__name__", "?")
+            if place != __name__:
+                break
+            frame = frame.f_back
+    if origin != "zsrbench":
+        return f"{origin} ({place})"
+    builtin = place == "zsrbench" or place.startswith(("zsrbench.", "zsrbench:"))
+    return f"the built-in entry of zsrbench ({place})" if builtin else f"the entry registered in code by {place}"
+
+
 def describe(obj: Any) -> str:
     """One line of description: the ``description`` attribute, else the docstring's first line."""
     text = getattr(obj, "description", None) or (getattr(obj, "__doc__", None) or "")
@@ -52,12 +78,14 @@ def describe(obj: Any) -> str:
 class Registry(Generic[T]):
     """A named collection of objects with aliases, lazy entries, plugins and helpful errors."""
 
-    def __init__(self, kind: str, group: str | None = None) -> None:
+    def __init__(self, kind: str, group: str | None = None, builtins: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self.group = group
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
         self._plugins_loaded = group is None
+        self._plugin_error: str | None = None  # a name collision found among the plugins (raised on every use)
+        self._builtins = builtins  # registers the built-in entries; called before plugins are read
         self._resolvers: dict[str, tuple[Callable[[str], Any], str]] = {}
 
     # registration -------------------------------------------------------------------------------
@@ -70,13 +98,12 @@ class Registry(Generic[T]):
 
     def add(self, name: str, target: Any, *aliases: str, origin: str = "zsrbench") -> None:
         key = self._norm(name)
+        where = _registered_where(target, origin)
         existing = self._entries.get(key)
         if existing is not None and existing.target is not target and existing.origin != origin:
-            raise ZsrError(
-                f"{self.kind} '{name}' is registered twice ({existing.origin} and {origin}); "
-                "uninstall one of the packages or rename the plugin's entry."
-            )
-        self._entries[key] = Entry(name=name, target=target, origin=origin, aliases=tuple(aliases))
+            new = Entry(name=name, target=target, origin=origin, where=where)
+            raise ZsrError(self._collision_message(existing, new))
+        self._entries[key] = Entry(name=name, target=target, origin=origin, aliases=tuple(aliases), where=where)
         for alias in aliases:
             self._aliases[self._norm(alias)] = key
 
@@ -94,16 +121,49 @@ class Registry(Generic[T]):
 
     # plugins ------------------------------------------------------------------------------------
     def load_plugins(self) -> None:
+        """Read the entry points of this registry's group (once, after the built-ins are registered).
+
+        An entry point whose name is taken (by a built-in entry or alias, or by another package's entry point)
+        is a :class:`ZsrError` naming both; it is raised now and on every later use of the registry.
+        """
+        if self._plugin_error is not None:
+            raise ZsrError(self._plugin_error)
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
+        if self._builtins is not None:
+            self._builtins()
+        problems = []
         for ep in entry_points(group=self.group):
-            dist = getattr(ep, "dist", None)
-            dist_name = f"{dist.name} {dist.version}" if dist is not None else "unknown package"
-            origin = f"plugin {dist_name} ({ep.value})"
-            if self._norm(ep.name) in self._entries:
+            new = self._plugin_entry(ep)
+            key = self._norm(ep.name)
+            taken = self._entries.get(key) or self._entries.get(self._aliases.get(key, ""))
+            if taken is not None and (taken.origin, taken.target) == (new.origin, new.target):
+                continue  # the same entry point seen twice (one package on two path entries)
+            if taken is not None:
+                problems.append(self._collision_message(taken, new))
                 continue
-            self._entries[self._norm(ep.name)] = Entry(name=ep.name, target=ep.value, origin=origin)
+            self._entries[key] = new
+        if problems:
+            self._plugin_error = " ".join(problems)
+            raise ZsrError(self._plugin_error)
+
+    def _plugin_entry(self, ep: Any) -> Entry:
+        dist = getattr(ep, "dist", None)
+        package = f"{dist.name} {dist.version}" if dist is not None else "unknown package"
+        return Entry(name=ep.name, target=ep.value, origin=f"plugin {package} ({ep.value})",
+                     where=f"the entry point '{ep.name} = {ep.value}' in group {self.group} of the installed package "
+                           f"{package}", package=dist.name if dist is not None else "")
+
+    def _collision_message(self, taken: Entry, new: Entry) -> str:
+        """Two entries want one name: say where each comes from and how to resolve it."""
+        alias = "" if self._norm(taken.name) == self._norm(new.name) else f" (an alias of '{taken.name}')"
+        fix = [f"`pip uninstall {e.package}`" for e in (taken, new) if e.package]
+        uninstall = f", or uninstall the package ({' or '.join(fix)})" if fix else ""
+        table = f"[project.entry-points.\"{self.group}\"]" if self.group else "entry-points"
+        return (f"The {self.kind} name '{new.name}'{alias} is registered twice: by {taken.where} and by "
+                f"{new.where}. Names must be unique: rename the plugin's entry point (the name left of '=' in the "
+                f"{table} table of its pyproject.toml) and reinstall it{uninstall}.")
 
     # lookup -------------------------------------------------------------------------------------
     def _key(self, name: str) -> str | None:
@@ -166,10 +226,14 @@ class Registry(Generic[T]):
         )
 
 
-DEFENSES: Registry[Any] = Registry("defense", "zsrbench.defenses")
-ATTACKS: Registry[Any] = Registry("attack", "zsrbench.attacks")
-DATASETS: Registry[Any] = Registry("dataset", "zsrbench.datasets")
-PROTOCOLS: Registry[Any] = Registry("protocol", "zsrbench.protocols")
+def _load_builtins() -> None:
+    load_builtins()
+
+
+DEFENSES: Registry[Any] = Registry("defense", "zsrbench.defenses", builtins=_load_builtins)
+ATTACKS: Registry[Any] = Registry("attack", "zsrbench.attacks", builtins=_load_builtins)
+DATASETS: Registry[Any] = Registry("dataset", "zsrbench.datasets", builtins=_load_builtins)
+PROTOCOLS: Registry[Any] = Registry("protocol", "zsrbench.protocols", builtins=_load_builtins)
 
 register_defense = DEFENSES.register
 register_attack = ATTACKS.register

@@ -7,12 +7,14 @@ Everything here runs before any model is built or anything is written: a bad nam
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
+from zsrbench import paths
 from zsrbench.attacks.base import AttackSpec, validate_eps
 from zsrbench.errors import ZsrError
 from zsrbench.protocols import Protocol
@@ -46,8 +48,8 @@ class RunConfig:
     device: str | None = None
     precision: str = "fp32"
     compile: bool = False  # torch.compile the classifier (recorded in the record's env)
-    results_dir: str = "results"
-    leaderboard_dir: str | None = "leaderboards"  # None: write result records only
+    results_dir: str = field(default_factory=lambda: str(paths.results_dir()))  # $ZSRBENCH_HOME/results or ./results
+    leaderboard_dir: str | None = field(default_factory=lambda: str(paths.leaderboard_dir()))  # None: records only
     resume: bool = False
     num_workers: int | None = None  # DataLoader workers
     jobs: int | None = None  # local processes (torch.distributed ranks) over work units; None: auto (see zsrbench.distributed)
@@ -105,16 +107,113 @@ def _check_numbers(cfg: RunConfig) -> None:
 
 
 def _attack_params(cfg: RunConfig, protocol: Protocol, specs: Sequence[AttackSpec]) -> dict[str, dict[str, Any]]:
-    """Each attack's full parameters: the protocol's defaults, then the user's; each value checked."""
+    """Each attack's full parameters: the protocol's defaults, then the user's; each value checked.
+
+    A key ``KEY`` of ``cfg.attack_params`` sets that parameter of every attack of the suite that declares it
+    (``--steps 5``); a key ``ATTACK.KEY`` sets it for that attack only (``--set noise.tries=3``) and wins over
+    a plain ``KEY``.
+    """
+    flat = {k: v for k, v in cfg.attack_params.items() if v is not None and "." not in k}
+    scoped = _scoped_params(cfg, specs)
     params: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        given = {k: v for k, v in cfg.attack_params.items() if v is not None and k in spec.defaults}
+        given = {k: v for k, v in flat.items() if k in spec.defaults}
         merged = {**protocol.attack_defaults.get(spec.name, {}), **given}
-        params[spec.name] = spec.config(**{k: v for k, v in merged.items() if k in spec.defaults})
-    unknown = [k for k, v in cfg.attack_params.items() if v is not None and not any(k in s.defaults for s in specs)]
+        base = {k: v for k, v in merged.items() if k in spec.defaults}
+        params[spec.name] = spec.config(**{**base, **scoped.get(spec.name, {})})
+    unknown = [k for k in flat if not any(k in s.defaults for s in specs)]
     if unknown:
-        raise ZsrError(f"The attack suite {'+'.join(cfg.attacks)} takes no parameter {', '.join(unknown)}.")
+        raise ZsrError(f"The attack suite {'+'.join(cfg.attacks)} takes no parameter {', '.join(unknown)}. "
+                       f"{suite_parameters(specs)}")
     return params
+
+
+def _norm_attack(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def _suite_names(attacks: Sequence[str], specs: Sequence[AttackSpec]) -> dict[str, AttackSpec]:
+    """Every spelling of the suite's attacks (as given, and canonical) -> its spec."""
+    out = {_norm_attack(s.name): s for s in specs}
+    out.update({_norm_attack(a): s for a, s in zip(attacks, specs)})
+    return out
+
+
+def _scoped_params(cfg: RunConfig, specs: Sequence[AttackSpec]) -> dict[str, dict[str, Any]]:
+    """The ``ATTACK.KEY`` entries of ``cfg.attack_params``, by the attack's canonical name."""
+    names = _suite_names(cfg.attacks, specs)
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in cfg.attack_params.items():
+        if value is None or "." not in key:
+            continue
+        attack, _, param = key.rpartition(".")
+        spec = names.get(_norm_attack(attack))
+        if spec is None:
+            raise ZsrError(f"Attack parameter {key} names attack '{attack}', which is not in the suite "
+                           f"{'+'.join(cfg.attacks)}; name one of its attacks ({', '.join(s.name for s in specs)}) "
+                           "or leave the attack out (KEY=VALUE sets every attack that has KEY).")
+        out.setdefault(spec.name, {})[param] = value
+    return out
+
+
+def suite_parameters(specs: Sequence[AttackSpec]) -> str:
+    """A sentence naming the parameters of each attack of a suite and how to set them."""
+    listed = " | ".join(f"{s.name}: {s.describe_parameters()}" for s in specs)
+    return (f"The parameters of the suite's attacks are {listed}. Set one with --set KEY=VALUE (every attack that "
+            "has KEY), or --set ATTACK.KEY=VALUE for one attack of a suite.")
+
+
+def parse_attack_sets(attacks: Sequence[str], items: Sequence[str],
+                      given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``zsrbench run --set`` items read by the declared types of the suite's attacks.
+
+    ``KEY=VALUE`` sets KEY for every attack of ``attacks`` that declares it, ``ATTACK.KEY=VALUE`` for that one
+    attack. Returns ``attack_params`` entries ``{"ATTACK.KEY": value}``. ``given`` holds the parameters already
+    set by their own options (``--steps`` ...): setting one of them again with a plain ``--set`` is refused, as is
+    setting one key twice, a key no attack of the suite has, and a value not of the parameter's type.
+    """
+    load_builtins()
+    specs = _check_suite(attacks)
+    names = _suite_names(attacks, specs)
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ZsrError(f"--set expects KEY=VALUE (an attack parameter, e.g. --set steps=10, or ATTACK.KEY=VALUE "
+                           f"for one attack of a suite); got {item!r}.")
+        attack, _, param = key.rpartition(".")
+        param = param.replace("-", "_")
+        if attack:
+            spec = names.get(_norm_attack(attack))
+            if spec is None:
+                raise ZsrError(f"--set {item} names attack '{attack}', which is not in the suite {'+'.join(attacks)}; "
+                               f"name one of its attacks ({', '.join(s.name for s in specs)}) or leave the attack "
+                               "out (--set KEY=VALUE sets every attack of the suite that has KEY).")
+            targets = [spec]
+        else:
+            targets = [s for s in specs if param in s.defaults]
+            if not targets:
+                raise ZsrError(f"--set {item}: no attack of the suite {'+'.join(attacks)} has a parameter {param}. "
+                               f"{suite_parameters(specs)}")
+            if param in given:
+                raise ZsrError(f"--set {item} and --{param} {given[param]} both set {param}; pass one of them (or "
+                               f"--set ATTACK.{param}=VALUE to change it for one attack of the suite).")
+        for spec in targets:
+            name = f"{spec.name}.{param}"
+            if name in out:
+                raise ZsrError(f"--set gives {param} of attack '{spec.name}' twice; pass each parameter once.")
+            out[name] = spec.parse(param, text)
+    return out
+
+
+def _param_text(value: Any) -> str:
+    """A parameter value as the variant name shows it: the shortest text that reads back as the same value."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
 
 
 def run_variant(cfg: RunConfig, protocol: Protocol, specs: Sequence[AttackSpec], params: dict[str, dict[str, Any]],
@@ -122,7 +221,8 @@ def run_variant(cfg: RunConfig, protocol: Protocol, specs: Sequence[AttackSpec],
     """The settings of ``cfg`` that differ from the protocol's and change the flags, as a short name (None: none).
 
     Records of different variants live in different folders, so one never replaces another and ``--resume``
-    never takes one for another.
+    never takes one for another. A name that would be long, or hold characters a folder name may not (a text
+    parameter's value), is replaced by a digest of it.
     """
     parts = [] if seed == protocol.seed else [f"seed{seed}"]
     if cfg.batch_size is not None and cfg.batch_size != protocol.batch_size:
@@ -131,16 +231,18 @@ def run_variant(cfg: RunConfig, protocol: Protocol, specs: Sequence[AttackSpec],
         parts.append(cfg.precision)
     if subset is None and cfg.n_samples is not None and cfg.n_samples != protocol.n_samples:
         parts.append(f"n{cfg.n_samples}")
+    values: list[str] = []
     for spec in specs:
         default = spec.config(**{k: v for k, v in protocol.attack_defaults.get(spec.name, {}).items()
                                  if k in spec.defaults})
-        parts += [f"{spec.name}-{k}{params[spec.name][k]:g}" if isinstance(params[spec.name][k], float)
-                  else f"{spec.name}-{k}{params[spec.name][k]}"
-                  for k in sorted(params[spec.name]) if params[spec.name][k] != default.get(k)]
+        changed = [k for k in sorted(params[spec.name]) if params[spec.name][k] != default.get(k)]
+        values += [_param_text(params[spec.name][k]) for k in changed]
+        parts += [f"{spec.name}-{k}{_param_text(params[spec.name][k])}" for k in changed]
     if not parts:
         return None
     text = "__".join(parts)
-    return text if len(text) <= 64 else "v-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    safe = all(re.fullmatch(r"[A-Za-z0-9._+-]+", v) and "__" not in v for v in values)
+    return text if len(text) <= 64 and safe else "v-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _check_subset(cfg: RunConfig, protocol: Protocol) -> None:
@@ -217,12 +319,15 @@ def _check_data(cfg: RunConfig, protocol: Protocol, datasets: Sequence[str]) -> 
                 f"Protocol '{protocol.name}' reads its datasets from disk: pass --data-root DIR (the folder holding "
                 "them; `zsrbench data check --data-root DIR` shows what is found), or use --protocol micro.")
         return
-    root = Path(cfg.data_root).expanduser()
-    if root.exists() and not root.is_dir():
+    from zsrbench.data.layout import is_root_template
+
+    templated = is_root_template(cfg.data_root)  # '/data/{dataset}': checked per dataset below
+    root = cfg.data_root if templated else Path(cfg.data_root).expanduser()
+    if not templated and root.exists() and not root.is_dir():
         raise ZsrError(f"Data root {cfg.data_root} is a file, not a folder. Pass the folder that holds the datasets.")
     if cfg.download:
         return
-    if not root.is_dir():
+    if not templated and not root.is_dir():
         raise ZsrError(f"Data root {cfg.data_root} does not exist. Pass the folder that holds the datasets.")
     from zsrbench.data.check import check_data_root
 

@@ -92,6 +92,15 @@ def model_id(defense: str, parts: CLIPParts) -> str:
     return f"{defense}/{parts.base_name()}/{parts.tensors_sha256()[:12]}"
 
 
+def _say_plan(plan: Plan, log: Callable[[str], None]) -> None:
+    from zsrbench.run_summary import estimate_seconds, plan_lines
+
+    estimate = estimate_seconds(plan.cfg.results_dir, plan.protocol.name, plan.suite, plan.eps, plan.datasets,
+                                plan.n_samples)
+    for line in plan_lines(plan, estimate):
+        log(line)
+
+
 def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> list[DatasetResult]:
     """Evaluate ``cfg`` and write one record (+ flags sidecar) per dataset under ``cfg.results_dir``.
 
@@ -101,7 +110,9 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     plan = make_plan(cfg)
     set_matmul_precision(cfg.precision)
     world = distributed.launched()
-    if plan.subset and log and world.main and not os.environ.get(distributed.JOBS_RANK):  # (--jobs: said once)
+    if log and world.main and not os.environ.get(distributed.JOBS_RANK):  # (--jobs: said once)
+        _say_plan(plan, log)
+    if plan.subset and log and world.main and not os.environ.get(distributed.JOBS_RANK):
         log(f"evaluating the '{plan.subset}' subset of {plan.protocol.name}: {plan.n_samples} seeded samples per "
             "dataset (wider intervals; such entries are not ranked). --subset full evaluates the full test sets "
             "rankings use.")
@@ -414,6 +425,8 @@ def progress_display(enabled: bool):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
+    from zsrbench.log import make_console
+
     class Rate(TextColumn):
         def __init__(self) -> None:
             super().__init__("")
@@ -426,4 +439,5 @@ def progress_display(enabled: bool):
             return Text(f"{speed:.1f} img/s" if speed else "- img/s")
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    Rate(), TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False)
+                    Rate(), TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False,
+                    console=make_console(stderr=True))  # progress is not a result: standard error

@@ -20,13 +20,15 @@ from typing import Any, NamedTuple, Sequence
 import submitit
 from submitit.core.utils import DelayedSubmission
 
+from zsrbench import paths
+from zsrbench.eps import parse_eps
 from zsrbench.errors import ZsrError
 from zsrbench.run_config import RunConfig, check_config, check_output_dir
 
 EXECUTORS = ("slurm", "local", "debug")
 LISTS = ("defenses", "attacks", "protocols", "eps")
 TOP = {"name": (str,), "defenses": (list, str), "attacks": (list, str), "protocols": (list, str),
-       "eps": (list, int, float), "run": (dict,), "executor": (dict,)}
+       "eps": (list, int, float, str), "run": (dict,), "executor": (dict,)}
 RUN = {"model": (str,), "pretrained": (str,), "checkpoint": (str,), "checkpoint_sha256": (str,),
        "trust_checkpoint": (bool,), "datasets": (list, str), "data_root": (str,), "download": (bool,),
        "skip_broken_images": (bool,), "n_samples": (int,), "subset": (str,), "seed": (int,), "batch_size": (int,),
@@ -78,7 +80,7 @@ def load_grid(path: str | Path) -> Grid:
     lists = {k: _as_list(path, k, data.get(k)) for k in LISTS}
     return Grid(path=path, name=data.get("name") or path.stem, defenses=tuple(lists["defenses"]),
                 suites=tuple(_suite(path, s) for s in lists["attacks"]), protocols=tuple(lists["protocols"]),
-                eps=tuple(float(e) for e in lists["eps"]) or (None,), run=dict(data.get("run", {})),
+                eps=tuple(parse_eps(e, f"{path}: eps") for e in lists["eps"]) or (None,), run=dict(data.get("run", {})),
                 executor=dict(data.get("executor", {})))
 
 
@@ -99,11 +101,11 @@ def _check_keys(path: Path, where: str, table: dict[str, Any], valid: dict[str, 
 def _as_list(path: Path, key: str, value: Any) -> list[Any]:
     items = [] if value is None else value if isinstance(value, list) else [value]
     for item in items:
-        ok = isinstance(item, (int, float)) and not isinstance(item, bool) if key == "eps" else (
+        ok = isinstance(item, (int, float, str)) and not isinstance(item, bool) if key == "eps" else (
             isinstance(item, (str, list)) if key == "attacks" else isinstance(item, str))
         if not ok:
-            raise ZsrError(f"{path}: '{key}' lists {item!r}; " + ("ε values are numbers in units of 1/255, e.g. "
-                           "eps = [1, 4]." if key == "eps" else f"list names, e.g. {key} = [\"{_EXAMPLE[key]}\"]."))
+            raise ZsrError(f"{path}: '{key}' lists {item!r}; " + ("ε values are numbers in units of 1/255 or "
+                           "fractions, e.g. eps = [1, \"4/255\"]." if key == "eps" else f"list names, e.g. {key} = [\"{_EXAMPLE[key]}\"]."))
     if value is not None and not items:
         raise ZsrError(f"{path}: '{key}' is an empty list; name at least one, or leave out eps for the protocol's.")
     return items
@@ -163,8 +165,8 @@ def _base_options(run: dict[str, Any]) -> dict[str, Any]:
         opts["datasets"] = tuple(opts["datasets"])
     if "jobs" in opts:
         opts["jobs"] = _jobs(opts["jobs"])
-    opts.setdefault("results_dir", "results")
-    opts.setdefault("leaderboard_dir", "leaderboards")
+    opts.setdefault("results_dir", str(paths.results_dir()))
+    opts.setdefault("leaderboard_dir", str(paths.leaderboard_dir()))
     for k in ("results_dir", "leaderboard_dir", "data_root"):  # jobs may start in another folder
         if k in opts:
             opts[k] = str(Path(opts[k]).expanduser().absolute())

@@ -418,8 +418,11 @@ def _check_train_data(proto: Any, data_root: str | Path | None) -> None:
         raise ZsrError(f"Training under protocol '{proto.name}' reads {proto.train_dataset} from disk: pass "
                        "--data-root DIR (the folder holding it; `zsrbench data check --data-root DIR` shows what is "
                        "found), or train under --protocol micro or synthetic.")
-    if data_root is not None and not Path(data_root).expanduser().is_dir():
-        raise ZsrError(f"Data root {data_root} is not an existing folder. Pass --data-root the folder that holds "
+    from zsrbench.data.layout import dataset_root
+
+    root = dataset_root(data_root, proto.train_dataset)  # resolves a '/data/{dataset}' template
+    if root is not None and not root.is_dir():
+        raise ZsrError(f"Data root {root} is not an existing folder. Pass --data-root the folder that holds "
                        f"{proto.train_dataset}.")
 
 
@@ -610,8 +613,10 @@ def train_defense(
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from zsrbench.log import make_console
+
         bar = Progress(TextColumn(f"train {defense.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       TextColumn("{task.fields[loss]}"))
+                       TextColumn("{task.fields[loss]}"), console=make_console(stderr=True))
         task = bar.add_task("train", total=total, completed=step, loss="")
         bar.start()
     started = time.time()

@@ -4,6 +4,13 @@ from zsrbench.attacks.base import AttackOutput, AttackSpec, eps_text, validate_e
 from zsrbench.attacks.pgd import CRITERIA, cw_attack, pgd_attack
 from zsrbench.registry import ATTACKS
 
+_PGD_HELP = {
+    "step": "size of each signed-gradient step",
+    "steps": "iterations per restart",
+    "restarts": "random starts (a sample is broken if any restart breaks it)",
+    "eot": "forward passes whose input gradients are averaged at each step (EOT, for randomised defenses)",
+    "criterion": "which iterate counts: last (the final one) or any (the first misclassified one)",
+}
 ATTACKS.add(
     "pgd",
     AttackSpec(
@@ -14,6 +21,7 @@ ATTACKS.add(
         defaults={"step": 1.0, "steps": 100, "restarts": 1, "eot": 1, "criterion": "last"},
         choices={"criterion": CRITERIA},
         positive=("step",),
+        help=_PGD_HELP,
     ),
 )
 ATTACKS.add(
@@ -27,6 +35,7 @@ ATTACKS.add(
         choices={"criterion": CRITERIA},
         positive=("step",),
         non_negative=("kappa",),
+        help={**_PGD_HELP, "kappa": "CW margin κ (the loss stops rising once the true-class margin is below -κ)"},
     ),
 )
 

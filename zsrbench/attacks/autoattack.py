@@ -521,6 +521,13 @@ def aa_rand(
                           eot_iter=eot_iter)
 
 
+_AA_HELP = {
+    "n_iter": "APGD iterations per restart",
+    "n_restarts": "APGD random restarts",
+    "n_target_classes": "target classes of APGD-T and FAB-T (at most C - 1)",
+    "eot_iter": "forward passes whose gradients APGD averages at each step (EOT)",
+}
+
 ATTACKS.add(
     "autoattack",
     AttackSpec(
@@ -531,6 +538,7 @@ ATTACKS.add(
         defaults={"n_target_classes": 9, "n_queries": 5000},
         family="autoattack",
         per255=(),
+        help={"n_target_classes": _AA_HELP["n_target_classes"], "n_queries": "queries of Square per image"},
     ),
 )
 ATTACKS.add(
@@ -543,6 +551,7 @@ ATTACKS.add(
         defaults={"n_iter": 100, "n_restarts": 1},
         family="autoattack",
         per255=(),
+        help={k: _AA_HELP[k] for k in ("n_iter", "n_restarts")},
     ),
 )
 ATTACKS.add(
@@ -555,6 +564,7 @@ ATTACKS.add(
         defaults={"n_iter": 100, "n_restarts": 5, "n_target_classes": 9},
         family="autoattack",
         per255=(),
+        help={k: _AA_HELP[k] for k in ("n_iter", "n_restarts", "n_target_classes")},
     ),
 )
 ATTACKS.add(
@@ -568,5 +578,6 @@ ATTACKS.add(
         defaults={"n_iter": 100, "n_restarts": 1, "eot_iter": RAND_EOT_ITER},
         family="autoattack",
         per255=(),
+        help={k: _AA_HELP[k] for k in ("n_iter", "n_restarts", "eot_iter")},
     ),
 )

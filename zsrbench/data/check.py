@@ -4,7 +4,8 @@ Each dataset is built as an evaluation would build it (never downloading): its m
 labels, class names), every class must have images, and the first and last image are opened, nothing more. A
 dataset whose folder is absent is "missing", one whose folder is there but incomplete or unreadable is "wrong
 layout". With ``deep=True`` every image is decoded once and a dataset with images that cannot be decoded is
-"broken". Datasets that zsrbench generates (no data root needed) are "found" without being built.
+"broken". Datasets that zsrbench generates (no data root needed) are "found" without being built. The root
+may be a template with ``{dataset}`` (see :func:`zsrbench.data.layout.dataset_root`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from zsrbench.data.layout import BrokenImageError, DataLayoutError, DataMissingError
+from zsrbench.data.layout import (
+    BrokenImageError,
+    DataLayoutError,
+    DataMissingError,
+    dataset_folder,
+    dataset_root,
+    is_root_template,
+)
 from zsrbench.errors import ZsrError
 from zsrbench.registry import DATASETS
 
@@ -46,17 +54,25 @@ def check_data_root(root: str | Path | None, datasets: list[str] | None = None, 
                     deep: bool = False) -> list[DatasetStatus]:
     """The status of each of ``datasets`` (the 16 of tga16 by default) under ``root``; never downloads.
 
-    ``deep`` decodes every image. Unknown dataset names raise :class:`ZsrError` (with the registry's "did you
-    mean"), and so does a ``root`` that is a file when a dataset needs it.
+    ``root`` is one folder or a template with ``{dataset}``. ``deep`` decodes every image. Unknown dataset names
+    raise :class:`ZsrError` (with the registry's "did you mean"), and so do a bad template and a (resolved) root
+    that is a file when a dataset needs it.
     """
     import zsrbench.data  # noqa: F401  (registers the built-in datasets)
 
     names = list(datasets) if datasets else default_datasets()
     builders = {name: DATASETS.get(name) for name in names}  # fails early on an unknown name
-    path = Path(root).expanduser() if root is not None and str(root) != "" else None
-    if path is not None and any(b.needs_root for b in builders.values()):
-        _require_not_a_file(path)
-    return [_status(name, builder, path, deep) for name, builder in builders.items()]
+    is_root_template(root)  # a bad template fails before anything is read
+    for name, builder in builders.items():
+        path = dataset_root(root, name)
+        if path is not None and builder.needs_root:
+            _require_not_a_file(path)
+    return [_status(name, builder, root, deep) for name, builder in builders.items()]
+
+
+def check_dataset(root: str | Path | None, name: str, *, deep: bool = False) -> DatasetStatus:
+    """The status of the one dataset ``name`` under ``root`` (a folder or a template); never downloads."""
+    return check_data_root(root, [name], deep=deep)[0]
 
 
 def missing_or_broken(root: str | Path | None, names: list[str], *, deep: bool = False) -> list[DatasetStatus]:
@@ -73,14 +89,12 @@ def _require_not_a_file(root: Path) -> None:
                                "holds the datasets (e.g. the folder with cifar-10-batches-py/ in it).")
 
 
-def _expected_path(name: str, root: Path | None) -> str | None:
-    from zsrbench.data.tga16 import SOURCES
-
-    source = SOURCES.get(name)
-    return str(root / source.folder) if source and root is not None else None
+def _expected_path(name: str, root: str | Path | None) -> str | None:
+    folder = dataset_folder(root, name)
+    return str(folder) if folder is not None else None
 
 
-def _status(name: str, builder, root: Path | None, deep: bool) -> DatasetStatus:
+def _status(name: str, builder, root: str | Path | None, deep: bool) -> DatasetStatus:
     title = builder.info.title
     if not builder.needs_root:
         return DatasetStatus(name, title, FOUND, None, builder.info.num_classes, None,

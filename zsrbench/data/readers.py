@@ -33,6 +33,39 @@ Transform = Callable[[Image.Image], Any]
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
 
 
+# --- optional dependencies ---------------------------------------------------------------------------------
+
+TGA16_EXTRA = 'pip install "zsrbench[tga16]"'
+
+
+def optional_module(name: str, purpose: str, *, package: str | None = None) -> Any:
+    """``import name`` for a package only some tga16 datasets need (h5py for PCAM, gdown for PCAM's download,
+    scipy.io for the .mat files of Flowers102 and Stanford Cars), imported when first used: when it is missing,
+    a :class:`ZsrError` that says which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        from zsrbench.errors import ZsrError
+
+        pkg = package or name.split(".")[0]
+        raise ZsrError(
+            f"{purpose} needs the Python package {pkg}, which is not installed (or does not import: {exc}). It is "
+            f"one of the optional dependencies of the tga16 datasets: install them with {TGA16_EXTRA} (or just "
+            f"pip install {pkg}) and run the command again; nothing was read or written.") from exc
+
+
+def require_h5py(what: str = "PCAM") -> Any:
+    """h5py, for datasets stored as HDF5 files (PCAM)."""
+    return optional_module("h5py", f"Reading {what} (HDF5 files)")
+
+
+def require_gdown(what: str = "PCAM") -> Any:
+    """gdown, which torchvision uses to download files from Google Drive (PCAM with --download)."""
+    return optional_module("gdown", f"Downloading {what} (torchvision fetches it from Google Drive)")
+
+
 # --- decoding ------------------------------------------------------------------------------------------------
 
 
@@ -285,13 +318,8 @@ def read_val_annotations(path: Path) -> list[tuple[str, str]]:
 
 
 def loadmat(path: Path) -> dict[str, Any]:
-    try:
-        from scipy.io import loadmat as _loadmat
-    except ImportError as exc:  # pragma: no cover - scipy is a dependency
-        from zsrbench.errors import ZsrError
-
-        raise ZsrError(f"Reading {path} needs scipy: pip install scipy") from exc
-    return _loadmat(str(path), squeeze_me=True)
+    sio = optional_module("scipy.io", f"Reading {path} (a MATLAB .mat file)", package="scipy")
+    return sio.loadmat(str(path), squeeze_me=True)
 
 
 def flowers102_split(setid: Path, imagelabels: Path, split_key: str) -> tuple[list[int], list[int]]:

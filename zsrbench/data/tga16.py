@@ -1,11 +1,12 @@
 """The 16 zero-shot datasets of the ``tga16`` protocol, read from a local data root.
 
-Every dataset lives under one ``--data-root DIR`` in the layout torchvision uses (the folder names below).
-Building one reads only its metadata (file lists, labels, class names); images are decoded lazily, except the
-first and last, which are read once to catch a broken copy early. ``download=True`` uses torchvision's own
-download where there is one. A class with no images (an empty class folder) is a wrong layout; an image that
-cannot be decoded raises :class:`~zsrbench.data.layout.BrokenImageError` naming the file when it is read, and
-``skip_broken=True`` decodes every image at build time and leaves the broken ones out (``EvalSet.skipped``).
+Every dataset lives under its data root in the layout torchvision uses. Building one reads only its metadata
+(file lists, labels, class names); images are decoded lazily, except the first and last, which are read once to
+catch a broken copy early. ``download=True`` uses torchvision's own download where there is one (:class:`Fetch`;
+``zsrbench data prepare`` does the same, see :mod:`zsrbench.data.prepare`). A class with no images (an empty
+class folder) is a wrong layout; an image that cannot be decoded raises
+:class:`~zsrbench.data.layout.BrokenImageError` naming the file when it is read, and ``skip_broken=True``
+decodes every image at build time and leaves the broken ones out (``EvalSet.skipped``).
 
 Class names come from each dataset's own metadata where it has any and are normalised as the TGA-ZSR reference
 code does (see :mod:`zsrbench.data.naming`); so for most datasets the registered (static) ``DatasetInfo`` has
@@ -13,26 +14,10 @@ no class names and the ``EvalSet.info`` that ``build`` returns carries them. Sta
 zsrbench fixes them: Flowers102 and ImageNet (data files in ``classnames/``), EuroSAT's phrases, PCAM's
 prompts and STL-10.
 
-=================  ===========================================  ==========================================
-key                folder under the data root                   read by
-=================  ===========================================  ==========================================
-tinyimagenet       tiny-imagenet-200/ (val/ via annotations)    zsrbench (readers.py)
-cifar10            cifar-10-batches-py/                         zsrbench (same files as torchvision)
-cifar100           cifar-100-python/                            zsrbench (same files as torchvision)
-stl10              stl10_binary/                                zsrbench (same files as torchvision)
-sun397             SUN397/                                      zsrbench (sorted; files as torchvision)
-food101            food-101/                                    torchvision.datasets.Food101
-oxford_pets        oxford-iiit-pet/                             torchvision.datasets.OxfordIIITPet
-flowers102         flowers-102/                                 zsrbench (same files as torchvision)
-dtd                dtd/dtd/                                     torchvision.datasets.DTD
-eurosat            eurosat/2750/                                torchvision.datasets.EuroSAT
-fgvc_aircraft      fgvc-aircraft-2013b/                         torchvision.datasets.FGVCAircraft
-imagenet           imagenet/val/<wnid>/ (or ImageNet/val/)      zsrbench (ImageFolder layout)
-caltech101         caltech101/101_ObjectCategories/             torchvision.datasets.Caltech101
-caltech256         caltech256/256_ObjectCategories/             torchvision.datasets.Caltech256
-stanford_cars      stanford_cars/ (devkit or cars_annos.mat)    torchvision.datasets.StanfordCars / zsrbench
-pcam               pcam/                                        torchvision.datasets.PCAM (needs h5py)
-=================  ===========================================  ==========================================
+Where each dataset lies under the data root is the table :data:`zsrbench.data.layout.LAYOUTS`; how to obtain
+it, and how torchvision downloads it where it can, is :data:`SOURCES` (``docs/data.md`` is generated from both).
+``--data-root`` is one folder for all datasets, or a template such as ``/data/{dataset}``
+(:func:`zsrbench.data.layout.dataset_root`).
 """
 
 from __future__ import annotations
@@ -47,10 +32,12 @@ from zsrbench.data import naming
 from zsrbench.data import readers as rd
 from zsrbench.data.base import DatasetBuilder, DatasetInfo, EvalSet, eval_transform
 from zsrbench.data.layout import (
+    LAYOUTS,
     BrokenImageError,
     DataLayoutError,
     DataMissingError,
     data_root,
+    dataset_root,
     first_existing,
     layout_error,
     require_folder,
@@ -70,103 +57,194 @@ TGA16_KEYS = (
 
 
 @dataclass(frozen=True)
-class Source:
-    """Where a dataset lives under the data root, how many classes it must have and how to get it."""
+class Fetch:
+    """How torchvision downloads a dataset.
 
-    folder: str  # relative to the data root (the first choice, where there are alternatives)
+    ``torchvision.datasets.<cls>(root, download=True, **kwargs)``, which verifies the archive's published md5
+    where torchvision has one (``md5_checked``); or, where torchvision has no class for the dataset,
+    ``torchvision.datasets.utils.download_and_extract_archive(url, root)``.
+    """
+
+    cls: str = ""
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    url: str = ""
+    md5_checked: bool = True
+    needs: str = ""  # a package the download needs beyond torchvision
+
+    def run(self, root: Path) -> object:
+        """Download into the data root ``root`` (the class's own checks decide whether anything is fetched)."""
+        import torchvision.datasets as tvd
+
+        if self.cls:
+            return getattr(tvd, self.cls)(str(root), download=True, **dict(self.kwargs))
+        from torchvision.datasets import utils as tvu
+
+        return tvu.download_and_extract_archive(self.url, str(root))
+
+    def describe(self) -> str:
+        if self.cls:
+            args = ", ".join(["root", "download=True"] + [f"{k}={v!r}" for k, v in self.kwargs])
+            what = f"torchvision.datasets.{self.cls}({args})"
+        else:
+            what = f"{self.url} (torchvision's download utility)"
+        checked = "md5 checked" if self.md5_checked else "no published checksum"
+        return f"{what}; {checked}" + (f"; needs {self.needs}" if self.needs else "")
+
+
+@dataclass(frozen=True)
+class Source:
+    """How to obtain one dataset, how many classes it must have, and facts for descriptions and docs.
+
+    Its folder and the files its reader requires are in :data:`zsrbench.data.layout.LAYOUTS`.
+    """
+
+    key: str
     n_classes: int
-    how_to_obtain: str
+    manual: str  # how to get it by hand and where to put it
     reader: str  # what reads it, for descriptions
     n_images: str  # the size of the protocol split, for descriptions
+    size: str  # what there is to download, roughly
+    terms: str  # where it comes from and on what terms
+    fetch: Fetch | None = None  # how torchvision downloads it; None: it cannot
+
+    @property
+    def folder(self) -> str:
+        """The dataset's folder, relative to its data root."""
+        return LAYOUTS[self.key].folder
+
+    @property
+    def how_to_obtain(self) -> str:
+        if self.fetch is None:
+            return self.manual
+        return (f"{self.manual}; or let torchvision download it: zsrbench data prepare --data-root DIR --datasets "
+                f"{self.key} (or pass --download to zsrbench run)")
 
 
-_TV = "or let torchvision fetch it: pass --download (download=True; uses {cls})"
-SOURCES: dict[str, Source] = {
-    "tinyimagenet": Source(
-        "tiny-imagenet-200", 200,
+def _tv(cls: str, **kwargs: Any) -> Fetch:
+    return Fetch(cls, tuple(kwargs.items()))
+
+
+SOURCES: dict[str, Source] = {s.key: s for s in (
+    Source(
+        "tinyimagenet", 200,
         "download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into the data root (giving "
-        "tiny-imagenet-200/ with wnids.txt, words.txt, train/, val/), or pass --download; val/ is read through "
-        "val/val_annotations.txt, no re-organising needed",
-        "zsrbench", "10,000"),
-    "cifar10": Source(
-        "cifar-10-batches-py", 10,
-        "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it into the data root, "
-        + _TV.format(cls="torchvision.datasets.CIFAR10"), "zsrbench", "10,000"),
-    "cifar100": Source(
-        "cifar-100-python", 100,
-        "download https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and extract it into the data root, "
-        + _TV.format(cls="torchvision.datasets.CIFAR100"), "zsrbench", "10,000"),
-    "stl10": Source(
-        "stl10_binary", 10,
+        "tiny-imagenet-200/ with wnids.txt, words.txt, train/, val/); val/ is read through val/val_annotations.txt, "
+        "no re-organising needed",
+        "zsrbench", "10,000", "≈ 240 MB zip",
+        "Stanford CS231n (images from ImageNet; ImageNet's non-commercial research terms)",
+        Fetch(url="http://cs231n.stanford.edu/tiny-imagenet-200.zip", md5_checked=False)),
+    Source(
+        "cifar10", 10,
+        "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it into the data root",
+        "zsrbench", "10,000", "≈ 170 MB", "https://www.cs.toronto.edu/~kriz/cifar.html (A. Krizhevsky)",
+        _tv("CIFAR10", train=False)),
+    Source(
+        "cifar100", 100,
+        "download https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and extract it into the data root",
+        "zsrbench", "10,000", "≈ 170 MB", "https://www.cs.toronto.edu/~kriz/cifar.html (A. Krizhevsky)",
+        _tv("CIFAR100", train=False)),
+    Source(
+        "stl10", 10,
         "download http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz and extract it into the data root "
-        "(test_X.bin and test_y.bin are needed), " + _TV.format(cls="torchvision.datasets.STL10"),
-        "zsrbench", "8,000"),
-    "sun397": Source(
-        "SUN397", 397,
+        "(test_X.bin and test_y.bin are needed)",
+        "zsrbench", "8,000", "≈ 2.6 GB (all splits)",
+        "https://cs.stanford.edu/~acoates/stl10/ (images from ImageNet)", _tv("STL10", split="test")),
+    Source(
+        "sun397", 397,
         "download http://vision.princeton.edu/projects/2010/SUN/SUN397.tar.gz and extract it into the data root "
-        "(giving SUN397/ClassName.txt and SUN397/a/abbey/...), " + _TV.format(cls="torchvision.datasets.SUN397"),
-        "zsrbench", "108,754"),
-    "food101": Source(
-        "food-101", 101,
+        "(giving SUN397/ClassName.txt and SUN397/a/abbey/...)",
+        "zsrbench", "108,754", "≈ 37 GB", "https://vision.princeton.edu/projects/2010/SUN/ (research use)",
+        _tv("SUN397")),
+    Source(
+        "food101", 101,
         "download http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz and extract it into the data root (giving "
-        "food-101/meta/ and food-101/images/), " + _TV.format(cls="torchvision.datasets.Food101"),
-        "torchvision.datasets.Food101", "25,250"),
-    "oxford_pets": Source(
-        "oxford-iiit-pet", 37,
+        "food-101/meta/ and food-101/images/)",
+        "torchvision.datasets.Food101", "25,250", "≈ 5 GB",
+        "https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/ (ETH Zürich; images from foodspotting.com)",
+        _tv("Food101", split="test")),
+    Source(
+        "oxford_pets", 37,
         "download images.tar.gz and annotations.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/pets/ and "
-        "extract both into <data root>/oxford-iiit-pet/, " + _TV.format(cls="torchvision.datasets.OxfordIIITPet"),
-        "torchvision.datasets.OxfordIIITPet", "3,669"),
-    "flowers102": Source(
-        "flowers-102", 102,
+        "extract both into <data root>/oxford-iiit-pet/",
+        "torchvision.datasets.OxfordIIITPet", "3,669", "≈ 800 MB",
+        "https://www.robots.ox.ac.uk/~vgg/data/pets/ (annotations CC BY-SA 4.0; images keep their owners' rights)",
+        _tv("OxfordIIITPet", split="test", target_types="category")),
+    Source(
+        "flowers102", 102,
         "download 102flowers.tgz, imagelabels.mat and setid.mat from https://www.robots.ox.ac.uk/~vgg/data/"
-        "flowers/102/ into <data root>/flowers-102/ and extract the tgz there (giving jpg/), "
-        + _TV.format(cls="torchvision.datasets.Flowers102"), "zsrbench", "6,149"),
-    "dtd": Source(
-        "dtd/dtd", 47,
+        "flowers/102/ into <data root>/flowers-102/ and extract the tgz there (giving jpg/)",
+        "zsrbench", "6,149", "≈ 330 MB", "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ (VGG, Oxford)",
+        _tv("Flowers102", split="test")),
+    Source(
+        "dtd", 47,
         "download https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz and extract it into "
-        "<data root>/dtd/ (giving dtd/dtd/images/ and dtd/dtd/labels/), "
-        + _TV.format(cls="torchvision.datasets.DTD"), "torchvision.datasets.DTD", "1,880"),
-    "eurosat": Source(
-        "eurosat/2750", 10,
+        "<data root>/dtd/ (giving dtd/dtd/images/ and dtd/dtd/labels/)",
+        "torchvision.datasets.DTD", "1,880", "≈ 600 MB",
+        "https://www.robots.ox.ac.uk/~vgg/data/dtd/ (research use)", _tv("DTD", split="test", partition=1)),
+    Source(
+        "eurosat", 10,
         "download the RGB EuroSAT.zip (https://github.com/phelber/eurosat) and unzip it into <data root>/eurosat/ "
-        "(giving eurosat/2750/AnnualCrop/...), " + _TV.format(cls="torchvision.datasets.EuroSAT"),
-        "torchvision.datasets.EuroSAT", "27,000"),
-    "fgvc_aircraft": Source(
-        "fgvc-aircraft-2013b", 100,
+        "(giving eurosat/2750/AnnualCrop/...)",
+        "torchvision.datasets.EuroSAT", "27,000", "≈ 90 MB", "https://github.com/phelber/eurosat (MIT licence)",
+        _tv("EuroSAT")),
+    Source(
+        "fgvc_aircraft", 100,
         "download https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz and "
-        "extract it into the data root, " + _TV.format(cls="torchvision.datasets.FGVCAircraft"),
-        "torchvision.datasets.FGVCAircraft", "3,333"),
-    "imagenet": Source(
+        "extract it into the data root",
+        "torchvision.datasets.FGVCAircraft", "3,333", "≈ 2.8 GB",
+        "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (non-commercial research use only)",
+        Fetch("FGVCAircraft", (("split", "test"), ("annotation_level", "variant")), md5_checked=False)),
+    Source(
         "imagenet", 1000,
         "ImageNet needs a login at https://image-net.org: put ILSVRC2012_img_val.tar and "
-        "ILSVRC2012_devkit_t12.tar.gz into <data root>/imagenet/ and pass --download once (torchvision."
-        "datasets.ImageNet then sorts the 50,000 val images into imagenet/val/<wnid>/), or provide any "
-        "imagenet/val/<wnid>/*.JPEG folder tree of the 1000 classes",
-        "zsrbench", "50,000"),
-    "caltech101": Source(
-        "caltech101/101_ObjectCategories", 101,
+        "ILSVRC2012_devkit_t12.tar.gz into <data root>/imagenet/ and run zsrbench data prepare --data-root DIR "
+        "--datasets imagenet (torchvision.datasets.ImageNet extracts and sorts the 50,000 val images into "
+        "imagenet/val/<wnid>/); a flat val/ folder of the 50,000 JPEGs (e.g. Kaggle's ILSVRC/Data/CLS-LOC/val/ with "
+        "LOC_val_solution.csv) is sorted by the same command; or provide any imagenet/val/<wnid>/*.JPEG tree of "
+        "the 1000 classes",
+        "zsrbench", "50,000", "≈ 6.4 GB (val)",
+        "https://image-net.org (login; non-commercial research and education terms), or the Kaggle "
+        "ImageNet Object Localization Challenge (same terms)"),
+    Source(
+        "caltech101", 101,
         "download caltech-101.zip from https://data.caltech.edu/records/mzrjq-6wc02 and extract "
-        "101_ObjectCategories.tar.gz into <data root>/caltech101/, "
-        + _TV.format(cls="torchvision.datasets.Caltech101"), "torchvision.datasets.Caltech101", "8,677"),
-    "caltech256": Source(
-        "caltech256/256_ObjectCategories", 257,
+        "101_ObjectCategories.tar.gz into <data root>/caltech101/",
+        "torchvision.datasets.Caltech101", "8,677", "≈ 140 MB",
+        "https://data.caltech.edu/records/mzrjq-6wc02 (CaltechDATA; see the record for its licence)",
+        _tv("Caltech101", target_type="category")),
+    Source(
+        "caltech256", 257,
         "download 256_ObjectCategories.tar from https://data.caltech.edu/records/nyy15-4j048 and extract it into "
-        "<data root>/caltech256/, " + _TV.format(cls="torchvision.datasets.Caltech256"),
-        "torchvision.datasets.Caltech256", "30,607"),
-    "stanford_cars": Source(
+        "<data root>/caltech256/",
+        "torchvision.datasets.Caltech256", "30,607", "≈ 1.2 GB",
+        "https://data.caltech.edu/records/nyy15-4j048 (CaltechDATA; see the record for its licence)",
+        _tv("Caltech256")),
+    Source(
         "stanford_cars", 196,
         "the original site (ai.stanford.edu/~jkrause/cars) is offline and torchvision cannot download it; get "
-        "a copy of the dataset (e.g. a Kaggle mirror) and lay it out as torchvision.datasets.StanfordCars "
-        "expects: stanford_cars/devkit/cars_meta.mat, stanford_cars/cars_test_annos_withlabels.mat, "
-        "stanford_cars/cars_test/ (or stanford_cars/cars_annos.mat with stanford_cars/car_ims/)",
-        "torchvision.datasets.StanfordCars", "8,041"),
-    "pcam": Source(
+        "a copy of the dataset (e.g. a Kaggle mirror that includes cars_test_annos_withlabels.mat) and lay it out "
+        "as torchvision.datasets.StanfordCars expects: stanford_cars/devkit/cars_meta.mat, "
+        "stanford_cars/cars_test_annos_withlabels.mat, stanford_cars/cars_test/ (or stanford_cars/cars_annos.mat "
+        "with stanford_cars/car_ims/)",
+        "torchvision.datasets.StanfordCars", "8,041", "≈ 1.9 GB",
+        "J. Krause et al., Stanford (site offline; mirrors; non-commercial research use)"),
+    Source(
         "pcam", 2,
         "download camelyonpatch_level_2_split_test_x.h5.gz and camelyonpatch_level_2_split_test_y.h5.gz from "
-        "https://github.com/basveeling/pcam and gunzip them into <data root>/pcam/, or let torchvision fetch "
-        "them: pass --download (uses torchvision.datasets.PCAM, which needs the gdown package); reading needs "
-        "h5py", "torchvision.datasets.PCAM", "32,768"),
-}
+        "https://github.com/basveeling/pcam and gunzip them into <data root>/pcam/ (reading needs h5py)",
+        "torchvision.datasets.PCAM", "32,768", "≈ 0.8 GB (test split)",
+        "https://github.com/basveeling/pcam (CC0)",
+        Fetch("PCAM", (("split", "test"),), needs="gdown (Google Drive) and h5py")),
+)}
+
+
+def download(key: str, root: str | Path) -> object:
+    """Download dataset ``key`` of tga16 into the data root ``root`` through torchvision (a ZsrError if it cannot)."""
+    fetch = SOURCES[key].fetch
+    if fetch is None:
+        raise ZsrError(f"{INFOS[key].title} cannot be downloaded by torchvision. How to obtain it: "
+                       f"{SOURCES[key].how_to_obtain}")
+    return fetch.run(Path(root))
 
 
 def _info(key: str, title: str, split: str, *, templates: tuple[str, ...] = (PHOTO,), native: int | None = None,
@@ -225,13 +303,30 @@ class Ctx:
         return SOURCES[self.key].how_to_obtain
 
     def folder(self, rel: str | None = None) -> Path:
-        return self.root / (rel or SOURCES[self.key].folder)
+        return self.root / (rel or LAYOUTS[self.key].folder)
 
     def need_folder(self, folder: Path) -> Path:
         return require_folder(folder, self.title, self.how)
 
     def need(self, *paths: Path) -> None:
         require_paths(list(paths), self.title, self.how)
+
+    def required(self) -> list[Path]:
+        """The dataset's folder and the paths its layout requires (:data:`~zsrbench.data.layout.LAYOUTS`)."""
+        return LAYOUTS[self.key].required_paths(self.root)
+
+    def need_layout(self) -> Path:
+        """The dataset's folder, after checking it and every required path of its layout."""
+        folder, *paths = self.required()
+        self.need_folder(folder)
+        self.need(*paths)
+        return folder
+
+    def fetch_layout(self) -> None:
+        """With ``download=True``, download the dataset through torchvision (:class:`Fetch`) unless it is there."""
+        fetch = SOURCES[self.key].fetch
+        if fetch is not None:
+            self.fetch(self.folder(), self.required(), lambda: fetch.run(self.root))
 
     def error(self, where: Path, problem: str) -> DataLayoutError:
         return layout_error(self.title, where, problem, self.how)
@@ -272,13 +367,10 @@ class Read:
 
 
 def _tinyimagenet(c: Ctx) -> Read:
-    from torchvision.datasets.utils import download_and_extract_archive
-
     folder = c.folder()
-    url = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-    c.fetch(folder, [folder], lambda: download_and_extract_archive(url, str(c.root)))
+    c.fetch(folder, [folder], lambda: SOURCES[c.key].fetch.run(c.root))  # type: ignore[union-attr]
     c.need_folder(folder)
-    c.need(folder / "wnids.txt", folder / "words.txt", folder / c.split)
+    c.need(*c.required()[1:], folder / c.split)
     wnids = sorted({ln.strip() for ln in (folder / "wnids.txt").read_text().splitlines() if ln.strip()})
     words = naming.read_words(folder / "words.txt", wnids)
     if len(words) != len(wnids):
@@ -340,14 +432,10 @@ def _all_exist(c: Ctx, files: list[Path], where: Path) -> None:
         raise c.error(where, f"{len(missing)} of {len(files)} listed images are missing, e.g. {missing[0]}")
 
 
-def _cifar(c: Ctx, test_file: str, meta_file: str, names_key: str, tv_class: str) -> Read:
-    import torchvision.datasets as tvd
-
-    folder = c.folder()
-    c.fetch(folder, [folder / test_file, folder / meta_file],
-            lambda: getattr(tvd, tv_class)(str(c.root), train=False, download=True))
-    c.need_folder(folder)
-    c.need(folder / test_file, folder / meta_file)
+def _cifar(c: Ctx, names_key: str) -> Read:
+    c.fetch_layout()
+    folder = c.need_layout()
+    test_file, meta_file = LAYOUTS[c.key].required  # the test batch and the class names
     try:
         images, labels = rd.cifar_arrays(rd.read_cifar_pickle(folder / test_file))
         names = rd.read_cifar_pickle(folder / meta_file)[names_key]
@@ -360,21 +448,18 @@ def _cifar(c: Ctx, test_file: str, meta_file: str, names_key: str, tv_class: str
 
 
 def _cifar10(c: Ctx) -> Read:
-    return _cifar(c, "test_batch", "batches.meta", "label_names", "CIFAR10")
+    return _cifar(c, "label_names")
 
 
 def _cifar100(c: Ctx) -> Read:
-    return _cifar(c, "test", "meta", "fine_label_names", "CIFAR100")
+    return _cifar(c, "fine_label_names")
 
 
 def _stl10(c: Ctx) -> Read:
-    from torchvision.datasets import STL10
-
-    folder = c.folder()
-    x_path, y_path, names_path = folder / "test_X.bin", folder / "test_y.bin", folder / "class_names.txt"
-    c.fetch(folder, [x_path, y_path], lambda: STL10(str(c.root), split="test", download=True))
-    c.need_folder(folder)
-    c.need(x_path, y_path)
+    c.fetch_layout()
+    folder, x_path, y_path = c.required()
+    c.need_layout()
+    names_path = folder / "class_names.txt"
     try:
         n = rd.stl10_count(x_path)
     except ValueError as exc:
@@ -391,12 +476,8 @@ def _stl10(c: Ctx) -> Read:
 def _sun397(c: Ctx) -> Read:
     # Same files and labels as torchvision.datasets.SUN397, but in sorted order: torchvision keeps the order of
     # the file-system walk, which differs between machines and would change a seeded --n-samples subset.
-    from torchvision.datasets import SUN397
-
-    folder = c.folder()
-    c.fetch(folder, [folder / "ClassName.txt"], lambda: SUN397(str(c.root), download=True))
-    c.need_folder(folder)
-    c.need(folder / "ClassName.txt")
+    c.fetch_layout()
+    folder = c.need_layout()
     lines = (folder / "ClassName.txt").read_text().splitlines()
     classes = [naming.sun397_class(ln) for ln in lines if ln.strip()]
     index = {name: i for i, name in enumerate(classes)}
@@ -414,11 +495,9 @@ def _sun397(c: Ctx) -> Read:
 def _food101(c: Ctx) -> Read:
     from torchvision.datasets import Food101
 
-    folder = c.folder()
-    if not c.download:
-        c.need_folder(folder)
-        c.need(folder / "meta" / "test.json", folder / "images")
-    ds = c.call(folder, lambda: Food101(str(c.root), split="test", transform=c.transform, download=c.download))
+    c.fetch_layout()
+    folder = c.need_layout()
+    ds = c.call(folder, lambda: Food101(str(c.root), split="test", transform=c.transform))
     names = [naming.normalise(n, naming.PROMPT_CHARS) for n in ds.classes]
     return Read(ds, names, folder, {"classnames_from": "meta/test.json (sorted keys)"})
 
@@ -426,24 +505,17 @@ def _food101(c: Ctx) -> Read:
 def _oxford_pets(c: Ctx) -> Read:
     from torchvision.datasets import OxfordIIITPet
 
-    folder = c.folder()
-    if not c.download:
-        c.need_folder(folder)
-        c.need(folder / "annotations" / "test.txt", folder / "images")
+    c.fetch_layout()
+    folder = c.need_layout()
     ds = c.call(folder, lambda: OxfordIIITPet(
-        str(c.root), split="test", target_types="category", transform=c.transform, download=c.download))
+        str(c.root), split="test", target_types="category", transform=c.transform))
     names = [naming.normalise(n, naming.PROMPT_CHARS) for n in ds.classes]
     return Read(ds, names, folder, {"classnames_from": "annotations/test.txt (image names)"})
 
 
 def _flowers102(c: Ctx) -> Read:
-    from torchvision.datasets import Flowers102
-
-    folder = c.folder()
-    needed = [folder / "jpg", folder / "imagelabels.mat", folder / "setid.mat"]
-    c.fetch(folder, needed, lambda: Flowers102(str(c.root), split="test", download=True))
-    c.need_folder(folder)
-    c.need(*needed)
+    c.fetch_layout()
+    folder = c.need_layout()
     try:
         ids, labels = rd.flowers102_split(folder / "setid.mat", folder / "imagelabels.mat", "tstid")
     except Exception as exc:
@@ -458,12 +530,9 @@ def _flowers102(c: Ctx) -> Read:
 def _dtd(c: Ctx) -> Read:
     from torchvision.datasets import DTD
 
-    folder = c.folder()
-    if not c.download:
-        c.need_folder(folder)
-        c.need(folder / "labels" / "test1.txt", folder / "images")
-    ds = c.call(folder, lambda: DTD(
-        str(c.root), split="test", partition=1, transform=c.transform, download=c.download))
+    c.fetch_layout()
+    folder = c.need_layout()
+    ds = c.call(folder, lambda: DTD(str(c.root), split="test", partition=1, transform=c.transform))
     names = [naming.normalise(n, naming.PROMPT_CHARS) for n in ds.classes]
     return Read(ds, names, folder, {"classnames_from": "labels/test1.txt", "partition": 1})
 
@@ -471,12 +540,10 @@ def _dtd(c: Ctx) -> Read:
 def _eurosat(c: Ctx) -> Read:
     from torchvision.datasets import EuroSAT
 
-    folder = c.folder()
-    if not c.download:
-        c.need_folder(folder)
-    if folder.is_dir():  # torchvision's ImageFolder would only say "Found no valid file for the classes ..."
-        _require_filled(c, folder, rd.class_folders(folder))
-    ds = c.call(folder, lambda: EuroSAT(str(c.root), transform=c.transform, download=c.download))
+    c.fetch_layout()
+    folder = c.need_layout()
+    _require_filled(c, folder, rd.class_folders(folder))  # torchvision would only say "Found no valid file ..."
+    ds = c.call(folder, lambda: EuroSAT(str(c.root), transform=c.transform))
     if list(ds.classes) != sorted(naming.EUROSAT_PHRASES):
         raise c.error(folder, f"class folders {list(ds.classes)} are not the 10 EuroSAT classes "
                               f"{sorted(naming.EUROSAT_PHRASES)}")
@@ -487,13 +554,10 @@ def _eurosat(c: Ctx) -> Read:
 def _fgvc_aircraft(c: Ctx) -> Read:
     from torchvision.datasets import FGVCAircraft
 
-    folder = c.folder()
-    data = folder / "data"
-    if not c.download:
-        c.need_folder(folder)
-        c.need(data / "variants.txt", data / "images_variant_test.txt", data / "images")
+    c.fetch_layout()
+    folder = c.need_layout()
     ds = c.call(folder, lambda: FGVCAircraft(
-        str(c.root), split="test", annotation_level="variant", transform=c.transform, download=c.download))
+        str(c.root), split="test", annotation_level="variant", transform=c.transform))
     names = [naming.aircraft_name(n) for n in ds.classes]
     return Read(ds, names, folder, {"classnames_from": "data/variants.txt"})
 
@@ -501,7 +565,7 @@ def _fgvc_aircraft(c: Ctx) -> Read:
 def _imagenet(c: Ctx) -> Read:
     from torchvision.datasets import ImageNet
 
-    folder = first_existing(c.root, ("imagenet", "ImageNet"))
+    folder = first_existing(c.root, (LAYOUTS[c.key].folder, "ImageNet"))
     val = folder / "val"
     c.fetch(folder, [val], lambda: ImageNet(str(folder), split="val"))  # only sorts the archives the user put there
     c.need_folder(folder)
@@ -511,10 +575,16 @@ def _imagenet(c: Ctx) -> Read:
     if not present:
         n_flat = len(rd.images_in(val))
         raise c.error(val, f"no class folders (val/ holds {n_flat} images directly): the val images must be "
-                           "sorted into val/<wnid>/ folders")
+                           "sorted into val/<wnid>/ folders; zsrbench data prepare --data-root DIR --datasets "
+                           "imagenet sorts them, given the labels (LOC_val_solution.csv, or the devkit)")
     unknown = sorted(present - set(wnids))
     if unknown:
         raise c.error(val, f"{len(unknown)} folders are not ImageNet-1k wnids, e.g. {unknown[0]}/")
+    loose = rd.images_in(val)
+    if loose:  # a sort that was stopped half-way: reading the class folders would leave these images out
+        raise c.error(val, f"{len(loose)} images lie directly in val/ beside its class folders, e.g. {loose[0].name}: "
+                           "a sort was interrupted; zsrbench data prepare --data-root DIR --datasets imagenet "
+                           "finishes it")
     files, labels = _class_folder_samples(c, val, wnids)
     names = [n for _, n in naming.imagenet_classes()]
     extra = {"classnames_from": "zsrbench/data/classnames/imagenet.txt (CLIP names)"}
@@ -524,11 +594,9 @@ def _imagenet(c: Ctx) -> Read:
 def _caltech101(c: Ctx) -> Read:
     from torchvision.datasets import Caltech101
 
-    folder = c.folder()
-    if not c.download:
-        c.need_folder(folder)
-    ds = c.call(folder, lambda: Caltech101(
-        str(c.root), target_type="category", transform=c.transform, download=c.download))
+    c.fetch_layout()
+    folder = c.need_layout()
+    ds = c.call(folder, lambda: Caltech101(str(c.root), target_type="category", transform=c.transform))
     _require_filled(c, folder, list(ds.categories))
     names = [naming.normalise(n) for n in ds.categories]
     return Read(ds, names, folder, {"classnames_from": "101_ObjectCategories folders (no BACKGROUND_Google)"})
@@ -537,10 +605,9 @@ def _caltech101(c: Ctx) -> Read:
 def _caltech256(c: Ctx) -> Read:
     from torchvision.datasets import Caltech256
 
-    folder = c.folder()
-    if not c.download:
-        c.need_folder(folder)
-    ds = c.call(folder, lambda: Caltech256(str(c.root), transform=c.transform, download=c.download))
+    c.fetch_layout()
+    folder = c.need_layout()
+    ds = c.call(folder, lambda: Caltech256(str(c.root), transform=c.transform))
     _require_filled(c, folder, list(ds.categories))
     names = [naming.caltech256_name(n) for n in ds.categories]
     return Read(ds, names, folder, {"classnames_from": "256_ObjectCategories folders (incl. 257.clutter)"})
@@ -552,7 +619,7 @@ def _stanford_cars(c: Ctx) -> Read:
     if (folder / "devkit").is_dir():
         from torchvision.datasets import StanfordCars
 
-        c.need(folder / "devkit" / "cars_meta.mat", folder / "cars_test_annos_withlabels.mat", folder / "cars_test")
+        c.need_layout()
         ds = c.call(folder, lambda: StanfordCars(str(c.root), split="test", transform=c.transform))
         classes, layout = list(ds.classes), "devkit"
     elif (folder / "cars_annos.mat").is_file():
@@ -574,14 +641,12 @@ def _pcam(c: Ctx) -> Read:
     from torchvision.datasets import PCAM
 
     folder = c.folder()
-    try:
-        import h5py  # noqa: F401
-    except ImportError as exc:
-        raise ZsrError("PCAM is stored as HDF5 files; reading them needs h5py: pip install h5py") from exc
-    if not c.download:
-        c.need_folder(folder)
-        c.need(folder / "camelyonpatch_level_2_split_test_x.h5", folder / "camelyonpatch_level_2_split_test_y.h5")
-    ds = c.call(folder, lambda: PCAM(str(c.root), split="test", transform=c.transform, download=c.download))
+    rd.require_h5py()
+    if c.download:
+        rd.require_gdown()
+    c.fetch_layout()
+    c.need_layout()
+    ds = c.call(folder, lambda: PCAM(str(c.root), split="test", transform=c.transform))
     return Read(ds, list(naming.PCAM_CLASSNAMES), folder, {"classnames_from": "zsrbench (fixed PCAM prompts)"})
 
 
@@ -612,7 +677,8 @@ def build(key: str, root: str | Path | None, *, image_size: int = 224, download:
     split = split or info.split
     if split not in splits:
         raise ZsrError(f"{info.title} has no split '{split}' in zsrbench; available: {', '.join(splits)}.")
-    path = data_root(root, info.title, SOURCES[key].how_to_obtain)
+    fetchable = download and SOURCES[key].fetch is not None  # a download may create the (per-dataset) root
+    path = data_root(dataset_root(root, key), info.title, SOURCES[key].how_to_obtain, create=fetchable)
     tf = transform or eval_transform(info.input_mode, image_size)
     ctx = Ctx(key=key, root=path, transform=tf, download=download, split=split)
     read = READERS[key](ctx)

@@ -4,9 +4,12 @@
 without machine-local paths (``local-dir:/root/.cache/zsrbench/…`` as the architecture, an absolute checkpoint
 folder) get a new revision whose model fields, and those of sanitised copies of its records, use portable names:
 
-* a folder in a zsrbench cache becomes ``cache:<path relative to the cache>`` (recognised by the default cache
-  location ``…/.cache/zsrbench/``, by the on-demand training layout
-  ``…/defenses/<protocol>-v<N>/<defense>-s<seed>-<key>``, by ``$ZSRBENCH_CACHE``, or by the cache roots given);
+* a folder in a zsrbench cache becomes ``cache:<path relative to the cache>`` (recognised by the cache roots
+  given, by this machine's cache locations (:func:`zsrbench.paths.cache_roots`: ``$ZSRBENCH_CACHE``,
+  ``$XDG_CACHE_HOME/zsrbench``, ``~/.cache/zsrbench``), by the default cache location ``…/.cache/zsrbench/``
+  of any machine, by the cache's own layout under another machine's ``$XDG_CACHE_HOME``
+  (``…/zsrbench/checkpoints/models--…``, ``…/zsrbench/pretrained/<name>``), or by the on-demand training layout
+  ``…/defenses/<protocol>-v<N>/<defense>-s<seed>-<key>``);
 * any other absolute path becomes its file or folder name (the sha256 beside it identifies the file);
 * ``local-dir:<trained folder>`` as the architecture becomes the architecture the folder was trained from, which
   the model id (``<defense>/<architecture>/<tag>``) already names.
@@ -18,13 +21,13 @@ weights file's sha256; the tensor digest that new ids use needs the weights, whi
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Sequence
 
 import zsrbench
+from zsrbench import paths
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.entries import entry_dirs, measurement, now_utc, rev_name, sha256_hex
 from zsrbench.leaderboard.reading import _previous
@@ -33,19 +36,22 @@ from zsrbench.leaderboard.schema import DatasetMeasurement, FileRef, Leaderboard
 from zsrbench.leaderboard.store import _taken_numbers, _write_revision, locked
 from zsrbench.leaderboard.validate import _LOCAL_IN_TEXT, is_machine_local, local_paths
 
-# the default cache (zsrbench.models.cache_dir without $ZSRBENCH_CACHE) as it appears in other machines' paths
+# the default cache (zsrbench.paths.cache_dir without $ZSRBENCH_CACHE or $XDG_CACHE_HOME) in other machines' paths
 _DEFAULT_CACHE = re.compile(r"(?:^|/)\.cache/zsrbench/(.+)$")
+# a cache under another machine's $XDG_CACHE_HOME (<xdg>/zsrbench/…): recognised by the cache's own layout below it
+# (checkpoints downloaded by the catalogue, models pretrained by `zsrbench pretrain`)
+_XDG_CACHE = re.compile(r"(?:^|/)zsrbench/((?:checkpoints/models--[^/]+|pretrained/[^/]+)(?:/.*)?)$")
 # a folder fine-tuned on demand (zsrbench.train.on_demand_dir) in any cache
 _ON_DEMAND = re.compile(r"(?:^|/)(defenses/[^/]+-v\d+/[^/]+-s\d+-[0-9a-f]{12})/*$")
 MODEL_PATH_FIELDS = ("checkpoint", "pretrained")
 
 
 def _cache_roots(extra: Sequence[str | Path]) -> list[str]:
-    roots = [str(r) for r in extra]
-    env = os.environ.get("ZSRBENCH_CACHE")  # as zsrbench.models.cache_dir reads it (no torch import here)
-    if env:
-        roots.append(str(Path(env).expanduser()))
-    return [r.rstrip("/\\") for r in roots if r]
+    """The roots given, then this machine's cache locations (:func:`zsrbench.paths.cache_roots`), the longest
+    first (a cache folder inside another one is matched as itself)."""
+    given = list(dict.fromkeys(str(r).rstrip("/\\") for r in extra if str(r).strip()))
+    local = {str(r).rstrip("/\\") for r in paths.cache_roots()} - set(given)
+    return given + sorted(local, key=lambda r: (-len(r), r))
 
 
 def portable_name(path: str, cache_roots: Sequence[str | Path] = ()) -> str:
@@ -59,7 +65,7 @@ def portable_name(path: str, cache_roots: Sequence[str | Path] = ()) -> str:
         r = root.replace("\\", "/")
         if posix.startswith(r + "/"):
             return "cache:" + posix[len(r) + 1:].strip("/")
-    for pattern in (_DEFAULT_CACHE, _ON_DEMAND):
+    for pattern in (_DEFAULT_CACHE, _XDG_CACHE, _ON_DEMAND):
         m = pattern.search(posix)
         if m:
             return "cache:" + m.group(1).strip("/")

@@ -1,10 +1,13 @@
 """Reading the leaderboard store: the entries as shown, as of a revision or a time, and one entry's history.
 
 :func:`load_store` gives the newest revision of every entry (or the state at ``--as-of``, :func:`parse_as_of`)
-with the bad files it skipped; :func:`entries_from_results` builds the same view in memory from a raw results
-directory; :func:`resolve_entry` finds the entry a user names, :func:`history` lists all its revisions and
-:func:`read_flags_ref` reads the per-sample flags behind one of its datasets (sha256-checked). :class:`Previous`
-is the newest revision of an entry as the writer of the next one sees it (:mod:`.store`). Nothing here writes.
+with the bad files it skipped; :func:`load_leaderboard` is what ``zsrbench table`` shows: that view plus the
+published numbers shipped with zsrbench for protocols whose folder holds none (built in memory, see
+:func:`packaged_protocols`); :func:`entries_from_results` builds the same view in memory from a raw results
+directory; :func:`resolve_entry` finds the entry a user names (:func:`resolve_packaged` among the shipped
+published numbers), :func:`history` lists all its revisions and :func:`read_flags_ref` reads the per-sample
+flags behind one of its datasets (sha256-checked). :class:`Previous` is the newest revision of an entry as the
+writer of the next one sees it (:mod:`.store`). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -46,6 +50,11 @@ class LoadedEntry:
 class StoreView:
     entries: list[LoadedEntry] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)  # bad files: (path, reason)
+    notes: list[str] = field(default_factory=list)  # what was shown from elsewhere (the shipped reported numbers)
+
+
+class EntryNotFound(ZsrError):
+    """No leaderboard entry matches the name a user gave (as opposed to several matching it)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,9 @@ def load_store(root: str | Path, protocol: str | None = None, as_of: AsOf | None
     """
     root = Path(root)
     if not atomic.probe(root, option="--leaderboard-dir"):
-        raise ZsrError(f"No leaderboard at {root}: pass --leaderboard-dir DIR (or --results-dir DIR for raw results).")
+        raise ZsrError(f"No leaderboard at {root}: pass --leaderboard-dir DIR (or --results-dir DIR for raw results). "
+                       "Without --leaderboard-dir, zsrbench reads $ZSRBENCH_HOME/leaderboards (else ./leaderboards) "
+                       "and shows the published numbers shipped with it while that folder has none.")
     view = StoreView()
     for edir in entry_dirs(root, protocol):
         revs = revision_files(edir)
@@ -123,6 +134,66 @@ def load_store(root: str | Path, protocol: str | None = None, as_of: AsOf | None
     return view
 
 
+def packaged_protocols(root: str | Path, protocol: str | None = None) -> list[str]:
+    """The protocols whose shipped published numbers a table of the leaderboard at ``root`` shows in memory.
+
+    A protocol qualifies when the folder holds no reported entries of it (none of any revision, withdrawn ones
+    included: a folder that has them, like the checkout's, is used as it is) and the table is about it:
+    ``protocol`` names it, or the folder has entries of it, or the folder has no entries at all (it is new or
+    does not exist). So a folder of ``micro`` runs shows no ``tga16`` rows unless ``--protocol tga16`` asks.
+    """
+    from zsrbench.leaderboard.reported import packaged_entries
+
+    root = Path(root)
+    shipped = list(dict.fromkeys(e.protocol.name for e in packaged_entries()))
+    dirs = entry_dirs(root) if atomic.probe(root, option="--leaderboard-dir") else []
+    present = list(dict.fromkeys(d.parent.name for d in dirs))
+    wanted = [protocol] if protocol else (present or shipped)
+    has_reported = {d.parent.name for d in dirs if d.name.startswith("reported__")}
+    return [p for p in wanted if p in shipped and p not in has_reported]
+
+
+def packaged_loaded(protocols: list[str]) -> list[LoadedEntry]:
+    """The shipped reported entries of ``protocols`` as loaded entries (no file: they live in memory), in the
+    order :func:`load_store` reads a folder (by protocol, then entry name), so tables number sources alike."""
+    from zsrbench.leaderboard.reported import packaged_csv_dir, packaged_entries
+
+    entries = sorted((e for p in protocols for e in packaged_entries(p)), key=lambda e: (e.protocol.name, e.entry))
+    return [LoadedEntry(e, packaged_csv_dir(), None, None) for e in entries]
+
+
+def load_leaderboard(root: str | Path | None = None, protocol: str | None = None, as_of: AsOf | None = None, *,
+                     reported: bool = True) -> StoreView:
+    """What ``zsrbench table`` shows for the leaderboard at ``root`` (None: the default folder,
+    :func:`zsrbench.paths.leaderboard_dir`).
+
+    :func:`load_store`, plus (``reported``) the published numbers shipped with zsrbench for the protocols of
+    :func:`packaged_protocols`, built in memory from the package's CSVs by the importer's own code and marked
+    reported as usual; ``notes`` say when that happened. The default folder not existing yet is a leaderboard
+    with no entries; a folder given that does not exist is an error (most likely a mistyped path).
+    """
+    from zsrbench import paths
+
+    given = root is not None
+    folder = Path(root) if given else paths.leaderboard_dir()
+    if given or atomic.probe(folder, option="--leaderboard-dir"):
+        view = load_store(folder, protocol, as_of)
+    else:
+        view = StoreView(notes=[f"no leaderboard at {folder} yet (`zsrbench run` adds its entries there; "
+                                "--leaderboard-dir or $ZSRBENCH_HOME name another folder)"])
+    if not reported:
+        return view
+    protocols = packaged_protocols(folder, protocol)
+    extra = packaged_loaded(protocols)
+    if extra:
+        view.entries += extra
+        names = ", ".join(protocols)
+        why = f"{folder} holds no reported entries of {names}: " if folder.is_dir() else ""
+        view.notes.append(f"{why}showing the published numbers shipped with zsrbench for {names} (built in memory "
+                          "from its reported_data CSVs; nothing was written)")
+    return view
+
+
 def entries_from_results(results_dir: str | Path, protocol: str | None = None) -> StoreView:
     """In-memory measured entries built from a raw results directory (``zsrbench table --results-dir``)."""
     root = Path(results_dir)
@@ -137,7 +208,10 @@ def entries_from_results(results_dir: str | Path, protocol: str | None = None) -
             continue
         try:
             blob = path.read_bytes()
-            record = parse_record(json.loads(blob), path)
+            data = json.loads(blob)
+            if isinstance(data, dict) and data.get("kind") == "attention_shift":
+                continue  # an attention-shift record of `zsrbench attention`, not a result record
+            record = parse_record(data, path)
         except (OSError, ValueError, ZsrError) as exc:
             view.problems.append((path, str(exc).removeprefix(f"{path}: ")))
             continue
@@ -193,20 +267,42 @@ def resolve_entry(root: str | Path, name: str) -> tuple[Path, int | None]:
         return p, revision
     dirs = entry_dirs(root) if Path(root).is_dir() else []
     if not dirs:
-        raise ZsrError(f"No leaderboard entries under {root}; pass --leaderboard-dir DIR.")
-    keys = {f"{d.parent.name}/{d.name}": d for d in dirs}
-    exact = [d for k, d in keys.items() if name in (k, d.name)]
+        raise EntryNotFound(f"No leaderboard entries under {root}; pass --leaderboard-dir DIR.")
+    return _match(name, {f"{d.parent.name}/{d.name}": d for d in dirs}, f"under {root}"), revision
+
+
+def _match(name: str, keys: dict[str, Any], where: str) -> Any:
+    """The value of the one key (``protocol/slug``) that ``name`` names: exactly (slug or key), else as a
+    unique case-insensitive part; a clear error for none or several."""
+    slugs = {k: k.split("/", 1)[-1] for k in keys}
+    exact = [v for k, v in keys.items() if name in (k, slugs[k])]
     if len(exact) == 1:
-        return exact[0], revision
-    hits = exact or [d for k, d in keys.items() if name.lower() in k.lower()]
+        return exact[0]
+    hits = [k for k in keys if name in (k, slugs[k])] or [k for k in keys if name.lower() in k.lower()]
     if len(hits) == 1:
-        return hits[0], revision
+        return keys[hits[0]]
     if not hits:
-        close = difflib.get_close_matches(name, [d.name for d in dirs], n=3, cutoff=0.4)
+        close = difflib.get_close_matches(name, list(slugs.values()), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else " `zsrbench table` lists the entries."
-        raise ZsrError(f"No leaderboard entry matches '{name}' under {root}.{hint}")
-    listed = "\n  ".join(f"{d.parent.name}/{d.name}" for d in hits[:12])
+        raise EntryNotFound(f"No leaderboard entry matches '{name}' {where}.{hint}")
+    listed = "\n  ".join(hits[:12])
     raise ZsrError(f"'{name}' matches {len(hits)} entries; be more specific:\n  {listed}")
+
+
+def resolve_packaged(root: str | Path, name: str) -> LeaderboardEntry | None:
+    """The shipped reported entry ``name`` names (as :func:`resolve_entry` matches names), among the protocols
+    whose leaderboard folder at ``root`` holds no reported entries; None when ``name`` names none of them
+    (several is an error listing them)."""
+    from zsrbench.leaderboard.reported import packaged_entries
+
+    base = name.split("@", 1)[0]
+    folder = Path(root)
+    dirs = entry_dirs(folder) if atomic.probe(folder, option="--leaderboard-dir") else []
+    has_reported = {d.parent.name for d in dirs if d.name.startswith("reported__")}
+    keys = {f"{e.protocol.name}/{e.entry}": e for e in packaged_entries() if e.protocol.name not in has_reported}
+    if not any(base in (k, k.split("/", 1)[1]) or base.lower() in k.lower() for k in keys):
+        return None
+    return _match(base, keys, "among the published numbers shipped with zsrbench")
 
 
 def history(entry_dir: Path) -> list[tuple[int, Path, LeaderboardEntry | ZsrError]]:

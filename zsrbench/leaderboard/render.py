@@ -9,9 +9,7 @@ the significance group, the status (ranked, or why not) and, like every table, t
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 from typing import Any
 
@@ -113,30 +111,13 @@ def to_markdown(ts: TableSet) -> str:
 
 # ---------------------------------------------------------------------------------------------------- CSV
 def to_csv(ts: TableSet) -> str:
-    datasets: list[str] = []
-    avgs: list[str] = []
-    for g in ts.groups:
-        datasets += [d for d in g.datasets if d not in datasets]
-        avgs += [k for k, _ in g.avg_columns if k not in avgs]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    value_cols = [c for k in [*datasets, *avgs] for c in (k, f"{k}_lo", f"{k}_hi")]
-    w.writerow(["protocol", "protocol_version", "subset", "table", "suite", "eps", "metric", "rank", "group", "model",
-                "kind", "source", "status", "audit", "entry", "revision", "entries", *value_cols, "marks", "notes"])
-    for g, metric in _tables(ts):
-        for r in g.rows:
-            cells = r.cells[metric]
-            marks = sorted({m for c in cells.values() for m in c.marks})
-            source = r.source_text if r.kind == "reported" else r.source
-            values = []
-            for k in [*datasets, *avgs]:
-                c = cells.get(k)
-                values += [c.number(), c.bound("lo"), c.bound("hi")] if c is not None else ["", "", ""]
-            w.writerow([g.protocol, g.version, g.subset or "", g.kind, g.suite, g.eps_text or "", metric,
-                        "" if r.rank is None else r.rank, r.group or "", r.label, r.kind, source, r.status or "",
-                        r.audit or "", r.entry, r.revision if r.revision is not None else "", " ".join(r.entries),
-                        *values, "".join(marks), " | ".join(r.notes[metric])])
-    return buf.getvalue()
+    """One line per table row and metric: the row's columns, then ``<column>``, ``<column>_lo``, ``<column>_hi``
+    for every dataset and average, then marks and notes; built as a pandas DataFrame
+    (:func:`zsrbench.leaderboard.frame.wide_frame`, the tidy :func:`~zsrbench.leaderboard.frame.table_frame`
+    pivoted) and written by ``DataFrame.to_csv``."""
+    from zsrbench.leaderboard.frame import to_csv as frame_csv
+
+    return frame_csv(ts)
 
 
 # ---------------------------------------------------------------------------------------------------- LaTeX
@@ -373,12 +354,31 @@ def _rich_style(r: Row) -> str | None:
     return "dim" if r.rank is None else None
 
 
+def _new_lines(lines: list[str], shown: set[str]) -> list[str]:
+    """Footnote lines less the items printed under an earlier table; a heading left with no items says so."""
+    out: list[str] = []
+    for line in lines:
+        if line.startswith("  - ") and line in shown:
+            continue
+        shown.add(line)
+        out.append(line)
+    compact: list[str] = []
+    for i, line in enumerate(out):
+        heading = not line.startswith("  ") and line.endswith(":")
+        if heading and (i + 1 == len(out) or not out[i + 1].startswith("  ")):
+            compact.append(line[:-1] + ": as listed above")
+        else:
+            compact.append(line)
+    return compact
+
+
 def to_rich(ts: TableSet, console: Any) -> None:
     """Full tables when the terminal is wide enough, else one compact table of averages per group."""
     if not ts.groups:
         console.print("No leaderboard entries match.")
         return
     narrow = False
+    shown: set[str] = set()  # footnote items already printed under an earlier table
     for g in ts.groups:
         if all(_width(g, m) <= console.width for m in ts.metrics):
             for metric in ts.metrics:
@@ -392,7 +392,7 @@ def to_rich(ts: TableSet, console: Any) -> None:
             for r in g.rows:
                 console.print(f"  {r.label} — {r.source} — {r.status}", highlight=False, markup=False,
                               style=_rich_style(r))
-        for line in _footnote_lines(g, ts.metrics):
+        for line in _new_lines(_footnote_lines(g, ts.metrics), shown):
             console.print(line, highlight=False, markup=False)
         console.print()
     if narrow:

@@ -1,6 +1,7 @@
 """Published numbers as *reported* leaderboard entries (never measured ones), each with its source.
 
-Reads the CSVs of ``data/reported/`` (see its README):
+Reads the CSVs shipped in the package, ``zsrbench/reported_data/`` (:func:`packaged_csv_dir`, see its README;
+another folder can be given), the data set entries name as ``data/reported/<file>``:
 
 * ``tga16_neurips24.csv``: the TGA-ZSR paper's per-dataset tables (method, metric, attack, eps, 16 datasets,
   average, source), protocol ``tga16``;
@@ -14,11 +15,15 @@ Re-importing adds a revision only where the numbers or their description changed
 from one of the CSVs that the corrected CSVs no longer produce (e.g. rows moved from ``autoattack`` to
 ``aa-lite``) gets a new revision with ``reported.withdrawn`` saying why: it stays in the history, tables leave it
 out. Importing again is a no-op.
+
+:func:`packaged_entries` builds the same entries in memory, nothing written: ``zsrbench table`` shows them for
+a protocol whose leaderboard folder holds no reported entries (:func:`zsrbench.leaderboard.reading.load_leaderboard`).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -226,24 +231,48 @@ def _draft(robust: _Row | None, clean: _Row | None, separate: tuple[str, str] | 
     )
 
 
-def _csv_files(csv_dir: str | Path) -> list[Path]:
-    d = Path(csv_dir)
+def packaged_csv_dir() -> Path:
+    """The folder of the reported-number CSVs that ship inside the package (``zsrbench/reported_data``)."""
+    return Path(zsrbench.__file__).resolve().parent / "reported_data"
+
+
+def _csv_files(csv_dir: str | Path | None) -> list[Path]:
+    d = packaged_csv_dir() if csv_dir is None else Path(csv_dir)
     files = sorted(d.glob("*.csv"))
     if not files:
-        raise ZsrError(f"No reported-number CSVs in {d}.")
+        hint = ("the installed zsrbench is incomplete: reinstall it" if csv_dir is None else
+                "pass the folder holding tga16_neurips24.csv and others.csv, or leave the option out to use the "
+                "CSVs shipped with zsrbench")
+        raise ZsrError(f"No reported-number CSVs in {d}; {hint}.")
     return files
 
 
-def reported_entries(csv_dir: str | Path) -> list[LeaderboardEntry]:
-    """Drafts of every reported entry in ``csv_dir`` (``tga16_neurips24.csv``, ``others.csv``, any ``*.csv``)."""
+def reported_entries(csv_dir: str | Path | None = None) -> list[LeaderboardEntry]:
+    """Drafts of every reported entry in ``csv_dir`` (``tga16_neurips24.csv``, ``others.csv``, any ``*.csv``;
+    default: the CSVs shipped in the package)."""
     rows: list[_Row] = []
     for f in _csv_files(csv_dir):
         rows += read_rows(f)
     return entries_from_rows(rows)
 
 
-def import_reported(csv_dir: str | Path, leaderboard_root: str | Path, *, now: str | None = None) -> list[Path]:
-    """Add the reported entries of ``csv_dir`` to the leaderboard (re-importing unchanged numbers adds nothing).
+@functools.lru_cache(maxsize=1)
+def _packaged() -> tuple[LeaderboardEntry, ...]:
+    return tuple(reported_entries(None))
+
+
+def packaged_entries(protocol: str | None = None) -> list[LeaderboardEntry]:
+    """The reported entries of the shipped CSVs, built in memory (read once per process; nothing is written).
+
+    They are what :func:`import_reported` would write as revision 1 of each entry; ``protocol`` keeps one
+    protocol's entries.
+    """
+    return [e for e in _packaged() if protocol is None or e.protocol.name == protocol]
+
+
+def import_reported(csv_dir: str | Path | None, leaderboard_root: str | Path, *, now: str | None = None) -> list[Path]:
+    """Add the reported entries of ``csv_dir`` (None: the CSVs shipped in the package) to the leaderboard
+    (re-importing unchanged numbers adds nothing).
 
     Returns the newest revision file of every entry the CSVs produce, then the new revisions of entries they no
     longer produce (imported before from one of these files), which are withdrawn (:func:`withdraw_missing`).

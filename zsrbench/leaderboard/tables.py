@@ -146,18 +146,12 @@ class TableSet:
 
 
 def normalise_eps(text: str | None) -> str | None:
-    """``"1"``, ``"1/255"``, ``"1.0"`` -> ``"1/255"``."""
+    """``"1"``, ``"1/255"``, ``"1.0"``, ``"0.0039"`` -> ``"1/255"`` (see :mod:`zsrbench.eps`)."""
     if text is None:
         return None
-    t = text.strip().replace(" ", "")
-    if t.endswith("/255"):
-        t = t[:-4]
-    try:
-        return f"{float(t):g}/255"
-    except ValueError:
-        from zsrbench.errors import ZsrError
+    from zsrbench.eps import eps_text, parse_eps
 
-        raise ZsrError(f"--eps takes ε in units of 1/255 (e.g. 1, 4, 1/255); got {text!r}.") from None
+    return eps_text(parse_eps(text))
 
 
 def matches_attack(e: LeaderboardEntry, attack: str) -> bool:
@@ -335,8 +329,28 @@ def new_notes() -> dict[str, dict[str, list[str]]]:
     return {metric: {m: [] for m in MARK_TITLES} for metric in METRICS}
 
 
+def merge_items(items: Sequence[str | tuple[str, str]]) -> list[str]:
+    """Footnote items in first-seen order; a ``(model, text)`` note that several models share is one item
+    naming them all (``text — 5 models: a, b, …``), so a fallback every model hit is listed once."""
+    who: dict[str, list[str]] = {}
+    order: list[str] = []
+    for item in items:
+        label, text = item if isinstance(item, tuple) else (None, item)
+        if text not in who:
+            who[text] = []
+            order.append(text)
+        if label is not None and label not in who[text]:
+            who[text].append(label)
+    out = []
+    for text in order:
+        labels = who[text]
+        out.append(text if not labels else f"{labels[0]}, {text}" if len(labels) == 1
+                   else f"{text} — {len(labels)} models: {', '.join(labels)}")
+    return out
+
+
 def finish_footnotes(g: Group, notes: dict[str, dict[str, list[str]]]) -> None:
-    g.footnotes = {metric: [Footnote(m, MARK_TITLES[m], list(dict.fromkeys(items))) for m, items in by_mark.items() if items]
+    g.footnotes = {metric: [Footnote(m, MARK_TITLES[m], merge_items(items)) for m, items in by_mark.items() if items]
                    for metric, by_mark in notes.items()}
     if any(r.kind == "measured" for r in g.rows) and INTERVAL_NOTE not in g.footer:
         g.footer.append(INTERVAL_NOTE)
@@ -420,13 +434,13 @@ def measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict
         warn = [*m.flags.fallbacks, *m.flags.autoattack_warnings]
         if warn:
             rmarks.append(DAGGER)
-            notes["robust"][DAGGER].append(f"{label}, {d}: {'; '.join(warn)}")
+            notes["robust"][DAGGER].append((label, f"{d}: {'; '.join(warn)}"))
             row.add_note(["robust"], f"{DAGGER} {d}: {'; '.join(warn)}")
         if m.deviations:
             rmarks.append(DDAGGER)
             cmarks.append(DDAGGER)
             for metric in METRICS:
-                notes[metric][DDAGGER].append(f"{label}, {d}: {'; '.join(m.deviations)}")
+                notes[metric][DDAGGER].append((label, f"{d}: {'; '.join(m.deviations)}"))
             row.add_note(METRICS, f"{DDAGGER} {d}: {'; '.join(m.deviations)}")
         row.cells["robust"][d] = Cell(m.metrics.robust_accuracy, rmarks, *dataset_interval(m, "robust"))
         row.cells["clean"][d] = Cell(m.metrics.clean_accuracy, cmarks, *dataset_interval(m, "clean"))

@@ -415,11 +415,26 @@ def _check_file(run: _Run, p: Path) -> None:
     if REV_DIR_RE.match(p.parent.name) and (p.parent.parent / f"{p.parent.name}.json").exists():
         return  # a record copied into an entry's revision: checked through that entry
     run.report.checked += 1
+    shift = _attention_shift_reasons(p)
+    if shift is not None:
+        for reason in shift:
+            run.add(p, reason)
+        return
     key = p.resolve()
     if key not in run.cache:
         run.cache[key] = check_record(p)
     for reason in run.cache[key][1]:
         run.add(p, reason)
+
+
+def _attention_shift_reasons(p: Path) -> list[str] | None:
+    """The problems of an attention-shift record (written by `zsrbench attention`); None when ``p`` is not one."""
+    data = _raw_json(p)
+    if not (isinstance(data, dict) and data.get("kind") == "attention_shift"):
+        return None
+    from zsrbench.figures.shift_record import check_shift_file
+
+    return check_shift_file(p)
 
 
 def _local_history_summary(run: _Run) -> None:

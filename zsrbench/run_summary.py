@@ -1,0 +1,95 @@
+"""What `zsrbench run` says before it starts (model, protocol, suite, ε, datasets, an estimate of the time) and
+the protocol average it ends with. Pure functions of a plan, earlier records and the new records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from statistics import median
+from typing import Any, Sequence
+
+from zsrbench.attacks.base import eps_text
+
+
+def plan_lines(plan: Any, estimate: tuple[float, int] | None = None) -> list[str]:
+    """The lines `run` prints before it starts; ``estimate`` = (seconds, number of records it comes from)."""
+    cfg, proto = plan.cfg, plan.protocol
+    model = cfg.model or proto.default_model
+    if cfg.pretrained or (cfg.model is None and proto.default_pretrained):
+        model += f" ({cfg.pretrained or proto.default_pretrained})"
+    weights = cfg.checkpoint or ("fine-tuned on demand (cached)" if proto.train_on_demand and cfg.defense != "clip"
+                                 and cfg.checkpoint is None else None)
+    n = "all samples" if plan.n_samples is None else f"{plan.n_samples} per dataset"
+    if plan.subset:
+        n += f", subset '{plan.subset}'"
+    params = "; ".join(f"{a} " + ", ".join(f"{k}={v}" for k, v in sorted(p.items()) if v is not None)
+                       for a, p in plan.params.items() if p)
+    lines = [
+        f"defense {cfg.defense} · model {model}" + (f" · weights {weights}" if weights else ""),
+        f"protocol {proto.name} v{proto.version} · suite {plan.suite} · ε = {eps_text(plan.eps)} · "
+        f"{len(plan.datasets)} datasets ({', '.join(plan.datasets)}) · {n} · seed {plan.seed} · {plan.device}",
+    ]
+    if params:
+        lines.append(f"attack settings: {params}")
+    if estimate is not None:
+        seconds, count = estimate
+        lines.append(f"estimated attack time: about {_duration(seconds)} of one process (from {count} earlier "
+                     "record(s) of this suite here; more processes divide it, fine-tuning is not included)")
+    return lines
+
+
+def estimate_seconds(results_dir: str | Path, protocol: str, suite: str, eps: float, datasets: Sequence[str],
+                     n_per_dataset: int | None) -> tuple[float, int] | None:
+    """Seconds of one process for this suite at this ε, from the median time per image of earlier records of
+    the same protocol, suite, ε and dataset in ``results_dir`` (any model), times ``n_per_dataset`` (None: the
+    earlier records' own sizes); None when there are none."""
+    root = Path(results_dir) / protocol
+    if not root.is_dir():
+        return None
+    total, used = 0.0, 0
+    tag = f"eps{eps:g}"
+    for d in datasets:
+        seen = [_timing(p) for pattern in (tag, f"{tag}__*") for p in root.glob(f"v*/*/{suite}/{pattern}/{d}.json")]
+        seen = [t for t in seen if t is not None]
+        if seen:
+            used += len(seen)
+            total += median(w / n for w, n in seen) * (n_per_dataset or median(n for _, n in seen))
+    return (total, used) if used else None
+
+
+def _timing(path: Path) -> tuple[float, int] | None:
+    """(wall seconds, images) of a record."""
+    try:
+        rec = json.loads(path.read_text())
+        wall, n = float(rec["timing"]["wall_s"]), int(rec["metrics"]["n"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (wall, n) if n > 0 and wall >= 0 else None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def average_line(records: Sequence[Any], normalised: bool, train_dataset: str | None) -> str | None:
+    """``average over 7 datasets: clean 73.4 %, robust 34.2 % (normalised); zero-shot (6): …`` of new records."""
+    if not records:
+        return None
+    clean_key, robust_key = ("clean_normalised", "robust_normalised") if normalised else \
+        ("clean_accuracy", "robust_accuracy")
+
+    def avg(rs: Sequence[Any]) -> str:
+        c = sum(getattr(r.metrics, clean_key) for r in rs) / len(rs)
+        rob = sum(getattr(r.metrics, robust_key) for r in rs) / len(rs)
+        return f"clean {100 * c:.2f} %, robust {100 * rob:.2f} %"
+
+    kind = " (normalised accuracy)" if normalised else ""
+    text = f"average over {len(records)} datasets{kind}: {avg(records)}"
+    zs = [r for r in records if r.protocol.dataset != train_dataset]
+    if train_dataset and zs and len(zs) < len(records):
+        text += f"; zero-shot average over {len(zs)}: {avg(zs)}"
+    return text
