@@ -9,12 +9,9 @@ Accepted spellings, all meaning the same ε:
   write ``0.5/255`` for a fraction of the unit. Decimals from 0.1 to 1 are refused as ambiguous (is ``0.5`` half
   of 1/255 or 127.5/255?).
 
-``0`` is accepted (no perturbation: clean accuracy only).
 """
 
 from __future__ import annotations
-
-import math
 
 from zsrbench.errors import ZsrError
 
@@ -23,7 +20,10 @@ SNAP_REL = 0.02  # a pixel-range decimal this close (relative) to a whole k/255 
 
 
 def parse_eps(value: str | float | int | None, option: str = "--eps") -> float | None:
-    """``value`` in units of 1/255 (``None`` stays ``None``); a ZsrError naming ``option`` when unreadable."""
+    """``value`` in units of 1/255 (``None`` stays ``None``); a ZsrError naming ``option`` when unreadable.
+
+    Only the spelling is checked here: the range (finite, positive, at most 255/255) is checked where the value
+    is used, with the bounds that apply there (an attack's ε, a training ε, a step)."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -35,7 +35,7 @@ def parse_eps(value: str | float | int | None, option: str = "--eps") -> float |
             units = float(num) / float(den) * 255.0
             if float(den) == 255.0:
                 units = float(num)  # exact: no round trip through the pixel scale
-            return _checked(units, value, option)
+            return units
         x = float(text)
     except (ValueError, ZeroDivisionError):
         raise ZsrError(_message(value, option)) from None
@@ -48,8 +48,8 @@ def parse_eps(value: str | float | int | None, option: str = "--eps") -> float |
         k = round(units)
         if k >= 1 and abs(units - k) <= SNAP_REL * k:
             units = float(k)
-        return _checked(units, value, option)
-    return _checked(x, value, option)
+        return units
+    return x
 
 
 def eps_text(units: float) -> str:
@@ -57,12 +57,6 @@ def eps_text(units: float) -> str:
     return f"{units:g}/255"
 
 
-def _checked(units: float, given: object, option: str) -> float:
-    if not math.isfinite(units) or units < 0:
-        raise ZsrError(_message(given, option))
-    return units
-
-
 def _message(given: object, option: str) -> str:
     return (f"{option} takes a size in units of 1/255 (4), as a fraction of the pixel range (4/255) or as a "
-            f"decimal of the pixel range (0.0157); got {given!r}. It must be finite and not negative.")
+            f"decimal of the pixel range (0.0157); got {given!r}.")

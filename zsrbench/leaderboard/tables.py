@@ -149,9 +149,15 @@ def normalise_eps(text: str | None) -> str | None:
     """``"1"``, ``"1/255"``, ``"1.0"``, ``"0.0039"`` -> ``"1/255"`` (see :mod:`zsrbench.eps`)."""
     if text is None:
         return None
+    import math
+
+    from zsrbench.errors import ZsrError
     from zsrbench.eps import eps_text, parse_eps
 
-    return eps_text(parse_eps(text))
+    units = parse_eps(text)
+    if units is None or not math.isfinite(units) or units < 0:
+        raise ZsrError(f"--eps takes a finite, non-negative ε such as 1, 4/255 or 0.0157; got {text!r}.")
+    return eps_text(units)
 
 
 def matches_attack(e: LeaderboardEntry, attack: str) -> bool:
