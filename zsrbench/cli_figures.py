@@ -13,14 +13,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from zsrbench import paths
-from zsrbench.cli_common import console, err_console, info, user_errors
+from zsrbench.cli_common import console, info, user_errors
+from zsrbench.log import LOG
 
 plot_app = typer.Typer(add_completion=False, no_args_is_help=True,
                        help="Plots of recorded results: robust accuracy vs ε, clean vs robust, per-dataset bars.")
 
 
 def _csv(value: Optional[str]) -> tuple[str, ...]:
-    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+    from zsrbench.cli import _csv as split
+
+    return split(value) or ()
 
 
 def _protocol(name: Optional[str]) -> str:
@@ -30,7 +33,7 @@ def _protocol(name: Optional[str]) -> str:
 
 
 def _warn(text: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    LOG.warning(text)
 
 
 def attention(
@@ -125,6 +128,15 @@ def shift_table(result: Any) -> Table:
 
 _RESULTS = typer.Option(None, "--results-dir", help="plot raw result records from this folder")
 _LEADERBOARD = typer.Option(None, "--leaderboard-dir", help="plot this leaderboard (default: $ZSRBENCH_HOME/leaderboards, else ./leaderboards)")
+_PROTOCOL = typer.Option(None, "--protocol", "-p", help="protocol (default: micro)")
+_ATTACK = typer.Option(None, "--attack", "-a", help="attack suite (default: the only one, else the protocol's "
+                       "required suite)")
+_AVERAGE = typer.Option("zero-shot", "--average", help="zero-shot (without the source task) | all")
+_DATASET = typer.Option(None, "--dataset", help="one dataset instead of the average")
+_MODELS = typer.Option(None, "--models", help="comma-separated parts of model ids or defense names")
+_SUBSET = typer.Option(None, "--subset", help="sample set: full or a named subset (e.g. quick)")
+_VERSION = typer.Option("latest", "--protocol-version", help="latest or a version number")
+_FORMAT = typer.Option(None, "--format", help="png, svg or png,svg")
 
 
 def _chosen(protocol: Optional[str], results_dir: Optional[str], leaderboard_dir: Optional[str], version: str,
@@ -135,11 +147,15 @@ def _chosen(protocol: Optional[str], results_dir: Optional[str], leaderboard_dir
                                            protocol=protocol)
     for w in warnings:
         _warn(w)
-    where = f"--results-dir {results_dir}" if results_dir is not None else \
-        f"the leaderboard {leaderboard_dir or paths.leaderboard_dir()}"
     sel = plots.Selection(protocol=_protocol(protocol), version=version, subset=subset, attack=attack,
                           models=_csv(models))
-    return plots.choose(entries, sel, where=where)
+    return plots.choose(entries, sel, where=_where(results_dir, leaderboard_dir))
+
+
+def _where(results_dir: Optional[str], leaderboard_dir: Optional[str]) -> str:
+    """Where the plotted entries come from, as error messages name it."""
+    return f"--results-dir {results_dir}" if results_dir is not None else \
+        f"the leaderboard {leaderboard_dir or paths.leaderboard_dir()}"
 
 
 def _save(fig: Any, out: str, format_: Optional[str], warnings: list[str]) -> None:
@@ -161,18 +177,17 @@ def _check_out(out: str, format_: Optional[str]) -> None:
 @plot_app.command("eps")
 @user_errors
 def plot_eps(
-    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: micro)"),
-    attack: Optional[str] = typer.Option(None, "--attack", "-a", help="attack suite (default: the only one, else "
-                                         "the protocol's required suite)"),
-    average: str = typer.Option("zero-shot", "--average", help="zero-shot (without the source task) | all"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="one dataset instead of the average"),
-    models: Optional[str] = typer.Option(None, "--models", help="comma-separated parts of model ids or defense names"),
-    subset: Optional[str] = typer.Option(None, "--subset", help="sample set: full or a named subset (e.g. quick)"),
-    protocol_version: str = typer.Option("latest", "--protocol-version", help="latest or a version number"),
+    protocol: Optional[str] = _PROTOCOL,
+    attack: Optional[str] = _ATTACK,
+    average: str = _AVERAGE,
+    dataset: Optional[str] = _DATASET,
+    models: Optional[str] = _MODELS,
+    subset: Optional[str] = _SUBSET,
+    protocol_version: str = _VERSION,
     results_dir: Optional[str] = _RESULTS,
     leaderboard_dir: Optional[str] = _LEADERBOARD,
     out: str = typer.Option("eps.png", "--out", "-o", help="figure file (.png or .svg)"),
-    format_: Optional[str] = typer.Option(None, "--format", help="png, svg or png,svg"),
+    format_: Optional[str] = _FORMAT,
 ) -> None:
     """Robust accuracy vs ε, one line per model (clean accuracy at ε = 0), with 95% intervals."""
     from zsrbench.figures import plots
@@ -186,20 +201,19 @@ def plot_eps(
 @plot_app.command("tradeoff")
 @user_errors
 def plot_tradeoff(
-    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: micro)"),
-    attack: Optional[str] = typer.Option(None, "--attack", "-a", help="attack suite (default: the only one, else "
-                                         "the protocol's required suite)"),
+    protocol: Optional[str] = _PROTOCOL,
+    attack: Optional[str] = _ATTACK,
     eps: Optional[str] = typer.Option(None, "--eps", help="ε in units of 1/255 (default: the only one measured, "
                                       "else the protocol's)"),
-    average: str = typer.Option("zero-shot", "--average", help="zero-shot (without the source task) | all"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="one dataset instead of the average"),
-    models: Optional[str] = typer.Option(None, "--models", help="comma-separated parts of model ids or defense names"),
-    subset: Optional[str] = typer.Option(None, "--subset", help="sample set: full or a named subset (e.g. quick)"),
-    protocol_version: str = typer.Option("latest", "--protocol-version", help="latest or a version number"),
+    average: str = _AVERAGE,
+    dataset: Optional[str] = _DATASET,
+    models: Optional[str] = _MODELS,
+    subset: Optional[str] = _SUBSET,
+    protocol_version: str = _VERSION,
     results_dir: Optional[str] = _RESULTS,
     leaderboard_dir: Optional[str] = _LEADERBOARD,
     out: str = typer.Option("tradeoff.png", "--out", "-o", help="figure file (.png or .svg)"),
-    format_: Optional[str] = typer.Option(None, "--format", help="png, svg or png,svg"),
+    format_: Optional[str] = _FORMAT,
 ) -> None:
     """Clean vs robust accuracy, one point per model, with 95% intervals on both axes."""
     from zsrbench.figures import plots
@@ -218,16 +232,14 @@ def plot_bars(
     results_dir: Optional[str] = _RESULTS,
     leaderboard_dir: Optional[str] = _LEADERBOARD,
     out: str = typer.Option("bars.png", "--out", "-o", help="figure file (.png or .svg)"),
-    format_: Optional[str] = typer.Option(None, "--format", help="png, svg or png,svg"),
+    format_: Optional[str] = _FORMAT,
 ) -> None:
     """Per-dataset clean and robust accuracy of one or more entries (Wilson 95% intervals, chance marked)."""
     from zsrbench.figures import plots
 
     _check_out(out, format_)
     loaded, warnings = plots.load_entries(results_dir=results_dir, leaderboard_dir=leaderboard_dir, protocol=protocol)
-    where = f"--results-dir {results_dir}" if results_dir is not None else \
-        f"the leaderboard {leaderboard_dir or paths.leaderboard_dir()}"
-    chosen = plots.match_entries(loaded, entries, where=where)
+    chosen = plots.match_entries(loaded, entries, where=_where(results_dir, leaderboard_dir))
     _save(plots.bars_figure(chosen), out, format_, warnings)
 
 

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from zsrbench import paths
 from zsrbench.cli_common import make_console, user_errors
+from zsrbench.log import LOG
 from zsrbench.errors import ZsrError
 
 DEFAULT_LEADERBOARD = "$ZSRBENCH_HOME/leaderboards, else ./leaderboards"  # as help text (zsrbench.paths)
@@ -43,7 +44,7 @@ def _known_protocol(name: str) -> None:
 
 
 def _warn(text: str) -> None:
-    _err().print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    LOG.warning(text)
 
 
 def _note(text: str) -> None:

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from zsrbench.cli_common import err_console, user_errors
+from zsrbench.cli_common import info, user_errors
+from zsrbench.log import LOG
 
 
 def site(
@@ -21,18 +22,14 @@ def site(
 ) -> None:
     """Build a static website of the leaderboard: ranking pages per protocol and ε (sortable, filterable), model
     cards and one page per entry, all working offline from file://."""
-    from rich.markup import escape
 
     from zsrbench.site import DEFAULT_TITLE, build_site
 
-    def log(line: str) -> None:
-        err_console.print(escape(line), highlight=False)
-
-    result = build_site(out, leaderboard_dir, protocol=protocol, title=title or DEFAULT_TITLE, figures=figures, log=log)
+    result = build_site(out, leaderboard_dir, protocol=protocol, title=title or DEFAULT_TITLE, figures=figures,
+                        log=info)
     for w in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-    err_console.print(f"wrote {result.pages} page(s) and {result.figures} figure(s) to {escape(str(out))}",
-                      highlight=False)
+        LOG.warning(w)
+    info(f"wrote {result.pages} page(s) and {result.figures} figure(s) to {out}")
     typer.echo(str(result.index))
 
 

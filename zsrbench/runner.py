@@ -99,6 +99,10 @@ def _say_plan(plan: Plan, log: Callable[[str], None]) -> None:
                                 plan.n_samples)
     for line in plan_lines(plan, estimate):
         log(line)
+    if plan.subset:
+        log(f"evaluating the '{plan.subset}' subset of {plan.protocol.name}: {plan.n_samples} seeded samples per "
+            "dataset (wider intervals; such entries are not ranked). --subset full evaluates the full test sets "
+            "rankings use.")
 
 
 def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> list[DatasetResult]:
@@ -112,10 +116,6 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     world = distributed.launched()
     if log and world.main and not os.environ.get(distributed.JOBS_RANK):  # (--jobs: said once)
         _say_plan(plan, log)
-    if plan.subset and log and world.main and not os.environ.get(distributed.JOBS_RANK):
-        log(f"evaluating the '{plan.subset}' subset of {plan.protocol.name}: {plan.n_samples} seeded samples per "
-            "dataset (wider intervals; such entries are not ranked). --subset full evaluates the full test sets "
-            "rankings use.")
     if world.size > 1:
         return _run_as_rank(plan, world, progress=progress, log=log)
     defense, parts, checkpoint = prepare_model(cfg, plan.protocol, device=plan.device, seed=plan.seed,

@@ -19,6 +19,7 @@ from numbers import Integral, Real
 import torch
 from torch import nn
 
+from zsrbench.eps import eps_text  # noqa: F401  (``1.0 -> "1/255"``; part of this module's API)
 from zsrbench.errors import ZsrError
 
 
@@ -208,8 +209,3 @@ def validate_eps(eps: float) -> float:
             f"ε must be in (0, 255] in units of 1/255 (e.g. --eps 1 for 1/255, --eps 4 for 4/255); got {eps}."
         )
     return float(eps)
-
-
-def eps_text(eps: float) -> str:
-    """``1.0 -> "1/255"``, ``0.5 -> "0.5/255"``."""
-    return f"{eps:g}/255"

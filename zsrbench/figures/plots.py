@@ -202,13 +202,21 @@ def labels(entries: Sequence[LoadedEntry]) -> dict[str, str]:
 
 
 def _eps_value(text: str | None) -> float:
-    return float(str(text).split("/")[0])
+    from zsrbench.eps import parse_eps
+
+    return float(parse_eps(text))  # type: ignore[arg-type]
+
+
+def _half_widths(v: Value) -> tuple[float, float]:
+    """How far the 95% interval reaches below and above the value, in percentage points (0 without one)."""
+    lo = 100 * (v.value - v.lo) if v.lo is not None else 0.0
+    hi = 100 * (v.hi - v.value) if v.hi is not None else 0.0
+    return max(lo, 0.0), max(hi, 0.0)
 
 
 def _err(v: Value) -> tuple[list[float], list[float]]:
-    lo = 100 * (v.value - v.lo) if v.lo is not None else 0.0
-    hi = 100 * (v.hi - v.value) if v.hi is not None else 0.0
-    return [max(lo, 0.0)], [max(hi, 0.0)]
+    lo, hi = _half_widths(v)
+    return [lo], [hi]
 
 
 def _note(fig, e: LeaderboardEntry) -> None:
@@ -273,9 +281,8 @@ def eps_figure(chosen: Chosen, *, average: str = "zero-shot", dataset: str | Non
     for i, s in enumerate(series):
         xs = [x for x, _ in s.points]
         ys = [100 * v.value for _, v in s.points]
-        lo = [100 * (v.value - v.lo) if v.lo is not None else 0.0 for _, v in s.points]
-        hi = [100 * (v.hi - v.value) if v.hi is not None else 0.0 for _, v in s.points]
-        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", markersize=4, capsize=3, linewidth=1.4,
+        lo, hi = zip(*(_half_widths(v) for _, v in s.points))
+        ax.errorbar(xs, ys, yerr=[list(lo), list(hi)], marker="o", markersize=4, capsize=3, linewidth=1.4,
                     label=s.label, color=f"C{i % 10}")
     ax.set_xticks(ticks)
     ax.set_xticklabels(["0\n(clean)" if t == 0 else f"{t:g}/255" for t in ticks])
@@ -295,6 +302,7 @@ def eps_figure(chosen: Chosen, *, average: str = "zero-shot", dataset: str | Non
 
 def pick_eps(chosen: Chosen, eps: str | None) -> str:
     """The ε of a trade-off plot: the one asked for, the only one measured, else the protocol's own ε."""
+    from zsrbench.eps import eps_text
     from zsrbench.leaderboard.tables import normalise_eps
     from zsrbench.registry import PROTOCOLS
 
@@ -307,7 +315,7 @@ def pick_eps(chosen: Chosen, eps: str | None) -> str:
         return str(want)
     if len(have) == 1:
         return have[0]
-    own = f"{PROTOCOLS.get(chosen.entries[0].entry.protocol.name).eps:g}/255"
+    own = eps_text(PROTOCOLS.get(chosen.entries[0].entry.protocol.name).eps)
     if own in have:
         return own
     raise ZsrError(f"The entries are at several ε ({', '.join(have)}); choose one with --eps.")
