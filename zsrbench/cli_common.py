@@ -19,6 +19,7 @@ from zsrbench.log import info, make_console, setup_logging  # noqa: F401 (re-exp
 
 console = make_console()
 err_console = make_console(stderr=True)
+setup_logging()  # any command, also one mounted on another app, logs as zsrbench does; the root's -v/-q adjust it
 
 
 def error_text(message: str) -> str:

@@ -56,10 +56,8 @@ class RunConfig:
     shard: tuple[int, int] | None = None  # (k, n): this process evaluates datasets k, k+n, k+2n, ... (0-based)
 
 
-
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
 
 
 def check_config(cfg: RunConfig) -> tuple[Protocol, list[AttackSpec], float, dict[str, dict[str, Any]]]:
@@ -147,13 +145,21 @@ def _scoped_params(cfg: RunConfig, specs: Sequence[AttackSpec]) -> dict[str, dic
         if value is None or "." not in key:
             continue
         attack, _, param = key.rpartition(".")
-        spec = names.get(_norm_attack(attack))
-        if spec is None:
-            raise ZsrError(f"Attack parameter {key} names attack '{attack}', which is not in the suite "
-                           f"{'+'.join(cfg.attacks)}; name one of its attacks ({', '.join(s.name for s in specs)}) "
-                           "or leave the attack out (KEY=VALUE sets every attack that has KEY).")
+        spec = _suite_attack(attack, names, cfg.attacks, specs, f"Attack parameter {key}")
         out.setdefault(spec.name, {})[param] = value
     return out
+
+
+def _suite_attack(attack: str, names: dict[str, AttackSpec], attacks: Sequence[str], specs: Sequence[AttackSpec],
+                  what: str) -> AttackSpec:
+    """The suite's attack that ``attack`` (of an ``ATTACK.KEY`` parameter) names; ``what`` is how the error says
+    where the name came from."""
+    spec = names.get(_norm_attack(attack))
+    if spec is None:
+        raise ZsrError(f"{what} names attack '{attack}', which is not in the suite {'+'.join(attacks)}; name one of "
+                       f"its attacks ({', '.join(s.name for s in specs)}) or leave the attack out (KEY=VALUE sets "
+                       "every attack of the suite that has KEY).")
+    return spec
 
 
 def suite_parameters(specs: Sequence[AttackSpec]) -> str:
@@ -186,12 +192,7 @@ def parse_attack_sets(attacks: Sequence[str], items: Sequence[str],
         attack, _, param = key.rpartition(".")
         param = param.replace("-", "_")
         if attack:
-            spec = names.get(_norm_attack(attack))
-            if spec is None:
-                raise ZsrError(f"--set {item} names attack '{attack}', which is not in the suite {'+'.join(attacks)}; "
-                               f"name one of its attacks ({', '.join(s.name for s in specs)}) or leave the attack "
-                               "out (--set KEY=VALUE sets every attack of the suite that has KEY).")
-            targets = [spec]
+            targets = [_suite_attack(attack, names, attacks, specs, f"--set {item}")]
         else:
             targets = [s for s in specs if param in s.defaults]
             if not targets:
@@ -374,7 +375,6 @@ def _nearest_existing(p: Path) -> Path:
             pass
         p = p.parent
     return p
-
 
 
 def resolve_subset(cfg: RunConfig, protocol: Protocol) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard.schema import AttackConfig, Env, ModelInfo
+from zsrbench.leaderboard.schema import AttackConfig, Env, ModelInfo, read_json
 
 KIND = "attention_shift"
 SCHEMA_VERSION = 1
@@ -121,11 +121,7 @@ def parse_shift(data: Any, where: str | Path = "<record>") -> AttentionShiftReco
 
 def read_shift(path: str | Path) -> AttentionShiftRecord:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ZsrError(f"{path}: not a readable JSON attention-shift record ({exc}).") from exc
-    return parse_shift(data, path)
+    return parse_shift(read_json(path, "attention-shift record"), path)
 
 
 def check_shift_file(path: Path) -> list[str]:

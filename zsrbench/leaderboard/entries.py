@@ -23,7 +23,9 @@ from pydantic import ValidationError
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.migrate import migrate
 from zsrbench.leaderboard.records import eps_dir, metrics_from_flags, slug, validation_message
-from zsrbench.leaderboard.schema import DatasetMeasurement, EntryProtocol, FileRef, LeaderboardEntry, ResultRecord
+from zsrbench.leaderboard.schema import (
+    DatasetMeasurement, EntryProtocol, FileRef, LeaderboardEntry, ResultRecord, read_json,
+)
 
 REV_FILE_RE = re.compile(r"^r(\d{4,})\.json$")
 REV_DIR_RE = re.compile(r"^r(\d{4,})$")
@@ -108,11 +110,7 @@ def parse_entry(data: Any, path: str | Path = "<entry>", *, check_location: bool
 
 def read_entry(path: str | Path, *, check_location: bool = True) -> LeaderboardEntry:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ZsrError(f"{path}: not a readable JSON leaderboard entry ({exc}).") from exc
-    return parse_entry(data, path, check_location=check_location)
+    return parse_entry(read_json(path, "leaderboard entry"), path, check_location=check_location)
 
 
 # ---------------------------------------------------------------------------------------------------- layout

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.atomic import replace_files, user_error
 from zsrbench.leaderboard.migrate import migrate
-from zsrbench.leaderboard.schema import Metrics, ResultRecord, Sidecar
+from zsrbench.leaderboard.schema import Metrics, ResultRecord, Sidecar, read_json
 
 
 def metrics_from_flags(flags: dict[str, np.ndarray], num_classes: int, attacks: Sequence[str]) -> Metrics:
@@ -102,11 +102,7 @@ def write_result(results_dir: str | Path, record: ResultRecord, flags: dict[str,
 
 def read_record(path: str | Path) -> ResultRecord:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ZsrError(f"{path}: not a readable JSON result record ({exc}).") from exc
-    return parse_record(data, path)
+    return parse_record(read_json(path, "result record"), path)
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -6,9 +6,21 @@ Numbers are numbers, never strings. Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from zsrbench.errors import ZsrError
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON content of ``path``; a :class:`ZsrError` naming ``what`` it should be when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ZsrError(f"{path}: not a readable JSON {what} ({exc}).") from exc
 
 SCHEMA_VERSION = 1
 
