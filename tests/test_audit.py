@@ -79,7 +79,8 @@ def registered():
     micro = PROTOCOLS.get("micro")
     PROTOCOLS.add("audit_toy", replace(
         micro, name="audit_toy", version=1, datasets=TASKS, train_dataset=None, n_samples=N, batch_size=N,
-        attack_defaults={"pgd": {"steps": 8, "step": 1.0}, "cw": {"steps": 8, "step": 1.0, "kappa": 50.0}},
+        attack_defaults={"pgd": {"steps": 8, "step": 1.0}, "cw": {"steps": 8, "step": 1.0, "kappa": 50.0},
+                         "aa-rand": {"n_iter": 10, "eot_iter": 4}},  # this toy protocol's standard EOT suite
         required_suites=("pgd",), subsets={}, default_subset=None, train_on_demand=False), origin="tests")
     yield
 
@@ -164,10 +165,17 @@ def test_broken_defenses_are_never_ranked_above_a_real_one(lb):
             assert "unreliable" in row and "gradient_health" in row, row
         if " test_randomised/" in row:
             assert "without EOT" in row, row
-    # with EOT the randomised defense is ranked
+    # PGD with EOT (--eot 2) is an experiment, its own entry: it never makes the standard evaluation rankable
     r = cli.invoke(app, ["run", "--protocol", "audit_toy", "--defense", "test_randomised", "--attack", "pgd",
                          "--eot", "2", "--leaderboard-dir", str(lb), "--results-dir", str(lb.parent / "results"),
                          "--quiet"])
+    assert r.exit_code == 0, r.output
+    rows = _ranking_rows(_table(lb))
+    assert next(row for row in rows if " test_randomised/" in row).startswith("| – |"), rows
+    assert any(p.name.endswith("__variant-pgd-eot2") for p in (lb / "audit_toy").iterdir())
+    # with the protocol's EOT suite (the official AutoAttack rand version) the randomised defense is ranked
+    r = cli.invoke(app, ["run", "--protocol", "audit_toy", "--defense", "test_randomised", "--attack", "aa-rand",
+                         "--leaderboard-dir", str(lb), "--results-dir", str(lb.parent / "results"), "--quiet"])
     assert r.exit_code == 0, r.output
     rows = _ranking_rows(_table(lb))
     rnd = next(row for row in rows if " test_randomised/" in row)

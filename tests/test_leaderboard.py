@@ -201,17 +201,21 @@ def test_layout_and_rerun_adds_revision(tmp_path):
     assert invoke("validate", lb).exit_code == 0
 
 
-def test_changed_attack_settings_are_not_carried_over(tmp_path):
+def test_changed_attack_settings_never_drop_datasets_unless_asked(tmp_path):
     lb, res = tmp_path / "lb", tmp_path / "res"
-    store.add_measured(lb, write(res, *[make(dataset=d) for d in TOY_DATASETS]), now=T0)
+    [first] = store.add_measured(lb, write(res, *[make(dataset=d) for d in TOY_DATASETS]), now=T0)
     rec, flags = make(dataset="shapes", created_at=T1)
     rec = rec.model_copy(update={"protocol": rec.protocol.model_copy(update={
         "attacks": [AttackConfig(name="pgd", family="zsrbench", params={"steps": 3, "step": 1.0})]})})
-    [p] = store.add_measured(lb, write(res / "other", (rec, flags)), now=T1)
+    files = write(res / "other", (rec, flags))
+    with pytest.raises(ZsrError, match="never loses a dataset silently.*--replace-entry"):
+        store.add_measured(lb, files, now=T1)
+    assert [p.name for p in first.parent.glob("r*.json")] == ["r0001.json"]  # the entry is as it was
+    [p] = store.add_measured(lb, files, now=T1, replace=True)
     e = store.read_entry(p)
     assert list(e.measured.datasets) == ["shapes"]
     assert any(c.startswith("attack settings:") for c in e.changes)
-    assert any("not carried over from r0001" in c for c in e.changes)
+    assert any("dropped on request (--replace-entry) from r0001" in c for c in e.changes)
     assert e.measured.datasets["shapes"].deviations == ["pgd.steps = 3 (protocol: 10)"]
 
 
@@ -514,12 +518,14 @@ def test_runner_reproducing_an_entry_says_so(tmp_path):
     assert any(line.startswith("leaderboard: ") for line in logs[0])
     assert any(line.startswith("reproduced r0001") for line in logs[1])
     assert not any(line.startswith("leaderboard: ") for line in logs[1])
-    # other flags (a weaker attack: other settings too) add r0002
+    # other settings (a weaker attack) are another evaluation: an entry of their own, never a revision of this one
     logs.append([])
     run(RunConfig(**{**cfg.__dict__, "results_dir": str(tmp_path / "r2"), "attack_params": {"steps": 1}}),
         progress=False, log=logs[-1].append)
-    assert [n for n, _ in store.revision_files(edir)] == [1, 2]
-    assert any(line.startswith("leaderboard: ") and "r0002.json" in line for line in logs[-1])
+    assert [n for n, _ in store.revision_files(edir)] == [1]
+    [other] = [d for d in store.entry_dirs(lb) if d != edir]
+    assert edir.name.endswith("__variant-pgd-steps2") and other.name.endswith("__variant-pgd-steps1")
+    assert any(line.startswith("leaderboard: ") and other.name in line for line in logs[-1])
 
 
 # ------------------------------------------------------------------------------------------------ local paths

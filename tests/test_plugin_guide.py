@@ -113,8 +113,12 @@ def test_run_sets_a_plugin_parameter_records_it_and_reaches_the_leaderboard(site
         assert 0 <= rec.metrics.robust_accuracy <= rec.metrics.clean_accuracy
     table = zsrbench("table", "--leaderboard-dir", str(board), "--markdown", path=[site], cwd=tmp_path)
     assert table.returncode == 0, table.stderr
-    assert "## synthetic v1 · noise · ε = 1/255" in table.stdout
-    assert re.search(r"\| 1 \| blur_clip/zsr-tiny/[0-9a-f]{12} \| measured r0001 \|", table.stdout)
+    # another attack setting is an experiment: its own entry and table, never ranked nor numbered
+    assert "## synthetic v1 · experiment: variant noise-tries3 · noise · ε = 1/255" in table.stdout
+    assert re.search(r"\| – \| blur_clip/zsr-tiny/[0-9a-f]{12} \| measured r0001 \| unranked: experiment "
+                     r"\(variant noise-tries3\)", table.stdout)
+    [entry] = [p.name for p in (board / "synthetic").iterdir()]
+    assert entry.endswith("__noise__eps1__v1__variant-noise-tries3")
 
 
 def test_a_plugin_defense_trains_with_its_own_hyper_parameter(site, tmp_path):

@@ -40,17 +40,21 @@ def measure(lb: Path, res: Path, model: str, *, suite: str = "pgd", robust: int 
 
 
 def audit(lb: Path, model: str, verdict: str = "pass", *, failed=(), randomised: bool = False, version: int = 1,
-          eps_text: str = "1/255") -> LeaderboardEntry:
-    """An audit entry, written into the store the way every entry is (immutable file with its digest)."""
-    checks = [AuditCheck(name=c, title=c, verdict="fail", summary="hand-made") for c in failed] or \
-        [AuditCheck(name="gradient_health", title="gradients", verdict=verdict, summary="hand-made")]
+          eps_text: str = "1/255", datasets=DATASETS3) -> LeaderboardEntry:
+    """An audit entry of ``datasets`` (each with ``verdict``), written into the store the way every entry is
+    (immutable file with its digest)."""
+    rows = {d: {"verdict": "fail" if failed else verdict} for d in datasets}
+    checks = [AuditCheck(name=c, title=c, verdict="fail", summary="hand-made", per_dataset=rows) for c in failed] or \
+        [AuditCheck(name="gradient_health", title="gradients", verdict=verdict, summary="hand-made", per_dataset=rows)]
     slug = f"{store.measured_slug(model, 'audit', eps_text, version)}"
     e = LeaderboardEntry(
         kind="audit", entry=slug, revision=1, created_at=T0, zsrbench_version="0.1.0", suite="audit",
         eps=1 / 255, eps_text=eps_text,
         protocol=EntryProtocol(name="toy", version=version, datasets=list(DATASETS3), train_dataset="shapes"),
         model=EntryModel(id=model, name=model),
-        audit=AuditData(verdict=verdict, randomised=randomised, failed=list(failed), checks=checks))
+        audit=AuditData(verdict=verdict, randomised=randomised, failed=list(failed), checks=checks,
+                        datasets={d: {"n": 20} for d in datasets},
+                        dataset_verdicts={d: r["verdict"] for d, r in rows.items()}))
     e = store.with_digest(e)
     edir = lb / "toy" / slug
     edir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +98,8 @@ def test_failed_audit_is_listed_below_every_ranked_model_as_unreliable(tmp_path)
     assert g["title"] == "toy v1 · ranking: worst case over all suites · ε = 1/255"
     rows = [(r["model"], r["rank"], r["audit"], r["status"]) for r in g["rows"]]
     assert rows == [("good/ViT/y", 1, "pass", "ranked"), ("fine/ViT/z", 2, "warn", "ranked"),
-                    ("masked/ViT/x", None, "fail", "unreliable: gradient masking (audit failed: gradient_health, transfer)")]
+                    ("masked/ViT/x", None, "fail",
+                     "unreliable: gradient masking (audit failed on shapes, colors, digits: gradient_health, transfer)")]
     md = invoke("table", "--leaderboard-dir", lb, "--markdown").stdout
     section = md_section(md, "ranking")
     lines = [line for line in section.split("**Clean")[0].splitlines() if line.startswith("| ")][1:]
@@ -102,9 +107,16 @@ def test_failed_audit_is_listed_below_every_ranked_model_as_unreliable(tmp_path)
     assert "unreliable" in lines[-1] and lines[-1].startswith("| – | – |") and lines[-1].rstrip().endswith("| fail |")
     # audits are never rows, in any table
     assert all(r["kind"] != "audit" and "audit" not in r["entry"] for gr in table_json(lb)["groups"] for r in gr["rows"])
-    # the per-suite table still shows the suite's own numbers, with the audit verdict next to them
+    # the per-suite table still shows the suite's own numbers, with the audit verdict next to them, but no rank:
+    # only ranked models are numbered, in any table
     pgd = md_section(md, "· pgd ·")
-    assert "| 1 | masked/ViT/x | measured r0001 |" in pgd and pgd.count("| fail |") == 2  # robust and clean tables
+    assert "| – | masked/ViT/x | measured r0001 | unreliable: gradient masking" in pgd
+    assert "| 1 | good/ViT/y | measured r0001 | ranked |" in pgd and "| 2 | fine/ViT/z |" in pgd
+    assert pgd.count("| fail |") == 2  # robust and clean tables
+    per_suite = invoke("table", "--leaderboard-dir", lb, "--attack", "pgd", "--json")
+    rows = {r["model"]: r for g in json.loads(per_suite.stdout)["groups"] for r in g["rows"]}
+    assert rows["masked/ViT/x"]["rank"] is None and rows["masked/ViT/x"]["status"].startswith("unreliable")
+    assert rows["good/ViT/y"]["rank"] == 1
 
 
 def test_a_model_without_the_required_suite_is_unranked(tmp_path, monkeypatch):
@@ -199,7 +211,8 @@ def test_rich_table_stays_readable(tmp_path):
     assert "ranking: worst case over all suites" in wide.stdout and "unreliable" in wide.stdout
     assert "│  60.00 │" in wide.stdout  # per-dataset cells: no interval in a terminal …
     assert "60.00 ±12.5" in wide.stdout  # … the averages carry theirs
-    assert "a/ViT/x — pgd — unreliable: gradient masking (audit failed: black_box)" in wide.stdout
+    assert "a/ViT/x — pgd — unreliable: gradient masking (audit failed on shapes, colors, digits: black_box)" \
+        in wide.stdout
     narrow = cli.invoke(APP, ["table", "--leaderboard-dir", str(lb)], env={"COLUMNS": "80"})
     assert narrow.exit_code == 0 and "per-dataset columns left out" in narrow.stdout
     assert max(len(line) for line in narrow.stdout.splitlines()) <= 80 and "60.00 ±12.5" in narrow.stdout

@@ -20,12 +20,14 @@ import torch
 
 import zsrbench
 from zsrbench import audit as A
+from zsrbench import audit_verdicts as V
+from zsrbench.defenses.identity import provenance
 from zsrbench.attacks.base import eps_text
 from zsrbench.data.base import indices_digest, select_indices
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard.schema import AuditData, EntryModel, EntryProtocol, LeaderboardEntry
+from zsrbench.leaderboard.schema import AuditCheck, AuditData, EntryModel, EntryProtocol, LeaderboardEntry
 from zsrbench.models import make_classifier
-from zsrbench.registry import ATTACKS, DATASETS, DEFENSES
+from zsrbench.registry import ATTACKS, DATASETS
 from zsrbench.runner import RunConfig, check_config, model_id, prepare_model, resolve_device
 
 DEFAULT_SAMPLES = 256  # per dataset, for protocols without a "quick" subset
@@ -81,27 +83,37 @@ def check_audit_config(cfg: AuditConfig) -> Any:
     return protocol, eps
 
 
+RULES_VERSION = 2  # 2: verdicts per dataset with one sample of slack, n/a where a check has no data
+
+
+def _tallies() -> dict[str, V.Tally]:
+    return {k: V.Tally() for k in ("gradient_health", "randomness", "eps_behaviour", "convergence", "fgsm_vs_pgd",
+                                   "black_box", "transfer", "autoattack_flags", "nonfinite")}
+
+
 def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> AuditResult:
-    """Audit the model of ``cfg.run`` and (unless ``cfg.run.leaderboard_dir`` is None) record the audit entry."""
+    """Audit the model of ``cfg.run`` and (unless ``cfg.run.leaderboard_dir`` is None) record the audit entry.
+
+    The datasets audited now are judged afresh; the others of the entry's previous revision (same model, defense
+    code and rules) are carried over with their verdicts, so a narrower re-audit never drops evidence.
+    """
     protocol, eps = check_audit_config(cfg)
     device = resolve_device(cfg.run.device)
     seed = protocol.seed if cfg.run.seed is None else cfg.run.seed
     t_start = time.perf_counter()
     defense, parts, _ = prepare_model(cfg.run, protocol, device=device, seed=seed, log=log)
-    mid = model_id(defense.name, parts)
+    mid = model_id(defense, parts)
     base_cfg = RunConfig(defense=protocol.base_model, protocol=protocol.name, device=device)
     base_defense, base_parts, _ = prepare_model(base_cfg, protocol, device=device, seed=seed)
-    base_id = model_id(base_defense.name, base_parts)
+    base_id = model_id(base_defense, base_parts)
     n = cfg.n_samples or protocol.subsets.get("quick") or DEFAULT_SAMPLES
     bs = cfg.batch_size or cfg.run.batch_size or protocol.batch_size
     pgd = ATTACKS.get("pgd")
     pgd_params = pgd.config(**{k: v for k, v in protocol.attack_defaults.get("pgd", {}).items() if k in pgd.defaults})
-    sweep = sorted({*protocol.eps_sweep, eps, A.THRESHOLDS["large_eps"]})
-    tallies = {k: A.Tally() for k in ("gradient_health", "randomness", "eps_behaviour", "convergence", "fgsm_vs_pgd",
-                                      "black_box", "transfer", "nonfinite")}
+    sweep = sorted({*protocol.eps_sweep, eps, V.THRESHOLDS["large_eps"]})
+    tallies = _tallies()
     chance: dict[str, float] = {}
     datasets: dict[str, Any] = {}
-    randomised = False
     for name in cfg.run.datasets or protocol.datasets:
         evalset = DATASETS.get(name).build(cfg.run.data_root, image_size=parts.image_size, download=cfg.run.download)
         indices = select_indices(len(evalset), n, seed)
@@ -113,32 +125,31 @@ def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> 
         chance[name] = 1.0 / evalset.info.num_classes
         if log:
             log(f"{name}: auditing {len(indices)} samples")
-        rnd = _dataset(name, _Model(clf, base), x, y, np.asarray(indices), tallies, cfg, eps=eps, sweep=sweep,
-                       pgd_params=pgd_params, seed=seed, batch_size=bs)
-        randomised = randomised or rnd
+        _dataset(name, _Model(clf, base), x, y, np.asarray(indices), tallies, cfg, eps=eps, sweep=sweep,
+                 pgd_params=pgd_params, seed=seed, batch_size=bs)
+        tallies["eps_behaviour"].add(name, chance=chance[name])
         datasets[name] = {"n": len(indices), "n_total": len(evalset), "indices_digest": indices_digest(indices),
-                          "n_correct": int(tallies["gradient_health"].per_dataset[name]["n_correct"])}
-    noise = A.prediction_noise(tallies["randomness"])
-    checks = [A.judge_gradient(tallies["gradient_health"]), A.judge_randomness(tallies["randomness"]),
-              A.judge_eps(tallies["eps_behaviour"], sweep, chance, noise),
-              A.judge_convergence(tallies["convergence"], noise), A.judge_fgsm(tallies["fgsm_vs_pgd"], noise),
-              A.judge_black_box(tallies["black_box"], cfg.square_queries, cfg.noise_draws, noise),
-              A.judge_transfer(tallies["transfer"], base_id, noise)]
-    aa_flags, recorded_nonfinite = _recorded(cfg.run.leaderboard_dir, protocol, mid, eps)
-    checks += [A.judge_autoattack_flags(aa_flags), A.judge_nonfinite(tallies["nonfinite"], recorded_nonfinite)]
-    verdict, failed, warned = A.summarise(checks)
+                          "n_correct": int(tallies["gradient_health"].per_dataset[name]["n_correct"]),
+                          "chance": chance[name]}
+    _recorded(cfg.run.leaderboard_dir, protocol, mid, eps, list(datasets), tallies)
+    origin = provenance(defense)
+    carried = _carry(cfg.run.leaderboard_dir, protocol, mid, eps, origin, datasets, tallies)
+    checks = _judge(tallies, sweep, chance, cfg, base_id)
+    verdict, failed, warned = V.summarise(checks)
+    randomised = V.is_randomised(checks[1])
     settings = {"n_samples": n, "seed": seed, "eps": eps, "eps_sweep": sweep, "pgd": pgd_params,
                 "restarts": RESTARTS, "square_queries": cfg.square_queries, "noise_draws": cfg.noise_draws,
-                "eot": cfg.eot if randomised else 1, "batch_size": bs, "thresholds": dict(A.THRESHOLDS),
-                "datasets": list(datasets)}
+                "eot": cfg.eot if randomised else 1, "batch_size": bs, "thresholds": dict(V.THRESHOLDS),
+                "rules": RULES_VERSION, "datasets": list(datasets)}
     from zsrbench.runner import environment
 
     env = environment(device)
-    data = AuditData(verdict=verdict, randomised=randomised, failed=failed, warned=warned, checks=checks,
-                     settings=settings, base_model=base_id, datasets=datasets,
+    data = AuditData(verdict=verdict, randomised=randomised, failed=failed, warned=warned,
+                     checks=checks, settings=settings, base_model=base_id, datasets={**carried, **datasets},
+                     dataset_verdicts=V.dataset_verdicts(checks),
                      env={"python": env.python, "torch": env.torch, "device": env.device},
                      timing={"wall_s": round(time.perf_counter() - t_start, 3)})
-    entry = audit_entry(protocol, mid, defense.name, parts, eps, data)
+    entry = audit_entry(protocol, mid, defense, parts, eps, data)
     result = AuditResult(entry=entry)
     if cfg.run.leaderboard_dir is not None:
         from zsrbench.leaderboard.audits import add_audit
@@ -147,7 +158,18 @@ def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> 
     return result
 
 
-def audit_entry(protocol: Any, mid: str, defense: str, parts: Any, eps: float, data: AuditData) -> LeaderboardEntry:
+def _judge(t: dict[str, V.Tally], sweep: Sequence[float], chance: dict[str, float], cfg: AuditConfig,
+           base_id: str) -> list[AuditCheck]:
+    noise = V.prediction_noise(t["randomness"])
+    return [V.judge_gradient(t["gradient_health"]), V.judge_randomness(t["randomness"]),
+            V.judge_eps(t["eps_behaviour"], sweep, chance, noise), V.judge_convergence(t["convergence"], noise),
+            V.judge_fgsm(t["fgsm_vs_pgd"], noise),
+            V.judge_black_box(t["black_box"], cfg.square_queries, cfg.noise_draws, noise),
+            V.judge_transfer(t["transfer"], base_id, noise), V.judge_autoattack_flags(t["autoattack_flags"]),
+            V.judge_nonfinite(t["nonfinite"])]
+
+
+def audit_entry(protocol: Any, mid: str, defense: Any, parts: Any, eps: float, data: AuditData) -> LeaderboardEntry:
     from zsrbench.leaderboard.entries import measured_slug, now_utc
 
     et = eps_text(eps)
@@ -155,34 +177,72 @@ def audit_entry(protocol: Any, mid: str, defense: str, parts: Any, eps: float, d
         kind="audit", entry=measured_slug(mid, "audit", et, protocol.version), revision=1, created_at=now_utc(),
         protocol=EntryProtocol(name=protocol.name, version=protocol.version, datasets=list(protocol.datasets),
                                train_dataset=protocol.train_dataset, normalised_average=protocol.normalised_average),
-        model=EntryModel(id=mid, name=mid, defense=defense, architecture=parts.base_name(),
+        model=EntryModel(id=mid, name=mid, defense=defense.name, architecture=parts.base_name(),
                          checkpoint_sha256=parts.source.get("checkpoint_sha256") or parts.source.get("weights_sha256"),
-                         tensors_sha256=parts.tensors_sha256()),
+                         tensors_sha256=parts.tensors_sha256(), origin=provenance(defense),
+                         inference=defense.inference_identity()),
         suite="audit", eps=eps / 255.0, eps_text=et, zsrbench_version=zsrbench.__version__, audit=data)
 
 
-def _recorded(leaderboard_dir: str | None, protocol: Any, mid: str, eps: float) -> tuple[dict[str, list[str]], int]:
-    """AutoAttack warnings per (suite, dataset) and the non-finite count in this model's leaderboard results."""
+def _carry(leaderboard_dir: str | None, protocol: Any, mid: str, eps: float, origin: dict[str, str],
+           audited: dict[str, Any], tallies: dict[str, V.Tally]) -> dict[str, Any]:
+    """The datasets of the audit entry's newest revision that this audit did not audit: their rows go into
+    ``tallies`` with the verdicts they had; returns their dataset info (marked ``carried_from``). Nothing is
+    carried from an audit of other defense code or judged by other rules."""
+    from zsrbench.leaderboard.entries import code_key, measured_slug, rev_name
+    from zsrbench.leaderboard.reading import _previous
+
+    if leaderboard_dir is None:
+        return {}
+    edir = Path(leaderboard_dir) / protocol.name / measured_slug(mid, "audit", eps_text(eps), protocol.version)
+    if not edir.is_dir():
+        return {}
+    prev = _previous(edir).entry
+    a = prev.audit if prev is not None else None
+    if a is None or code_key(prev.model.origin) != code_key(origin) or a.settings.get("rules") != RULES_VERSION:
+        return {}
+    out: dict[str, Any] = {}
+    for ds, info in a.datasets.items():
+        if ds in audited:
+            continue
+        out[ds] = {**info, "carried_from": info.get("carried_from") or rev_name(prev.revision)}
+        for c in a.checks:
+            if ds in c.per_dataset and c.name in tallies:
+                tallies[c.name].carry(ds, dict(c.per_dataset[ds]), c.samples.get(ds, ()))
+    return out
+
+
+def _recorded(leaderboard_dir: str | None, protocol: Any, mid: str, eps: float, datasets: Sequence[str],
+              tallies: dict[str, V.Tally]) -> None:
+    """Per audited dataset, from this model's leaderboard results at this ε: the AutoAttack suites recorded and
+    their warnings (the ``autoattack_flags`` rows) and the samples with non-finite logits (``nonfinite``)."""
     from zsrbench.leaderboard.reading import load_store
 
-    if leaderboard_dir is None or not Path(leaderboard_dir).is_dir():
-        return {}, 0
-    flags: dict[str, list[str]] = {}
-    nonfinite = 0
-    for le in load_store(leaderboard_dir, protocol.name).entries:
-        e = le.entry
-        if e.kind != "measured" or e.model.id != mid or e.eps_text != eps_text(eps) or e.protocol.version != protocol.version:
-            continue
-        assert e.measured is not None
-        for ds, m in e.measured.datasets.items():
-            nonfinite += m.metrics.n_nonfinite
-            if any(a.family == "autoattack" for a in e.measured.attacks):
-                flags[f"{e.suite}/{ds}"] = list(m.flags.autoattack_warnings)
-    return flags, nonfinite
+    suites: dict[str, list[str]] = {d: [] for d in datasets}
+    items: dict[str, list[str]] = {d: [] for d in datasets}
+    nonfinite = {d: 0 for d in datasets}
+    if leaderboard_dir is not None and Path(leaderboard_dir).is_dir():
+        for le in load_store(leaderboard_dir, protocol.name).entries:
+            e = le.entry
+            if (e.kind != "measured" or e.model.id != mid or e.eps_text != eps_text(eps)
+                    or e.protocol.version != protocol.version):
+                continue
+            assert e.measured is not None
+            aa = any(a.family == "autoattack" for a in e.measured.attacks)
+            for ds, m in e.measured.datasets.items():
+                if ds not in suites:
+                    continue
+                nonfinite[ds] += m.metrics.n_nonfinite
+                if aa:
+                    suites[ds].append(e.suite)
+                    items[ds] += [f"{e.suite}: {w}" for w in m.flags.autoattack_warnings]
+    for ds in datasets:
+        tallies["autoattack_flags"].add(ds, suites=len(suites[ds]), warnings=len(items[ds]), items=items[ds][:20])
+        tallies["nonfinite"].add(ds, recorded=nonfinite[ds])
 
 
 # ------------------------------------------------------------------------------------------------ one dataset
-def _dataset(name: str, m: _Model, x: torch.Tensor, y: torch.Tensor, positions: np.ndarray, t: dict[str, A.Tally],
+def _dataset(name: str, m: _Model, x: torch.Tensor, y: torch.Tensor, positions: np.ndarray, t: dict[str, V.Tally],
              cfg: AuditConfig, *, eps: float, sweep: Sequence[float], pgd_params: dict[str, Any], seed: int,
              batch_size: int) -> bool:
     """Measure every check on one dataset into the tallies ``t``; returns whether the model looked randomised."""
@@ -193,7 +253,7 @@ def _dataset(name: str, m: _Model, x: torch.Tensor, y: torch.Tensor, positions: 
     xc, yc, pos = x[idx], y[idx], positions[idx.cpu().numpy()]
     nc = int(idx.numel())
     diff, flips = A.repeat_disagreement(m.clf, x, batch_size)
-    randomised = diff > A.THRESHOLDS["random_logit_tol"]
+    randomised = diff > V.THRESHOLDS["random_logit_tol"]
     t["randomness"].add(name, n=int(x.shape[0]), max_rel_logit_change=diff, flipped=int(round(flips * x.shape[0])))
     zero, bad = A.gradient_status(m.clf, xc, yc, batch_size)
     t["gradient_health"].add(name, n_correct=nc, zero=int(zero.sum()), nonfinite=int(bad.sum()))
@@ -244,7 +304,7 @@ def _dataset(name: str, m: _Model, x: torch.Tensor, y: torch.Tensor, positions: 
 
 
 def _black_box(name: str, m: _Model, xc: torch.Tensor, yc: torch.Tensor, pos: np.ndarray, robust: np.ndarray,
-               tally: A.Tally, cfg: AuditConfig, *, eps: float, seed: int, batch_size: int, adv_bad: np.ndarray) -> None:
+               tally: V.Tally, cfg: AuditConfig, *, eps: float, seed: int, batch_size: int, adv_bad: np.ndarray) -> None:
     sel = np.flatnonzero(robust)
     broken = np.zeros(len(robust), dtype=bool)
     if len(sel):

@@ -66,10 +66,10 @@ def run_cmd(
                                       "passes (EOT, for randomised defenses; default 1 = plain PGD)"),
     kappa: Optional[float] = typer.Option(None, "--kappa", help="CW margin κ"),
     criterion: Optional[str] = typer.Option(None, "--criterion", help="PGD/CW success criterion: last | any"),
-    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="an attack parameter "
-                                             "(repeatable), read by its declared type: every attack of the suite "
-                                             "that has KEY, or ATTACK.KEY=VALUE for one (e.g. --set n_iter=20, "
-                                             "--set cw.steps=50)"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="an attack or defense "
+                                             "parameter (repeatable), read by its declared type: every attack of the "
+                                             "suite that has KEY, ATTACK.KEY=VALUE for one, DEFENSE.KEY=VALUE for "
+                                             "the defense (e.g. --set n_iter=20, --set cw.steps=50)"),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: micro)"),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="comma-separated subset of the protocol's datasets"),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets, or a template such as /data/{dataset}"),
@@ -98,6 +98,8 @@ def run_cmd(
     no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="write result records only"),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: evaluate every N-th dataset from the K-th (0-based), for N processes"),
     resume: bool = typer.Option(False, "--resume", help="skip datasets already evaluated with the same settings"),
+    replace_entry: bool = typer.Option(False, "--replace-entry", help="the new leaderboard revision holds only this "
+                                       "run's datasets, dropping the entry's others (which it otherwise keeps)"),
     jobs: str = typer.Option("auto", "--jobs", "-j", help="local processes sharing the run's work units (torch.distributed "
                              "ranks): N or auto (one per core on CPU, 1 on GPU; $ZSRBENCH_JOBS overrides auto); "
                              "for several GPUs or machines start the run with torchrun"),
@@ -108,17 +110,19 @@ def run_cmd(
     from zsrbench.eps import parse_eps
     from zsrbench.runner import RunConfig, run
 
+    attack_params, defense_params = _run_params(attack, defense, sets, {
+        "step": parse_eps(step, "--step"), "steps": steps, "restarts": restarts, "eot": eot, "kappa": kappa,
+        "criterion": criterion})
     cfg = RunConfig(
         defense=defense, protocol=protocol or _default_protocol(), attacks=_csv(attack) or (), eps=parse_eps(eps),
-        attack_params=_attack_params(attack, sets, {"step": parse_eps(step, "--step"), "steps": steps,
-                                                    "restarts": restarts, "eot": eot, "kappa": kappa,
-                                                    "criterion": criterion}),
+        attack_params=attack_params, defense_params=defense_params,
         model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
         trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
         skip_broken_images=skip_broken_images,
         n_samples=n_samples, subset=subset, seed=seed, batch_size=batch_size, device=device, precision=precision,
         compile=compile_,
         results_dir=results_dir, leaderboard_dir=None if no_leaderboard else leaderboard_dir, resume=resume,
+        replace_entry=replace_entry,
         shard=_shard(shard), jobs=parse_jobs(jobs),
     )
     import logging
@@ -141,13 +145,16 @@ def _say_average(results: list[Any], protocol: str) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
 
-def _attack_params(attack: str, sets: Optional[list[str]], options: dict[str, Any]) -> dict[str, Any]:
-    """The attack parameters of `run`: its own options (--steps ...) and the --set KEY=VALUE items."""
+def _run_params(attack: str, defense: str, sets: Optional[list[str]],
+                options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The attack parameters of `run` (its own options, --steps ..., and the --set KEY=VALUE items) and the
+    defense's inference parameters (--set DEFENSE.KEY=VALUE)."""
     if not sets:
-        return options
-    from zsrbench.run_config import parse_attack_sets
+        return options, {}
+    from zsrbench.run_config import parse_sets
 
-    return {**options, **parse_attack_sets(_csv(attack) or (), sets, given=options)}
+    attack_params, defense_params = parse_sets(_csv(attack) or (), sets, given=options, defense=defense)
+    return {**options, **attack_params}, defense_params
 
 
 def _shard(value: Optional[str]) -> Optional[tuple[int, int]]:

@@ -17,7 +17,7 @@ from zsrbench import paths
 from zsrbench.cli_common import console, info, user_errors
 from zsrbench.errors import ZsrError
 
-STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "n/a": "dim"}
 
 
 def audit(
@@ -114,6 +114,14 @@ def print_audit(entry: Any, out: Any = console) -> None:
         if listed and c.verdict != "pass":
             out.print(f"{c.name}: samples " + "; ".join(f"{ds} {ids[:12]}{' …' if len(ids) > 12 else ''}"
                                                      for ds, ids in listed.items()), highlight=False, soft_wrap=True)
+    from zsrbench.leaderboard.audits import dataset_verdicts
+
+    per = []
+    for ds, v in dataset_verdicts(a).items():
+        carried = (a.datasets.get(ds) or {}).get("carried_from")
+        per.append(f"{escape(ds)} [{STYLE.get(v, 'dim')}]{v}[/]" + (f" (kept from {carried})" if carried else ""))
+    if per:
+        out.print("per dataset: " + ", ".join(per), highlight=False, soft_wrap=True)
     extra = " (randomised: rank it only with EOT)" if a.randomised else ""
     out.print(f"verdict: [{STYLE[a.verdict]}]{a.verdict}[/]{extra}", highlight=False)
 

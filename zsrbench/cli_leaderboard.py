@@ -112,9 +112,11 @@ def table(
         entries = tables.select(shown, protocol=protocol, attack=attack, eps=eps, include_reported=not no_reported)
     entries, hidden = tables.select_version(entries, version)
     warnings += hidden
-    # the default view starts with the ranking tables; --attack and --worst-of show just the tables asked for
+    evidence, _ = tables.select_version(tables.select(shown, protocol=protocol, eps=eps), version)
+    # the default view starts with the ranking tables; --attack and --worst-of show just the tables asked for, and
+    # number only the models the ranking rules rank (applied to every suite of the models, not just those shown)
     ts = tables.build_tables(entries, metrics=tables.METRICS if metric == "both" else (metric,), audits=audits,
-                             ranking=attack is None and worst_of is None, cache=cache)
+                             ranking=attack is None and worst_of is None, cache=cache, evidence=evidence)
     for w in [*warnings, *ts.warnings]:
         _warn(w)
     if not fmts:

@@ -32,6 +32,20 @@ class Entry:
     aliases: tuple[str, ...] = ()
     where: str = ""  # in words, for errors: the module that registered it, or the entry point and its package
     package: str = ""  # a plugin's distribution name ("" for entries registered in code)
+    version: str = ""  # a plugin's distribution version
+
+    def provenance(self) -> dict[str, str]:
+        """Where the entry's code comes from, as result records store it: ``{"kind": "built-in"}`` (zsrbench's
+        own, versioned with zsrbench), ``{"kind": "plugin", "package", "version", "entry_point"}``, or
+        ``{"kind": "code", "module"}`` for an entry registered in code by another module."""
+        if self.package or self.origin.startswith("plugin "):
+            target = self.origin.rpartition(" (")[2].rstrip(")")
+            return {"kind": "plugin", "package": self.package or "unknown", "version": self.version or "unknown",
+                    "entry_point": target}
+        if self.where.startswith("the built-in entry of zsrbench"):
+            return {"kind": "built-in"}
+        place = self.where.removeprefix("the entry registered in code by ")
+        return {"kind": "code", "module": place}
 
     def resolve(self) -> Any:
         if isinstance(self.target, str):
@@ -153,7 +167,8 @@ class Registry(Generic[T]):
         package = f"{dist.name} {dist.version}" if dist is not None else "unknown package"
         return Entry(name=ep.name, target=ep.value, origin=f"plugin {package} ({ep.value})",
                      where=f"the entry point '{ep.name} = {ep.value}' in group {self.group} of the installed package "
-                           f"{package}", package=dist.name if dist is not None else "")
+                           f"{package}", package=dist.name if dist is not None else "",
+                     version=dist.version if dist is not None else "")
 
     def _collision_message(self, taken: Entry, new: Entry) -> str:
         """Two entries want one name: say where each comes from and how to resolve it."""

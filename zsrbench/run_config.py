@@ -32,6 +32,7 @@ class RunConfig:
     attacks: tuple[str, ...] = ("pgd",)
     eps: float | None = None  # units of 1/255
     attack_params: dict[str, Any] = field(default_factory=dict)  # step, steps, restarts, kappa, criterion
+    defense_params: dict[str, Any] = field(default_factory=dict)  # the defense's declared inference settings
     model: str | None = None
     pretrained: str | None = None
     checkpoint: str | None = None
@@ -51,6 +52,7 @@ class RunConfig:
     results_dir: str = field(default_factory=lambda: str(paths.results_dir()))  # $ZSRBENCH_HOME/results or ./results
     leaderboard_dir: str | None = field(default_factory=lambda: str(paths.leaderboard_dir()))  # None: records only
     resume: bool = False
+    replace_entry: bool = False  # the leaderboard revision holds only this run's datasets (drops the entry's others)
     num_workers: int | None = None  # DataLoader workers
     jobs: int | None = None  # local processes (torch.distributed ranks) over work units; None: auto (see zsrbench.distributed)
     shard: tuple[int, int] | None = None  # (k, n): this process evaluates datasets k, k+n, k+2n, ... (0-based)
@@ -64,7 +66,7 @@ def check_config(cfg: RunConfig) -> tuple[Protocol, list[AttackSpec], float, dic
     """Validate every name and value before any model is built or anything is written."""
     load_builtins()
     protocol: Protocol = PROTOCOLS.get(cfg.protocol)
-    DEFENSES.get(cfg.defense)
+    DEFENSES.get(cfg.defense).inference_config(dict(cfg.defense_params))
     specs = _check_suite(cfg.attacks)
     eps = validate_eps(cfg.eps if cfg.eps is not None else protocol.eps)
     _check_numbers(cfg)
@@ -151,14 +153,15 @@ def _scoped_params(cfg: RunConfig, specs: Sequence[AttackSpec]) -> dict[str, dic
 
 
 def _suite_attack(attack: str, names: dict[str, AttackSpec], attacks: Sequence[str], specs: Sequence[AttackSpec],
-                  what: str) -> AttackSpec:
+                  what: str, defense: Any = None) -> AttackSpec:
     """The suite's attack that ``attack`` (of an ``ATTACK.KEY`` parameter) names; ``what`` is how the error says
     where the name came from."""
     spec = names.get(_norm_attack(attack))
     if spec is None:
+        also = f" or the defense ({defense.name})" if defense is not None else ""
         raise ZsrError(f"{what} names attack '{attack}', which is not in the suite {'+'.join(attacks)}; name one of "
-                       f"its attacks ({', '.join(s.name for s in specs)}) or leave the attack out (KEY=VALUE sets "
-                       "every attack of the suite that has KEY).")
+                       f"its attacks ({', '.join(s.name for s in specs)}){also} or leave the attack out (KEY=VALUE "
+                       "sets every attack of the suite that has KEY).")
     return spec
 
 
@@ -171,33 +174,53 @@ def suite_parameters(specs: Sequence[AttackSpec]) -> str:
 
 def parse_attack_sets(attacks: Sequence[str], items: Sequence[str],
                       given: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``zsrbench run --set`` items read by the declared types of the suite's attacks.
+    """``zsrbench run --set`` items read by the declared types of the suite's attacks (see :func:`parse_sets`)."""
+    return parse_sets(attacks, items, given)[0]
 
-    ``KEY=VALUE`` sets KEY for every attack of ``attacks`` that declares it, ``ATTACK.KEY=VALUE`` for that one
-    attack. Returns ``attack_params`` entries ``{"ATTACK.KEY": value}``. ``given`` holds the parameters already
-    set by their own options (``--steps`` ...): setting one of them again with a plain ``--set`` is refused, as is
-    setting one key twice, a key no attack of the suite has, and a value not of the parameter's type.
+
+def parse_sets(attacks: Sequence[str], items: Sequence[str], given: dict[str, Any] | None = None,
+               defense: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``zsrbench run --set`` items read by the declared types of the suite's attacks and of the defense.
+
+    ``KEY=VALUE`` sets KEY for every attack of ``attacks`` that declares it (or, when no attack has KEY, the
+    defense's inference parameter KEY), ``ATTACK.KEY=VALUE`` for that one attack, ``DEFENSE.KEY=VALUE`` the
+    defense's. Returns (``attack_params`` entries ``{"ATTACK.KEY": value}``, the defense's ``{KEY: value}``).
+    ``given`` holds the attack parameters already set by their own options (``--steps`` ...): setting one of them
+    again with a plain ``--set`` is refused, as is setting one key twice, a key nobody has, and a value not of
+    the parameter's type.
     """
     load_builtins()
     specs = _check_suite(attacks)
     names = _suite_names(attacks, specs)
+    dcls = DEFENSES.get(defense) if defense is not None else None
     given = {k: v for k, v in (given or {}).items() if v is not None}
     out: dict[str, Any] = {}
+    mine: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ZsrError(f"--set expects KEY=VALUE (an attack parameter, e.g. --set steps=10, or ATTACK.KEY=VALUE "
-                           f"for one attack of a suite); got {item!r}.")
+            raise ZsrError(f"--set expects KEY=VALUE (an attack parameter, e.g. --set steps=10, ATTACK.KEY=VALUE "
+                           f"for one attack of a suite, or DEFENSE.KEY=VALUE for the defense); got {item!r}.")
         attack, _, param = key.rpartition(".")
         param = param.replace("-", "_")
+        if dcls is not None and (_norm_attack(attack) == _norm_attack(dcls.name) or (
+                not attack and param in dcls.inference_params.defaults and not any(param in s.defaults for s in specs))):
+            if param in mine:
+                raise ZsrError(f"--set gives {param} of defense '{dcls.name}' twice; pass each parameter once.")
+            mine[param] = dcls.inference_params.parse(param, text, owner=f"defense '{dcls.name}'", setting=key)
+            continue
         if attack:
-            targets = [_suite_attack(attack, names, attacks, specs, f"--set {item}")]
+            targets = [_suite_attack(attack, names, attacks, specs, f"--set {item}", dcls)]
         else:
             targets = [s for s in specs if param in s.defaults]
             if not targets:
-                raise ZsrError(f"--set {item}: no attack of the suite {'+'.join(attacks)} has a parameter {param}. "
-                               f"{suite_parameters(specs)}")
+                raise ZsrError(f"--set {item}: no attack of the suite {'+'.join(attacks)} has a parameter {param}"
+                               f"{_defense_has(dcls)}. {suite_parameters(specs)}")
+            if dcls is not None and param in dcls.inference_params.defaults:
+                raise ZsrError(f"--set {item}: {param} is a parameter of the attack(s) "
+                               f"{', '.join(s.name for s in targets)} and of defense '{dcls.name}'; name which with "
+                               f"--set ATTACK.{param}=VALUE or --set {dcls.name}.{param}=VALUE.")
             if param in given:
                 raise ZsrError(f"--set {item} and --{param} {given[param]} both set {param}; pass one of them (or "
                                f"--set ATTACK.{param}=VALUE to change it for one attack of the suite).")
@@ -206,7 +229,15 @@ def parse_attack_sets(attacks: Sequence[str], items: Sequence[str],
             if name in out:
                 raise ZsrError(f"--set gives {param} of attack '{spec.name}' twice; pass each parameter once.")
             out[name] = spec.parse(param, text)
-    return out
+    return out, mine
+
+
+def _defense_has(dcls: Any) -> str:
+    """`` (nor has defense 'x': its parameters are …)`` for an error about an unknown ``--set`` key."""
+    if dcls is None:
+        return ""
+    return (f", nor has defense '{dcls.name}' (its inference parameters: {dcls.inference_params.describe()}; set "
+            f"them with --set {dcls.name}.KEY=VALUE)")
 
 
 def _param_text(value: Any) -> str:

@@ -27,6 +27,7 @@ from zsrbench.attacks.base import eps_text
 from zsrbench import distributed
 from zsrbench.evaluate import evaluate_dataset, evaluate_unit, to_device, unit_loader  # noqa: F401
 from zsrbench.data.base import EvalSet, indices_digest, select_indices
+from zsrbench.defenses.identity import model_id, provenance
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.records import metrics_from_flags, read_record, write_result
 from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, ModelInfo, ProtocolInfo, ResultRecord
@@ -82,16 +83,6 @@ def set_matmul_precision(precision: str) -> None:
     torch.backends.cudnn.allow_tf32 = tf32
 
 
-def model_id(defense: str, parts: CLIPParts) -> str:
-    """``<defense>/<architecture>/<first 12 hex of the tensors' digest>``: equal tensors, one id (and one entry).
-
-    The digest is of the whole evaluated model (visual and text tower, :meth:`CLIPParts.tensors_sha256`), not of
-    a file: re-saving or re-training the same weights gives the same id. A trained folder is named by the
-    architecture it was trained from (its manifest's ``base_architecture``).
-    """
-    return f"{defense}/{parts.base_name()}/{parts.tensors_sha256()[:12]}"
-
-
 def _say_plan(plan: Plan, log: Callable[[str], None]) -> None:
     from zsrbench.run_summary import estimate_seconds, plan_lines
 
@@ -132,7 +123,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
         return [DatasetResult(path=Path(p), record=read_record(p)) for p in paths]
     results = _evaluate_datasets(plan, parts, defense, checkpoint, world=world, progress=progress, log=log)
     if cfg.leaderboard_dir is not None and results:
-        _add_to_leaderboard(cfg.leaderboard_dir, results, log)
+        _add_to_leaderboard(cfg.leaderboard_dir, results, log, cfg.replace_entry)
     return results
 
 
@@ -152,17 +143,18 @@ def _run_as_rank(plan: Plan, world: distributed.World, *, progress: bool,
         results = _evaluate_datasets(plan, parts, defense, checkpoint, world=world, progress=progress,
                                      log=log if world.main else None)
         if world.main and plan.cfg.leaderboard_dir is not None and results:
-            _add_to_leaderboard(plan.cfg.leaderboard_dir, results, log)
+            _add_to_leaderboard(plan.cfg.leaderboard_dir, results, log, plan.cfg.replace_entry)
         distributed.barrier(world)
     finally:
         distributed.leave(world)
     return results
 
 
-def _add_to_leaderboard(root: str, results: Sequence[DatasetResult], log: Callable[[str], None] | None) -> None:
+def _add_to_leaderboard(root: str, results: Sequence[DatasetResult], log: Callable[[str], None] | None,
+                        replace: bool = False) -> None:
     from zsrbench.leaderboard.store import add_measured
 
-    added = add_measured(root, [(r.path, r.record) for r in results])
+    added = add_measured(root, [(r.path, r.record) for r in results], replace=replace)
     for rev, outcome in zip(added, added.outcomes):
         if log and outcome == "reproduced":
             log(f"reproduced {rev.stem}: {rev.parent.parent.name}/{rev.parent.name} (the same per-sample flags; "
@@ -175,9 +167,9 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
                   log: Callable[[str], None] | None = None) -> tuple[Any, CLIPParts, str | None]:
     """The defense, its loaded model and the checkpoint it came from (fine-tuned on demand where the protocol
     allows it and no checkpoint was given)."""
-    from zsrbench.defenses.base import LoadSpec
+    from zsrbench.defenses.base import LoadSpec, instantiate
 
-    defense = DEFENSES.get(cfg.defense)()
+    defense = instantiate(DEFENSES.get(cfg.defense), cfg.defense_params)
     checkpoint = cfg.checkpoint
     if checkpoint is None and getattr(defense, "trainable", False):
         from zsrbench.train import ensure_trained  # (check_config made sure the protocol trains on demand)
@@ -257,7 +249,9 @@ def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: s
                        log: Callable[[str], None] | None) -> list[DatasetResult]:
     """Evaluate the units of the plan's datasets not yet done, spread over the ranks of ``world`` (one queue),
     each written to disk as it finishes; then (rank 0) write and return the datasets' records."""
-    mid = model_id(defense.name, parts)
+    mid = model_id(defense, parts)
+    if world.main:
+        _check_leaderboard(plan, mid, defense)
     jobs = _jobs(plan, mid, parts.image_size, log)
     distributed.check_world(world, sum(len(job.bounds) for job in jobs))
     if world.main:
@@ -274,7 +268,7 @@ def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: s
         return heads[j]
 
     def finish(j: int) -> None:
-        _finish(plan, jobs[j], mid, defense.name, parts, checkpoint, head(j)[1], log)
+        _finish(plan, jobs[j], mid, defense, parts, checkpoint, head(j)[1], log)
 
     totals: dict[str, int] = {}
     for j, k in pending:
@@ -293,6 +287,19 @@ def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: s
         if job.result is None:
             finish(j)
     return [job.result for job in jobs if job.result is not None]
+
+
+def _check_leaderboard(plan: Plan, mid: str, defense: Any) -> None:
+    """Before any attack: the run's records will be able to join their leaderboard entry (see check_addable)."""
+    if plan.cfg.leaderboard_dir is None or plan.cfg.replace_entry:
+        return
+    from zsrbench.leaderboard.entries import measured_slug
+    from zsrbench.leaderboard.store import check_addable
+
+    slug = measured_slug(mid, plan.suite, eps_text(plan.eps), plan.protocol.version, plan.subset, plan.variant)
+    attacks = [AttackConfig(name=s.name, family=s.family, params=plan.params[s.name]) for s in plan.specs]
+    check_addable(plan.cfg.leaderboard_dir, plan.protocol.name, slug, plan.datasets, attacks, plan.cfg.precision,
+                  plan.seed, provenance(defense))
 
 
 def _evaluate_units(plan: Plan, jobs: Sequence[_Job], pending: Sequence[tuple[int, int]], head: Callable[[int], Any],
@@ -338,14 +345,14 @@ def _save_unit(store: UnitStore, unit: UnitResult) -> None:
                          option="--results-dir") from exc
 
 
-def _finish(plan: Plan, job: _Job, mid: str, defense_name: str, parts: CLIPParts, checkpoint: str | None,
+def _finish(plan: Plan, job: _Job, mid: str, defense: Any, parts: CLIPParts, checkpoint: str | None,
             head_info: dict[str, Any], log: Callable[[str], None] | None) -> None:
     """Assemble ``job``'s record from its units, write it (with its flags) and drop the units."""
     flags, infos, timing = assemble([job.done[k] for k in range(len(job.bounds))], [s.name for s in plan.specs])
     if job.evalset.skipped:
         infos["notes"].append(f"{len(job.evalset.skipped)} image(s) left out because they do not decode "
                               "(--skip-broken-images); listed in protocol.skipped_files")
-    record = _record(plan, job.name, job.evalset, job.indices, mid, defense_name, parts, checkpoint, head_info,
+    record = _record(plan, job.name, job.evalset, job.indices, mid, defense, parts, checkpoint, head_info,
                      flags, infos, timing, environment(plan.device, plan.cfg.compile))
     path = write_result(plan.cfg.results_dir, record, flags)
     job.result = DatasetResult(path=path, record=read_record(path))
@@ -366,7 +373,21 @@ def _build(plan: Plan, name: str, image_size: int, log: Callable[[str], None] | 
     return evalset
 
 
-def _record(plan: Plan, name: str, evalset: EvalSet, indices: Sequence[int], mid: str, defense_name: str,
+def model_info(mid: str, defense: Any, parts: CLIPParts, checkpoint: str | None,
+               text_tower_sha256: str | None) -> ModelInfo:
+    """What a record says of the evaluated model: its id, weights, the defense's code and settings, notes."""
+    notes = list(dict.fromkeys([*parts.source.get("notes", []), *getattr(defense, "notes", ())]))
+    return ModelInfo(id=mid, defense=defense.name, architecture=parts.portable_architecture(),
+                     pretrained=parts.portable_pretrained(),
+                     checkpoint=parts.portable_checkpoint(checkpoint),  # no machine-local paths
+                     checkpoint_sha256=parts.source.get("checkpoint_sha256"),
+                     weights_sha256=parts.source.get("weights_sha256"), tensors_sha256=parts.tensors_sha256(),
+                     text_tower_sha256=text_tower_sha256, image_size=parts.image_size,
+                     hparams=parts.source.get("hparams", {}), notes=notes, origin=provenance(defense),
+                     inference=defense.inference_identity())
+
+
+def _record(plan: Plan, name: str, evalset: EvalSet, indices: Sequence[int], mid: str, defense: Any,
             parts: CLIPParts, checkpoint: str | None, head_info: dict[str, Any], flags: dict[str, np.ndarray],
             infos: dict[str, list[str]], timing: dict[str, float], env: Env) -> ResultRecord:
     """The result record of one evaluated dataset: what was evaluated, how, on what, and what it measured."""
@@ -374,13 +395,7 @@ def _record(plan: Plan, name: str, evalset: EvalSet, indices: Sequence[int], mid
     return ResultRecord(
         zsrbench_version=zsrbench.__version__, git_sha=git_sha(),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        model=ModelInfo(id=mid, defense=defense_name, architecture=parts.portable_architecture(),
-                        pretrained=parts.portable_pretrained(),
-                        checkpoint=parts.portable_checkpoint(checkpoint),  # no machine-local paths
-                        checkpoint_sha256=parts.source.get("checkpoint_sha256"),
-                        weights_sha256=parts.source.get("weights_sha256"), tensors_sha256=parts.tensors_sha256(),
-                        text_tower_sha256=head_info["text_tower_sha256"], image_size=parts.image_size,
-                        hparams=parts.source.get("hparams", {}), notes=list(parts.source.get("notes", []))),
+        model=model_info(mid, defense, parts, checkpoint, head_info["text_tower_sha256"]),
         protocol=ProtocolInfo(
             name=plan.protocol.name, version=plan.protocol.version, dataset=name, split=info.split,
             n_total=len(evalset), n_samples=len(indices), seed=plan.seed, indices_digest=indices_digest(indices),

@@ -13,14 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import math
-from numbers import Integral, Real
-
 import torch
 from torch import nn
 
 from zsrbench.eps import eps_text  # noqa: F401  (``1.0 -> "1/255"``; part of this module's API)
 from zsrbench.errors import ZsrError
+from zsrbench.params import Param, Params
 
 
 @dataclass
@@ -41,27 +39,7 @@ AttackFn = Callable[..., AttackOutput]
 
 # the parameters `zsrbench run` has an option of their own for (`--steps 5`); every other one is `--set KEY=VALUE`
 OWN_OPTIONS = ("step", "steps", "restarts", "eot", "kappa", "criterion")
-PARAM_TYPES = (bool, int, float, str)
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-@dataclass(frozen=True)
-class AttackParam:
-    """One declared parameter of an attack, as :meth:`AttackSpec.parameters` lists it."""
-
-    name: str
-    type: type  # bool, int, float or str: the type of the default
-    default: Any
-    help: str = ""
-    per255: bool = False  # given in units of 1/255, converted to pixel units before the attack is called
-    choices: tuple[str, ...] | None = None
-
-    def describe(self) -> str:
-        """``steps (int, default 100): PGD iterations``."""
-        kind = (self.type.__name__ if self.type in PARAM_TYPES else "any") + (", units of 1/255" if self.per255 else "")
-        if self.choices:
-            kind += ", one of " + "|".join(self.choices)
-        return f"{self.name} ({kind}, default {self.default!r})" + (f": {self.help}" if self.help else "")
+AttackParam = Param  # one declared parameter of an attack, as :meth:`AttackSpec.parameters` lists it
 
 
 @dataclass(frozen=True)
@@ -69,7 +47,7 @@ class AttackSpec:
     """A registered attack: the function, its declared parameters and a one-line description.
 
     ``defaults`` declares the parameters (name -> default; the default's type is the parameter's type) and
-    ``help`` describes each in one line.
+    ``help`` describes each in one line (see :mod:`zsrbench.params`, which checks and parses them).
     """
 
     name: str
@@ -88,97 +66,41 @@ class AttackSpec:
     help: dict[str, str] = field(default_factory=dict)  # parameter -> one line shown in errors and docs
 
     def __post_init__(self) -> None:
-        stray = sorted((set(self.help) | set(self.choices)) - set(self.defaults))
+        stray = self.declared().stray()
         if stray:
             raise ZsrError(f"Attack '{self.name}' describes parameter(s) {', '.join(stray)} in help/choices that its "
                            f"defaults do not declare; its parameters are: {', '.join(sorted(self.defaults)) or '(none)'}.")
 
     # declared parameters ----------------------------------------------------------------------------
+    def declared(self) -> Params:
+        """The attack's parameters as a :class:`~zsrbench.params.Params` declaration."""
+        return Params(defaults=self.defaults, help=self.help, per255=self.per255, choices=self.choices,
+                      positive=self.positive, non_negative=self.non_negative, zero_ok=self.zero_ok)
+
+    @property
+    def _owner(self) -> str:
+        return f"attack '{self.name}'"
+
     def parameters(self) -> list[AttackParam]:
         """The declared parameters, in declaration order."""
-        return [AttackParam(name=k, type=type(v), default=v, help=self.help.get(k, ""), per255=k in self.per255,
-                            choices=self.choices.get(k)) for k, v in self.defaults.items()]
+        return self.declared().parameters()
 
     def describe_parameters(self) -> str:
         """One line naming every parameter with its type, default and help (for errors and listings)."""
-        return "; ".join(p.describe() for p in self.parameters()) or "(none)"
+        return self.declared().describe()
 
     def parse(self, key: str, text: str) -> Any:
-        """``text`` (as written in ``--set KEY=VALUE``) read as parameter ``key``'s declared type.
-
-        bool: true/false (yes/no, on/off, 1/0); int: a whole number; float: a number (a ``per255`` one also as
-        ``4/255``, like ``--eps``); str: the text. Whether the value is in range is :meth:`config`'s check.
-        """
-        if key not in self.defaults:
-            raise ZsrError(f"--set {key}={text}: attack '{self.name}' has no parameter {key}. Its parameters: "
-                           f"{self.describe_parameters()}.")
-        default, v = self.defaults[key], text.strip()
-        if not isinstance(default, PARAM_TYPES):  # no declared type (e.g. a None default): the value as written
-            return _literal(v)
-        kind = "true or false" if isinstance(default, bool) else (
-            "a whole number" if isinstance(default, int) else "a number" if isinstance(default, float) else "text")
-        try:
-            if isinstance(default, bool):
-                if v.lower() in _TRUE + _FALSE:
-                    return v.lower() in _TRUE
-                raise ValueError(v)
-            if isinstance(default, int):
-                return int(v)
-            if isinstance(default, float):
-                if key in self.per255:
-                    from zsrbench.eps import parse_eps
-
-                    return parse_eps(v, f"--set {key}")
-                return float(v)
-        except (ValueError, ZsrError) as exc:
-            detail = f" ({exc})" if isinstance(exc, ZsrError) else ""
-            raise ZsrError(f"--set {key}={text}: parameter {key} of attack '{self.name}' is {kind}, and {text!r} is "
-                           f"not one{detail}. Its parameters: {self.describe_parameters()}.") from None
-        return v
+        """``text`` (as written in ``--set KEY=VALUE``) read as parameter ``key``'s declared type
+        (:meth:`zsrbench.params.Params.parse`); whether the value is in range is :meth:`config`'s check."""
+        return self.declared().parse(key, text, owner=self._owner, setting=key)
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         """The fully expanded hyper-parameters (defaults with overrides applied), in 1/255 units."""
-        unknown = sorted(k for k, v in overrides.items() if v is not None and k not in self.defaults)
-        if unknown:
-            raise ZsrError(
-                f"Attack '{self.name}' has no parameter {', '.join(unknown)}; "
-                f"its parameters are: {self.describe_parameters()}."
-            )
-        cfg = dict(self.defaults)
-        cfg.update({k: v for k, v in overrides.items() if v is not None})
-        for key, value in cfg.items():
-            problem = self.param_problem(key, value)
-            if problem:
-                label = f"--{key}" if key in OWN_OPTIONS else f"Parameter {key} (--set {key}=VALUE)"
-                raise ZsrError(f"{label} {problem} for attack '{self.name}'; got {value!r}. Pass a valid value or "
-                               f"leave it out for the default ({self.defaults[key]!r}).")
-            if isinstance(self.defaults.get(key), Integral) and not isinstance(self.defaults[key], bool):
-                cfg[key] = int(value)  # 2.0 -> 2: the record says what ran, in the parameter's own type
-        return cfg
+        return self.declared().config(overrides, owner=self._owner, label=_option_label)
 
     def param_problem(self, key: str, value: Any) -> str | None:
         """What is wrong with ``value`` for parameter ``key`` (None: it is valid)."""
-        default = self.defaults.get(key)
-        if isinstance(default, bool):
-            return None if isinstance(value, bool) else "must be true or false"
-        if isinstance(default, Integral):
-            least = 0 if key in self.zero_ok else 1
-            whole = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value) and value == int(value)
-            return None if whole and value >= least else f"must be a whole number ≥ {least}"
-        if isinstance(default, Real):
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-                return "must be a finite number"
-            if key in self.positive and not value > 0:
-                return "must be positive"
-            if key in self.non_negative and value < 0:
-                return "must not be negative"
-            return None
-        if isinstance(default, str):
-            if not isinstance(value, str):
-                return "must be text"
-            allowed = self.choices.get(key)
-            return None if allowed is None or value in allowed else f"must be one of {', '.join(allowed)}"
-        return None
+        return self.declared().problem(key, value)
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, seed: int, **cfg: Any
@@ -188,19 +110,8 @@ class AttackSpec:
         return self.fn(model, x, y, eps=eps / 255.0, seed=seed, **params)
 
 
-def _literal(text: str) -> Any:
-    """A value without a declared type: none/null, true/false, an int, a float, else the text itself."""
-    low = text.lower()
-    if low in ("none", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def _option_label(key: str) -> str:
+    return f"--{key}" if key in OWN_OPTIONS else f"Parameter {key} (--set {key}=VALUE)"
 
 
 def validate_eps(eps: float) -> float:

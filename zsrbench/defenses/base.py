@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from zsrbench.errors import ZsrError
 from zsrbench.models import CLIPParts, build_clip, sha256_file
+from zsrbench.params import Params
 from zsrbench.weights_io import check_model_folder, check_sha256_text
 
 TECOA_TEMPLATE = "This is a photo of a {}"
@@ -263,10 +264,36 @@ class Defense:
     trainable: ClassVar[bool] = False
     quirks: ClassVar[dict[str, str]] = {}
     notes: ClassVar[tuple[str, ...]] = ()
+    # settings of what the defense does at inference (around or inside the classifier), declared like an attack's
+    # parameters: set with `--set DEFENSE.KEY=VALUE`, recorded, and part of the model id (see inference_identity)
+    inference_params: ClassVar[Params] = Params()
 
-    def __init__(self, hparams: Any = None, **overrides: Any) -> None:
+    def __init__(self, hparams: Any = None, *, inference: dict[str, Any] | None = None, **overrides: Any) -> None:
         base = hparams if hparams is not None else self.default_hparams
         self.hp = self._apply(base, overrides, keep_none=True) if base is not None else None
+        self.inference: dict[str, Any] = self.inference_config(inference or {})
+
+    # inference-time identity ----------------------------------------------------------------------
+    @classmethod
+    def inference_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The defense's full inference settings: its declared defaults with ``values`` applied, each checked."""
+        return cls.inference_params.config(values, owner=f"defense '{cls.name}'",
+                                           label=lambda key: f"Parameter {key} (--set {cls.name}.{key}=VALUE)")
+
+    @classmethod
+    def acts_at_inference(cls) -> bool:
+        """Whether the defense does more at inference than load weights: it declares inference parameters, wraps
+        the classifier or loads its model its own way. Such a defense's name and settings are part of the id."""
+        return bool(cls.inference_params) or cls.wrap_classifier is not Defense.wrap_classifier \
+            or cls.load is not Defense.load
+
+    def inference_identity(self) -> dict[str, Any] | None:
+        """What, besides the tensors, changes this defense's predictions: ``{"defense": name, "params": {...}}``
+        for a defense that acts at inference, None for one that only loads weights (its id is its tensors)."""
+        if not self.acts_at_inference():
+            return None
+        return {"defense": self.name, "params": dict(self.inference)}
+
 
     # hyper-parameters -----------------------------------------------------------------------------
     def _apply(self, base: Any, overrides: dict[str, Any], keep_none: bool = False) -> Any:
@@ -368,6 +395,13 @@ class Defense:
             model, spec.pretrained, checkpoint=checkpoint, checkpoint_sha256=spec.checkpoint_sha256,
             trust_checkpoint=spec.trust_checkpoint, device=device,
         )
+
+
+def instantiate(cls: type[Defense], inference: dict[str, Any] | None = None) -> Defense:
+    """An instance of the registered defense class ``cls`` with its inference settings (checked)."""
+    defense = cls()
+    defense.inference = cls.inference_config(inference or {})
+    return defense
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:

@@ -250,13 +250,13 @@ def load_models(plan: AttentionPlan, log: Callable[[str], None] | None = None,
     if protocol.base_model is not None:
         base_cfg = RunConfig(defense=protocol.base_model, protocol=protocol.name, device=plan.device)
         d, parts, ck = prepare_model(base_cfg, protocol, device=plan.device, seed=plan.seed, progress=progress, log=log)
-        loaded.append(_Loaded(f"{d.name} (base)", d, parts, ck, model_id(d.name, parts), True))
+        loaded.append(_Loaded(f"{d.name} (base)", d, parts, ck, model_id(d, parts), True))
     else:
         notes.append(f"protocol {protocol.name} has no undefended base model; only the defenses are shown")
     for name in cfg.defenses:
         d, parts, ck = prepare_model(run_config(cfg, name, plan.dataset), protocol, device=plan.device,
                                      seed=plan.seed, progress=progress, log=log)
-        mid = model_id(d.name, parts)
+        mid = model_id(d, parts)
         if any(m.model_id == mid for m in loaded):
             notes.append(f"{name} is the same model as {next(m.label for m in loaded if m.model_id == mid)} "
                          f"({mid}); shown once")
@@ -327,18 +327,6 @@ def measure(plan: AttentionPlan, m: _Loaded, evalset: Any, indices: Sequence[int
     return maps, head_info
 
 
-def _model_info(mid: str, defense: str, parts: Any, checkpoint: str | None, head_info: dict[str, Any]):
-    """The model as result records name it (:class:`~zsrbench.leaderboard.schema.ModelInfo`)."""
-    from zsrbench.leaderboard.schema import ModelInfo
-
-    return ModelInfo(id=mid, defense=defense, architecture=parts.portable_architecture(),
-                     pretrained=parts.portable_pretrained(), checkpoint=parts.portable_checkpoint(checkpoint),
-                     checkpoint_sha256=parts.source.get("checkpoint_sha256"),
-                     weights_sha256=parts.source.get("weights_sha256"), tensors_sha256=parts.tensors_sha256(),
-                     text_tower_sha256=head_info["text_tower_sha256"], image_size=parts.image_size,
-                     hparams=parts.source.get("hparams", {}), notes=list(parts.source.get("notes", [])))
-
-
 def _stats(values: np.ndarray) -> ShiftStats:
     s = summarise(values)
     return ShiftStats(n=s.n, mean=s.mean, se=s.se, std=s.std, values=[float(v) for v in values])
@@ -349,14 +337,14 @@ def shift_record(plan: AttentionPlan, m: _Loaded, maps: ModelMaps, evalset: Any,
     """The attention-shift record of one model on the plan's dataset."""
     from zsrbench.data.base import indices_digest
     from zsrbench.leaderboard.schema import AttackConfig
-    from zsrbench.runner import environment, git_sha
+    from zsrbench.runner import environment, git_sha, model_info
 
     info = evalset.info
     template = nonclass_template(m.defense)
     return AttentionShiftRecord(
         zsrbench_version=zsrbench.__version__, git_sha=git_sha(),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        model=_model_info(m.model_id, m.defense.name, m.parts, m.checkpoint, head_info),
+        model=model_info(m.model_id, m.defense, m.parts, m.checkpoint, head_info["text_tower_sha256"]),
         base_model=None if m.is_base else base_id,
         protocol=ShiftProtocol(name=plan.protocol.name, version=plan.protocol.version, dataset=plan.dataset,
                                split=info.split, n_total=len(evalset), n_samples=len(indices), seed=plan.seed,

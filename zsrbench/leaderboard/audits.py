@@ -13,7 +13,7 @@ import zsrbench
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.entries import now_utc
 from zsrbench.leaderboard.reading import Previous, _previous
-from zsrbench.leaderboard.schema import LeaderboardEntry
+from zsrbench.leaderboard.schema import AuditData, LeaderboardEntry
 from zsrbench.leaderboard.store import _taken_numbers, _write_revision, writing_entry
 
 
@@ -49,21 +49,51 @@ def add_audit(leaderboard_root: str | Path, draft: LeaderboardEntry, *, now: str
 
 
 def audit_changes(prev: Previous, new: LeaderboardEntry) -> list[str]:
+    """What this audit revision changes: datasets audited afresh (with their verdict), datasets carried over from
+    an earlier revision, and per check the verdicts and summaries that changed."""
     lines = [prev.note] if prev.note else []
-    assert new.audit is not None
-    a = prev.entry.audit if prev.entry is not None else None
+    a, b = (prev.entry.audit if prev.entry is not None else None), new.audit
+    assert b is not None
+    verdicts = dataset_verdicts(b)
+    fresh = [ds for ds, info in b.datasets.items() if not info.get("carried_from")]
+    carried: dict[str, list[str]] = {}
+    for ds, info in b.datasets.items():
+        if info.get("carried_from"):
+            carried.setdefault(str(info["carried_from"]), []).append(ds)
     if a is None:
-        return lines + [f"first audit: {new.audit.verdict}"
-                        + (f" (failed: {', '.join(new.audit.failed)})" if new.audit.failed else "")]
-    if a.verdict != new.audit.verdict:
-        lines.append(f"verdict: {a.verdict} -> {new.audit.verdict}")
-    old = {c.name: c for c in a.checks}
-    for c in new.audit.checks:
-        o = old.get(c.name)
-        if o is None:
-            lines.append(f"{c.name}: added ({c.verdict})")
-        elif o.verdict != c.verdict or o.summary != c.summary:
-            lines.append(f"{c.name}: {o.verdict} -> {c.verdict} ({c.summary})")
-    if a.settings != new.audit.settings:
-        lines.append("settings changed")
+        lines.append(f"first audit: {b.verdict}" + (f" (failed: {', '.join(b.failed)})" if b.failed else ""))
+    elif a.verdict != b.verdict:
+        lines.append(f"verdict: {a.verdict} -> {b.verdict}")
+    if a is not None or carried:
+        old = dataset_verdicts(a) if a is not None else {}
+        lines.append("audited: " + ", ".join(
+            f"{ds} ({old[ds]} -> {verdicts.get(ds, 'n/a')})" if ds in old and old[ds] != verdicts.get(ds)
+            else f"{ds} ({verdicts.get(ds, 'n/a')})" for ds in fresh))
+    for rev, names in carried.items():
+        lines.append(f"carried over from {rev} (not audited by this revision): {', '.join(names)}")
+    if a is not None:
+        lost = [ds for ds in a.datasets if ds not in b.datasets]
+        if lost:
+            lines.append(f"not carried over (other defense code or audit rules): {', '.join(lost)}")
+        old_checks = {c.name: c for c in a.checks}
+        for c in b.checks:
+            o = old_checks.get(c.name)
+            if o is None:
+                lines.append(f"{c.name}: added ({c.verdict})")
+            elif o.verdict != c.verdict or o.summary != c.summary:
+                lines.append(f"{c.name}: {o.verdict} -> {c.verdict} ({c.summary})")
+        if a.settings != b.settings:
+            changed = sorted(k for k in {*a.settings, *b.settings} if a.settings.get(k) != b.settings.get(k))
+            lines.append(f"settings changed: {', '.join(changed)}")
     return lines or ["re-audited: same checks, same numbers"]
+
+
+def dataset_verdicts(audit: AuditData) -> dict[str, str]:
+    """Each audited dataset's verdict: stored since audits keep them, else derived from the checks' rows (a row
+    without a verdict, in audits written before every check had per-dataset rules, counts as n/a)."""
+    if audit.dataset_verdicts:
+        return dict(audit.dataset_verdicts)
+    from zsrbench.audit_verdicts import dataset_verdicts as derive
+
+    out = derive(audit.checks)
+    return {ds: out.get(ds, "n/a") for ds in [*audit.datasets, *out]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from zsrbench.leaderboard.entries import METRIC_TOL, rev_name
+from zsrbench.leaderboard.entries import METRIC_TOL, describe_origin, rev_name
 from zsrbench.leaderboard.reading import Previous
 from zsrbench.leaderboard.schema import AttackConfig, DatasetMeasurement, LeaderboardEntry, ResultRecord
 
@@ -25,7 +25,8 @@ def _attacks_text(attacks: Sequence[AttackConfig]) -> str:
 
 
 def measured_changes(prev: Previous, new: dict[str, DatasetMeasurement], carried: list[str], dropped: list[str],
-                     attacks: list[AttackConfig], precision: str, seed: int, newest: ResultRecord) -> list[str]:
+                     attacks: list[AttackConfig], precision: str, seed: int, newest: ResultRecord,
+                     why_dropped: str | None = None) -> list[str]:
     """What this revision changes, in lines a reviewer reads in ``zsrbench history``."""
     lines: list[str] = []
     if prev.note:
@@ -41,6 +42,8 @@ def measured_changes(prev: Previous, new: dict[str, DatasetMeasurement], carried
         lines.append(f"precision: {pm.precision} -> {precision}")
     if pm.seed != seed:
         lines.append(f"seed: {pm.seed} -> {seed}")
+    if (pe.model.origin or None) != (newest.model.origin or None) and pe.model.origin is not None:
+        lines.append(f"defense code: {describe_origin(pe.model.origin)} -> {describe_origin(newest.model.origin)}")
     if pe.model.checkpoint_sha256 != (newest.model.checkpoint_sha256 or newest.model.weights_sha256):
         lines.append(f"checkpoint sha256: {pe.model.checkpoint_sha256} -> "
                      f"{newest.model.checkpoint_sha256 or newest.model.weights_sha256}")
@@ -78,8 +81,8 @@ def measured_changes(prev: Previous, new: dict[str, DatasetMeasurement], carried
     if carried:
         lines.append(f"carried over unchanged from {rev_name(pe.revision)}: {', '.join(carried)}")
     if dropped:
-        lines.append(f"not carried over from {rev_name(pe.revision)} (different attack settings, precision or seed): "
-                     f"{', '.join(dropped)}")
+        lines.append(f"dropped on request (--replace-entry) from {rev_name(pe.revision)}, measured with "
+                     f"{why_dropped or 'other settings'}: {', '.join(dropped)}")
     return lines
 
 

@@ -115,7 +115,7 @@ def combined_entry(parts: Sequence[LoadedEntry], name: str, datasets: dict[str, 
     model_id, eps_text = first.model.id, first.eps_text
     combined = LeaderboardEntry(
         kind="measured", entry=measured_slug(model_id, name, eps_text or "", first.protocol.version,
-                                             first.protocol.subset), revision=1,
+                                             first.protocol.subset, first.protocol.variant), revision=1,
         created_at=max(p.entry.created_at for p in parts), protocol=first.protocol, model=first.model,
         suite=name, eps=first.eps, eps_text=eps_text, zsrbench_version=first.zsrbench_version,
         changes=[f"combined from {', '.join(f'{p.entry.entry}@r{p.entry.revision:04d}' for p in parts)}"],

@@ -24,7 +24,7 @@ from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.migrate import migrate
 from zsrbench.leaderboard.records import eps_dir, metrics_from_flags, slug, validation_message
 from zsrbench.leaderboard.schema import (
-    DatasetMeasurement, EntryProtocol, FileRef, LeaderboardEntry, ResultRecord, read_json,
+    DatasetMeasurement, EntryModel, EntryProtocol, FileRef, LeaderboardEntry, ResultRecord, read_json,
 )
 
 REV_FILE_RE = re.compile(r"^r(\d{4,})\.json$")
@@ -41,8 +41,11 @@ def eps_part(eps_text: str | None) -> str:
     return eps_dir(eps_text) if eps_text else "clean"
 
 
-def measured_slug(model_id: str, suite: str, eps_text: str, protocol_version: int, subset: str | None = None) -> str:
-    tail = f"__{slug(subset)}" if subset else ""
+def measured_slug(model_id: str, suite: str, eps_text: str, protocol_version: int, subset: str | None = None,
+                  variant: str | None = None) -> str:
+    """``<model>__<suite>__eps<k>__v<version>``, then ``__<subset>`` for a named subset and ``__variant-<name>``
+    for an experiment (settings other than the protocol's standard evaluation)."""
+    tail = (f"__{slug(subset)}" if subset else "") + (f"__variant-{slug(variant)}" if variant else "")
     return f"{slug(model_id)}__{slug(suite)}__{eps_part(eps_text)}__v{protocol_version}{tail}"
 
 
@@ -207,7 +210,15 @@ def protocol_of(record: ResultRecord) -> EntryProtocol:
     datasets = [str(d) for d in s.get("datasets") or [record.protocol.dataset]]
     return EntryProtocol(name=record.protocol.name, version=record.protocol.version, datasets=datasets,
                          train_dataset=s.get("train_dataset"), normalised_average=bool(s.get("normalised_average", False)),
-                         subset=record.protocol.subset)
+                         subset=record.protocol.subset, variant=record.protocol.variant)
+
+
+def entry_model(record: ResultRecord) -> EntryModel:
+    """The model of a measured entry, as its newest record names it."""
+    m = record.model
+    return EntryModel(id=m.id, name=m.id, defense=m.defense, architecture=m.architecture,
+                      checkpoint_sha256=m.checkpoint_sha256 or m.weights_sha256, tensors_sha256=m.tensors_sha256,
+                      origin=m.origin, inference=m.inference)
 
 
 def measurement(record: ResultRecord, record_ref: FileRef, sidecar_ref: FileRef) -> DatasetMeasurement:
@@ -217,10 +228,31 @@ def measurement(record: ResultRecord, record_ref: FileRef, sidecar_ref: FileRef)
         metrics=record.metrics, flags=record.flags, deviations=deviations(record))
 
 
-EntryKey = tuple[str, int, str, str, str, "str | None"]
+def code_key(origin: dict[str, str] | None) -> str | None:
+    """What must match between a model's results and its audit: a plugin's ``package version`` (None for zsrbench's
+    own defenses, versioned with zsrbench and the protocol, and for results written before provenance was
+    recorded)."""
+    if not origin or origin.get("kind") != "plugin":
+        return None
+    return f"{origin.get('package')} {origin.get('version')}"
+
+
+def describe_origin(origin: dict[str, str] | None) -> str:
+    """``built-in``, ``plugin pkg 0.2.0``, ``code tests.x:Y`` or ``unknown`` (written before it was recorded)."""
+    if not origin:
+        return "unknown"
+    kind = origin.get("kind")
+    if kind == "plugin":
+        return f"plugin {origin.get('package')} {origin.get('version')}"
+    if kind == "code":
+        return f"code {origin.get('module')}"
+    return str(kind)
+
+
+EntryKey = tuple[str, int, str, str, str, "str | None", "str | None"]
 
 
 def entry_key(record: ResultRecord) -> EntryKey:
-    """(protocol, version, model id, suite, ε text, subset): the records of one leaderboard entry."""
+    """(protocol, version, model id, suite, ε text, subset, variant): the records of one leaderboard entry."""
     p = record.protocol
-    return (p.name, p.version, record.model.id, p.suite, p.eps_text, p.subset)
+    return (p.name, p.version, record.model.id, p.suite, p.eps_text, p.subset, p.variant)

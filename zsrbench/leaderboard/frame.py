@@ -30,7 +30,7 @@ from zsrbench.leaderboard.schema import ResultRecord
 from zsrbench.leaderboard.tables import Cell, Group, Row, TableSet
 
 # the columns that describe one line of a table (as in ``zsrbench table --csv``), in order
-LINE_COLUMNS = ["protocol", "protocol_version", "subset", "table", "suite", "eps", "metric", "rank", "group", "model",
+LINE_COLUMNS = ["protocol", "protocol_version", "subset", "variant", "table", "suite", "eps", "metric", "rank", "group", "model",
                 "kind", "source", "status", "audit", "entry", "revision", "entries"]
 CELL_COLUMNS = ["column", "is_average", "value", "lo", "hi", "cell_marks"]
 TIDY_COLUMNS = ["line", *LINE_COLUMNS, *CELL_COLUMNS, "marks", "notes"]
@@ -54,7 +54,8 @@ def _cell(c: Cell | None) -> tuple[float, float, float, str]:
 def _line(g: Group, r: Row, metric: str) -> dict[str, Any]:
     cells = r.cells[metric]
     return {
-        "protocol": g.protocol, "protocol_version": g.version, "subset": g.subset or "", "table": g.kind,
+        "protocol": g.protocol, "protocol_version": g.version, "subset": g.subset or "", "variant": g.variant or "",
+        "table": g.kind,
         "suite": g.suite, "eps": g.eps_text or "", "metric": metric, "rank": r.rank, "group": r.group or "",
         "model": r.label, "kind": r.kind, "source": r.source_text if r.kind == "reported" else r.source,
         "status": r.status or "", "audit": r.audit or "", "entry": r.entry, "revision": r.revision,

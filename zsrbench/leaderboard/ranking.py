@@ -6,10 +6,13 @@ suites is held to all of them; models with different suite sets are fine). A mod
 
 (a) it has every suite its protocol requires (``Protocol.required_suites``; a protocol zsrbench does not know,
     e.g. a test fixture, requires none, so any suite is accepted),
-(b) an audit entry exists for it (same protocol name, version, model id and ε) with verdict pass or warn,
+(b) its audit entry (same protocol name, version, model id and ε) has a verdict for every dataset the model is
+    ranked on, none of them ``fail`` (the model's audit verdict is the worst of those per-dataset verdicts, so a
+    narrower re-audit cannot clear it), and the audit ran the same defense code (a plugin's version),
 (c) if that audit found it randomised, at least one of its suites used EOT (an attack named ``aa-rand`` or
     with ``eot`` > 1),
-(d) it was measured on the protocol's full evaluation sets, not a named subset.
+(d) it was measured on the protocol's full evaluation sets, not a named subset, with the protocol's standard
+    settings (not a variant).
 
 Every other model is listed below the ranked ones, without a rank, with the reason. Ranked models carry a
 significance group: a model shares the letter of the model ranked just above it unless the paired test of
@@ -33,9 +36,9 @@ from zsrbench import stats
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import tables as T
 from zsrbench.leaderboard.combine import Combined, FlagsCache, SampleMismatch, suite_order, worst_over_all
-from zsrbench.leaderboard.entries import rev_name
+from zsrbench.leaderboard.entries import code_key, rev_name
 from zsrbench.leaderboard.reading import LoadedEntry, history
-from zsrbench.leaderboard.schema import AuditData, LeaderboardEntry
+from zsrbench.leaderboard.schema import LeaderboardEntry
 
 AuditKey = tuple[str, int, str, "str | None"]  # protocol name, protocol version, model id, ε text
 MASKING = "gradient masking"
@@ -48,8 +51,12 @@ def audit_key(e: LeaderboardEntry) -> AuditKey:
     return (e.protocol.name, e.protocol.version, e.model.id, e.eps_text)
 
 
-def audit_index(entries: Sequence[LoadedEntry]) -> dict[AuditKey, AuditData]:
-    """The audit of each (protocol, version, model, ε) among ``entries`` (the newest when there are several)."""
+def audit_index(entries: Sequence[LoadedEntry]) -> dict[AuditKey, LeaderboardEntry]:
+    """The audit entry of each (protocol, version, model, ε) among ``entries`` (the newest when there are several).
+
+    An audit revision holds every dataset ever audited for the model (a narrower re-audit carries the others
+    over), so the newest revision is the evidence per dataset.
+    """
     newest: dict[AuditKey, LeaderboardEntry] = {}
     for le in entries:
         e = le.entry
@@ -58,11 +65,40 @@ def audit_index(entries: Sequence[LoadedEntry]) -> dict[AuditKey, AuditData]:
         k = audit_key(e)
         if k not in newest or (e.created_at, e.revision) > (newest[k].created_at, newest[k].revision):
             newest[k] = e
-    return {k: e.audit for k, e in newest.items() if e.audit is not None}
+    return newest
 
 
-def audit_status(audit: AuditData | None) -> str:
-    """pass | warn | fail, or ``none`` when the model has no audit."""
+@dataclass
+class AuditOn:
+    """What an audit says about the datasets a model is ranked on."""
+
+    verdict: str  # pass | warn | fail | n/a over the audited ones of those datasets; "none": no audit
+    missing: list[str] = field(default_factory=list)  # ranked datasets the audit has no verdict for
+    failed: list[str] = field(default_factory=list)  # checks failing on those datasets
+    failed_on: list[str] = field(default_factory=list)  # datasets on which a check fails
+    warned: list[str] = field(default_factory=list)
+    code: str | None = None  # the defense code the audit ran (a plugin's "package version"; None: zsrbench's)
+    randomised: bool = False
+
+
+def audit_on(audit: LeaderboardEntry | None, datasets: Sequence[str]) -> AuditOn:
+    """The audit's verdict on ``datasets``: the worst of its newest per-dataset verdicts there."""
+    if audit is None or audit.audit is None:
+        return AuditOn(T.AUDIT_NONE, missing=list(datasets))
+    from zsrbench.audit_verdicts import failures_on, worst
+
+    from zsrbench.leaderboard.audits import dataset_verdicts
+
+    dv = dataset_verdicts(audit.audit)
+    have = [d for d in datasets if d in dv]
+    failed, warned = failures_on(audit.audit.checks, have)
+    return AuditOn(worst([dv[d] for d in have]) if have else T.AUDIT_NONE, missing=[d for d in datasets if d not in dv],
+                   failed=failed, failed_on=[d for d in have if dv[d] == "fail"], warned=warned,
+                   code=code_key(audit.model.origin), randomised=audit.audit.randomised)
+
+
+def audit_status(audit: AuditOn | None) -> str:
+    """pass | warn | fail | n/a, or ``none`` when the model has no audit."""
     return T.AUDIT_NONE if audit is None else audit.verdict
 
 
@@ -103,14 +139,20 @@ def _per_dataset_text(ns: Sequence[int]) -> str:
     return f"{lo} per dataset" if lo == hi else f"{lo}–{hi} per dataset"
 
 
-def rank_reasons(parts: Sequence[LoadedEntry], comb: Combined | None, audit: AuditData | None,
-                 required: tuple[str, ...] | None, subset: str | None, failure: str = "") -> list[str]:
-    """Why a model is not ranked (empty: it is ranked). Each reason starts with ``unreliable:`` or ``unranked:``."""
+def rank_reasons(parts: Sequence[LoadedEntry], comb: Combined | None, audit: AuditOn, required: tuple[str, ...] | None,
+                 subset: str | None, failure: str = "", variant: str | None = None) -> list[str]:
+    """Why a model is not ranked (empty: it is ranked). Each reason starts with ``unreliable:`` or ``unranked:``.
+
+    ``audit`` is the model's audit on the datasets it would be ranked on (:func:`audit_on`).
+    """
     reasons = []
-    if audit is not None and audit.verdict == "fail":
+    if audit.verdict == "fail":
         meanings = list(dict.fromkeys(FAILURE_MEANING.get(f, MASKING) for f in audit.failed)) or [MASKING]
-        failed = f" (audit failed: {', '.join(audit.failed)})" if audit.failed else " (audit failed)"
+        where = f" on {', '.join(audit.failed_on)}" if audit.failed_on else ""
+        failed = f" (audit failed{where}: {', '.join(audit.failed)})" if audit.failed else f" (audit failed{where})"
         reasons.append(f"unreliable: {' and '.join(meanings)}{failed}")
+    if variant:
+        reasons.append(f"unranked: experiment (variant {variant}), not the protocol's standard evaluation")
     if subset:
         ns = [m.n_samples for p in parts for m in p.entry.measured.datasets.values()]  # type: ignore[union-attr]
         reasons.append(f"unranked: {subset} subset ({_per_dataset_text(ns)})" if ns else f"unranked: {subset} subset")
@@ -127,10 +169,18 @@ def rank_reasons(parts: Sequence[LoadedEntry], comb: Combined | None, audit: Aud
                     gaps = [d for d, have in comb.suites_by_dataset.items() if s not in have]
                     if gaps:
                         reasons.append(f"unranked: {s} not measured on {', '.join(gaps)}")
-    if audit is None:
+    if audit.verdict == T.AUDIT_NONE:
         reasons.append("unranked: not audited")
-    elif audit.randomised and not any(uses_eot(p) for p in parts):
-        reasons.append("unranked: randomised defense without EOT")
+    else:
+        if audit.missing:
+            reasons.append(f"unranked: not audited on {', '.join(audit.missing)}")
+        codes = {code_key(p.entry.model.origin) for p in parts}
+        if codes != {audit.code}:
+            measured = ", ".join(sorted(c or "zsrbench" for c in codes))
+            reasons.append(f"unranked: audited with {audit.code or 'zsrbench'}'s defense code, measured with "
+                           f"{measured} (re-run zsrbench audit)")
+        if audit.randomised and not any(uses_eot(p) for p in parts):
+            reasons.append("unranked: randomised defense without EOT")
     return reasons
 
 
@@ -198,10 +248,11 @@ def _vs_above(label: str, res: stats.PairedDifference | None, why: str) -> dict[
 def _empty_row(parts: Sequence[LoadedEntry], g: T.Group) -> T.Row:
     e = parts[0].entry
     cells = {m: {k: T.Cell(None) for k, _ in g.columns} for m in T.METRICS}
-    return T.Row(label=e.model.name, kind="measured", source="", entry=e.entry, revision=None, cells=cells)
+    return T.Row(label=e.model.name, kind="measured", source="", entry=e.entry, revision=None, cells=cells,
+                 model_id=e.model.id)
 
 
-def ranking_group(key: T.GroupKey, members: Sequence[LoadedEntry], audits: dict[AuditKey, AuditData],
+def ranking_group(key: T.GroupKey, members: Sequence[LoadedEntry], audits: dict[AuditKey, LeaderboardEntry],
                   warnings: list[str], cache: FlagsCache) -> T.Group:
     """The ranking table of one (protocol, version, ε, subset): see the module docstring for the rules."""
     g, zs = T.new_group(key, members, warnings)
@@ -237,11 +288,11 @@ def ranking_group(key: T.GroupKey, members: Sequence[LoadedEntry], audits: dict[
         row.source = "worst of " + ", ".join(row.suites) if len(row.suites) > 1 else row.suites[0]
         row.entries = [f"{p.entry.entry}@{rev_name(p.entry.revision)}" for p in parts]
         row.revision = None
-        audit = audits.get((g.protocol, g.version, model_id, g.eps_text))
+        audit = audit_on(audits.get((g.protocol, g.version, model_id, g.eps_text)), _ranked_on(parts, comb))
         row.audit = audit_status(audit)
-        if audit is not None and audit.verdict == "warn" and audit.warned:
+        if audit.verdict == "warn" and audit.warned:
             row.add_note(T.METRICS, f"audit warned: {', '.join(audit.warned)}")
-        reasons = rank_reasons(parts, comb, audit, required, g.subset, failure)
+        reasons = rank_reasons(parts, comb, audit, required, g.subset, failure, g.variant)
         row.status = format_reasons(reasons) if reasons else RANKED
         row.rank = None if reasons else 0
         if comb is not None:
@@ -268,6 +319,13 @@ def ranking_group(key: T.GroupKey, members: Sequence[LoadedEntry], audits: dict[
     return g
 
 
+def _ranked_on(parts: Sequence[LoadedEntry], comb: Combined | None) -> list[str]:
+    """The datasets a model's row stands on: those of its combined flags, else of its entries."""
+    if comb is not None:
+        return list(comb.flags)
+    return list(dict.fromkeys(d for p in parts for d in p.entry.measured.datasets))  # type: ignore[union-attr]
+
+
 def _footer(g: T.Group, required: tuple[str, ...] | None, untested: list[str], has_reported: bool) -> None:
     if required is None:
         req = f"any suite (protocol {g.protocol} names no required suites)"
@@ -278,8 +336,10 @@ def _footer(g: T.Group, required: tuple[str, ...] | None, untested: list[str], h
     g.footer.append(
         "Ranking: robust numbers are the per-sample worst case over every attack suite measured for the model at this "
         "ε (a sample counts only if it survives them all). A model is ranked when it was evaluated with " + req +
-        ", has an audit that passed or warned, used EOT if the audit found it randomised, and was measured on the "
-        "protocol's full evaluation sets; the others follow without a rank (–), with the reason.")
+        " in the protocol's standard evaluation (its default settings, full evaluation sets), every dataset it is "
+        "ranked on has an audit of the same defense code and none of those failed (the model's audit verdict is the "
+        "worst over them), and it used EOT if the audit found it randomised; the others follow without a rank (–), "
+        "with the reason.")
     if any(r.ranked for r in g.rows):
         g.footer.append(
             "Group: a ranked model keeps the letter of the model ranked just above it unless their averages differ "

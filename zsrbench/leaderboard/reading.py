@@ -27,12 +27,12 @@ import zsrbench
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import atomic
 from zsrbench.leaderboard.entries import (
-    REV_FILE_RE, EntryKey, entry_dirs, entry_key, measured_slug, measurement, protocol_of, read_entry, rev_name,
-    revision_files, sha256_hex,
+    REV_FILE_RE, EntryKey, entry_dirs, entry_key, entry_model, measured_slug, measurement, protocol_of, read_entry,
+    rev_name, revision_files, sha256_hex,
 )
 from zsrbench.leaderboard.records import flags_from_bytes, parse_record, validation_message
 from zsrbench.leaderboard.schema import (
-    DatasetMeasurement, EntryModel, FileRef, LeaderboardEntry, MeasuredData, PreviousRevision, ResultRecord,
+    DatasetMeasurement, FileRef, LeaderboardEntry, MeasuredData, PreviousRevision, ResultRecord,
 )
 
 
@@ -222,7 +222,7 @@ def entries_from_results(results_dir: str | Path, protocol: str | None = None) -
             continue
         groups.setdefault(entry_key(record), []).append((path, record, sha256_hex(blob)))
     for key, items in groups.items():
-        proto_name, version, model_id, suite, eps_text_, subset = key
+        proto_name, version, model_id, suite, eps_text_, subset, variant = key
         newest = max(items, key=lambda t: t[1].created_at)[1]
         datasets: dict[str, DatasetMeasurement] = {}
         order = protocol_of(newest).datasets
@@ -236,12 +236,8 @@ def entries_from_results(results_dir: str | Path, protocol: str | None = None) -
                 FileRef(path=(rel.parent / record.sidecar.file).as_posix(), sha256=record.sidecar.sha256))
         try:
             entry = LeaderboardEntry(
-                kind="measured", entry=measured_slug(model_id, suite, eps_text_, version, subset), revision=1,
-                created_at=newest.created_at, protocol=protocol_of(newest),
-                model=EntryModel(id=model_id, name=model_id, defense=newest.model.defense,
-                                 architecture=newest.model.architecture,
-                                 checkpoint_sha256=newest.model.checkpoint_sha256 or newest.model.weights_sha256,
-                                 tensors_sha256=newest.model.tensors_sha256),
+                kind="measured", entry=measured_slug(model_id, suite, eps_text_, version, subset, variant),
+                revision=1, created_at=newest.created_at, protocol=protocol_of(newest), model=entry_model(newest),
                 suite=suite, eps=newest.protocol.eps, eps_text=eps_text_, zsrbench_version=zsrbench.__version__,
                 measured=MeasuredData(attacks=list(newest.protocol.attacks), precision=newest.protocol.precision,
                                       seed=newest.protocol.seed, datasets=datasets))

@@ -4,7 +4,8 @@ Values are accuracies in % with two decimals. Measured cells carry their 95% int
 interval's width, in points) in markdown, HTML and LaTeX; ``<column>_lo`` / ``<column>_hi`` in CSV; ``lo`` /
 ``hi`` in JSON. The terminal shows ``±h`` on the averages only, to stay readable. Marks (†, ‡, *, §) refer to
 the footnotes under each table; ``[n]`` refers to the group's sources (reported numbers). Ranking tables add
-the significance group, the status (ranked, or why not) and, like every table, the audit verdict.
+the significance group; every table has the status (ranked, or why not: only a model the ranking rules rank has
+a number, in any table; a reported row never has one) and the audit verdict.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _audit_text(r: Row) -> str:
 
 def _head(g: Group) -> tuple[list[str], list[str]]:
     """Column titles before and after the value columns."""
-    before = ["#", "Group", "Model", "Source", "Status"] if g.is_ranking else ["#", "Model", "Source"]
+    before = ["#", "Group", "Model", "Source", "Status"] if g.is_ranking else ["#", "Model", "Source", "Status"]
     return before, ["Audit"]
 
 
@@ -45,7 +46,7 @@ def _row_texts(g: Group, r: Row) -> tuple[list[str], list[str]]:
     if g.is_ranking:
         before = [_rank_text(r), r.group or DASH, r.label, r.source, r.status or ""]
     else:
-        before = [_rank_text(r), r.label, r.source]
+        before = [_rank_text(r), r.label, r.source, r.status or ""]
     return before, [_audit_text(r)]
 
 
@@ -91,7 +92,7 @@ def to_markdown(ts: TableSet) -> str:
             before, after = _head(g)
             head = [*before, *[_md_escape(label) for _, label in g.columns], *after]
             out.append("| " + " | ".join(head) + " |")
-            align = ["---:", ":---:", ":---", ":---", ":---"] if g.is_ranking else ["---:", ":---", ":---"]
+            align = ["---:", ":---:", ":---", ":---", ":---"] if g.is_ranking else ["---:", ":---", ":---", ":---"]
             out.append("|" + "|".join(align + ["---:"] * len(g.columns) + [":---"]) + "|")
             for r in g.rows:
                 pre, post = _row_texts(g, r)
@@ -149,7 +150,7 @@ def to_latex(ts: TableSet) -> str:
         out.append(r"\caption{" + tex(f"{g.title} — {METRIC_TITLES[metric]}") + "}")
         out.append(r"\resizebox{\linewidth}{!}{%")
         before, after = _head(g)
-        out.append(r"\begin{tabular}{" + ("rclll" if g.is_ranking else "rll") + "r" * len(cols) + "l}")
+        out.append(r"\begin{tabular}{" + ("rclll" if g.is_ranking else "rlll") + "r" * len(cols) + "l}")
         out.append(r"\toprule")
         out.append(" & ".join([*map(tex, before), *[tex(label) for _, label in cols],
                                *after]) + r" \\")
@@ -190,12 +191,13 @@ def to_data(ts: TableSet) -> dict[str, Any]:
         "groups": [
             {
                 "protocol": g.protocol, "protocol_version": g.version, "kind": g.kind, "subset": g.subset,
+                "variant": g.variant,
                 "title": g.title, "suite": g.suite, "eps": g.eps_text,
                 "datasets": g.datasets, "train_dataset": g.train_dataset, "normalised_average": g.normalised,
                 "average_columns": [{"key": k, "label": label} for k, label in g.avg_columns],
                 "rows": [
                     {"rank": r.rank, "ranked": r.ranked, "group": r.group, "status": r.status, "audit": r.audit,
-                     "model": r.label, "kind": r.kind, "source": r.source, "source_text": r.source_text,
+                     "model": r.label, "model_id": r.model_id, "kind": r.kind, "source": r.source, "source_text": r.source_text,
                      "entry": r.entry, "revision": r.revision, "entries": r.entries, "suites": r.suites,
                      "vs_above": r.vs_above, "notes": {m: r.notes[m] for m in ts.metrics},
                      **{m: {k: cell(c) for k, c in r.cells[m].items()} for m in ts.metrics}}
@@ -277,7 +279,8 @@ def to_html(ts: TableSet, title: str = "zsrbench leaderboard") -> str:
                     cells += [f'<td class="l">{e(pre[1])}</td>', f'<td class="l">{e(pre[2])}</td>',
                               f'<td class="l">{e(pre[3])}</td>', f'<td class="l status">{e(pre[4])}</td>']
                 else:
-                    cells += [f'<td class="l">{e(pre[1])}</td>', f'<td class="l"{title_attr}>{e(pre[2])}</td>']
+                    cells += [f'<td class="l">{e(pre[1])}</td>', f'<td class="l"{title_attr}>{e(pre[2])}</td>',
+                              f'<td class="l status">{e(pre[3])}</td>']
                 classes = [r.kind] + ([] if r.rank is not None else ["unranked"])
                 if (r.status or "").startswith("unreliable"):
                     classes.append("unreliable")
@@ -312,7 +315,8 @@ def _rich_pre(g: Group, r: Row | None, narrow: bool = False) -> list[str]:
     if g.is_ranking:
         head = ["#", "Group", "Model"] if r is None else [_rank_text(r), r.group or DASH, r.label]
         return head if narrow else head + ["Status" if r is None else _short_status(r)]
-    return ["#", "Model", "Source"] if r is None else [_rank_text(r), r.label, r.source]
+    head = ["#", "Model", "Source"] if r is None else [_rank_text(r), r.label, r.source]
+    return head if narrow else head + ["Status" if r is None else _short_status(r)]
 
 
 def _rich_values(g: Group, r: Row, metrics: tuple[str, ...] | list[str], narrow: bool) -> list[str]:
@@ -388,8 +392,8 @@ def to_rich(ts: TableSet, console: Any) -> None:
             for metric in ts.metrics:
                 console.print(_rich_table(g, [metric], True, f"{g.title} — {METRIC_TITLES[metric]}, averages over "
                                                              f"{len(g.datasets)} datasets"))
-        if g.is_ranking:
-            for r in g.rows:
+        for r in g.rows:  # each row's status in full (a suite table: the rows that are not ranked)
+            if g.is_ranking or (r.kind == "measured" and not r.ranked):
                 console.print(f"  {r.label} — {r.source} — {r.status}", highlight=False, markup=False,
                               style=_rich_style(r))
         for line in _new_lines(_footnote_lines(g, ts.metrics), shown):

@@ -41,7 +41,12 @@ class ModelInfo(_Strict):
     text_tower_sha256: str | None = None
     image_size: int
     hparams: dict[str, Any] = Field(default_factory=dict)
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # the defense's notes and its training's
+    # where the defense's code comes from: {"kind": "built-in"} | {"kind": "plugin", "package", "version",
+    # "entry_point"} | {"kind": "code", "module"}; None in records written before it was recorded
+    origin: dict[str, str] | None = None
+    # a defense that acts at inference: {"defense": name, "params": {...}} (part of the id); None: weights only
+    inference: dict[str, Any] | None = None
 
 
 class AttackConfig(_Strict):
@@ -152,6 +157,10 @@ class EntryProtocol(_Strict):
     # a named, seeded subset of the protocol's evaluation sets (e.g. micro's "quick": 64 per task); None: the
     # full sets. Entries of a subset are their own entries (slug suffix ``__<subset>``) and are never ranked.
     subset: str | None = None
+    # settings that differ from the protocol's standard evaluation (attack parameters, seed, precision, sample
+    # count, batch; ProtocolInfo.variant): an experiment, its own entry (slug suffix ``__variant-<name>``), never
+    # a revision of the standard one and never ranked. None: the protocol's standard evaluation.
+    variant: str | None = None
 
 
 class EntryModel(_Strict):
@@ -162,6 +171,8 @@ class EntryModel(_Strict):
     checkpoint_sha256: str | None = None
     tensors_sha256: str | None = None  # canonical digest of the model's tensors (the model's identity)
     description: str | None = None  # reported: what the source says the model is
+    origin: dict[str, str] | None = None  # measured: where the defense's code comes from (ModelInfo.origin)
+    inference: dict[str, Any] | None = None  # measured: the defense's inference settings (ModelInfo.inference)
 
 
 class FileRef(_Strict):
@@ -224,7 +235,7 @@ class ReportedData(_Strict):
     withdrawn: str | None = None
 
 
-Verdict = Literal["pass", "warn", "fail"]
+Verdict = Literal["pass", "warn", "fail", "n/a"]  # n/a: the check had nothing to look at
 
 
 class AuditCheck(_Strict):
@@ -244,14 +255,19 @@ class AuditCheck(_Strict):
 class AuditData(_Strict):
     """The evaluation-validity audit of one model under one protocol version at one ε."""
 
-    verdict: Verdict  # fail if any check fails, else warn if any warns, else pass
+    verdict: Verdict  # the worst of the checks' (each the worst of its datasets'); n/a: nothing was checked
     randomised: bool = False  # repeated forward passes disagree: evaluate with EOT
     failed: list[str] = Field(default_factory=list)  # names of the failed checks
     warned: list[str] = Field(default_factory=list)
     checks: list[AuditCheck]
     settings: dict[str, Any] = Field(default_factory=dict)  # samples, seed, attacks and tolerances used
     base_model: str | None = None  # the undefended model transfer attacks came from
-    datasets: dict[str, Any] = Field(default_factory=dict)  # per dataset: n, indices digest
+    # per dataset: n, indices digest, clean-correct count, chance; "carried_from": "rNNNN" for a dataset this
+    # revision did not audit itself but kept from an earlier one (a narrower re-audit never drops evidence)
+    datasets: dict[str, Any] = Field(default_factory=dict)
+    # per dataset: the worst of the checks' verdicts on it; what a ranking on those datasets rests on (empty in
+    # audits written before verdicts were kept per dataset: derived from the checks' rows when read)
+    dataset_verdicts: dict[str, Verdict] = Field(default_factory=dict)
     env: dict[str, Any] = Field(default_factory=dict)
     timing: dict[str, float] = Field(default_factory=dict)
 

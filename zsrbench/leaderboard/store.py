@@ -38,13 +38,13 @@ from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import atomic
 from zsrbench.leaderboard.changes import measured_changes, reported_changes
 from zsrbench.leaderboard.entries import (
-    REV_DIR_RE, EntryKey, check_flags, entry_json, entry_key, measured_slug, measurement, now_utc, protocol_of,
-    rev_name, revision_files, sha256_hex, with_digest,
+    REV_DIR_RE, EntryKey, check_flags, code_key, entry_json, entry_key, entry_model, measured_slug, measurement, now_utc,
+    protocol_of, rev_name, revision_files, sha256_hex, with_digest,
 )
 from zsrbench.leaderboard.reading import _previous
 from zsrbench.leaderboard.records import flags_from_bytes, parse_record
 from zsrbench.leaderboard.schema import (
-    DatasetMeasurement, EntryModel, FileRef, LeaderboardEntry, MeasuredData, ResultRecord,
+    AttackConfig, DatasetMeasurement, FileRef, LeaderboardEntry, MeasuredData, ResultRecord,
 )
 
 # the names that moved to .entries and .reading, importable from here as before (store.load_store, …)
@@ -206,13 +206,16 @@ class AddedRevisions(list):
 
 
 def add_measured(leaderboard_root: str | Path, results: Sequence[tuple[Path, ResultRecord]], *,
-                 now: str | None = None) -> AddedRevisions:
+                 now: str | None = None, replace: bool = False) -> AddedRevisions:
     """Add the runner's results as new revisions of their leaderboard entries; returns the revision files.
 
     ``results`` are ``(record_path, record)`` pairs as returned by :func:`zsrbench.runner.run`
     (``[(r.path, r.record) for r in run(cfg)]``). Records are grouped into entries (model × suite × ε × protocol
-    version); each entry gets one new revision holding copies of the records and their flags. Datasets measured
-    before with the same attack settings and not in ``results`` are carried over (referenced, not copied).
+    version × subset × variant: an experiment never writes into the standard evaluation's entry); each entry gets
+    one new revision holding copies of the records and their flags. The datasets of the newest revision that are
+    not in ``results`` are carried over (referenced, not copied); when they were measured with other settings or
+    other defense code they cannot be, and the entry is left as it is (a :class:`ZsrError`) unless ``replace``
+    asks for a revision with only the new datasets.
     Adding exactly the records of the newest revision again adds nothing and returns that revision; so does a
     run that reproduces it (every new record's per-sample flags equal the newest revision's for the same
     dataset, attack settings, precision, seed and sample set). The returned list's ``outcomes`` say which.
@@ -228,7 +231,7 @@ def add_measured(leaderboard_root: str | Path, results: Sequence[tuple[Path, Res
         groups[key][ds] = item
     out = AddedRevisions()
     for key, items in groups.items():
-        out.append_outcome(*_add_measured_entry(root, key, items, now=now))
+        out.append_outcome(*_add_measured_entry(root, key, items, now=now, replace=replace))
     return out
 
 
@@ -270,6 +273,49 @@ def _reproduces(edir: Path, pm: MeasuredData, new: dict[str, DatasetMeasurement]
     return True
 
 
+def _not_carried(prev: LeaderboardEntry | None, record: ResultRecord) -> str | None:
+    """Why the datasets of the entry's newest revision ``prev`` cannot stand beside ``record``'s in one revision
+    (None: they can): other attack settings, precision or seed, or other defense code (a plugin's version)."""
+    p = record.protocol
+    return settings_differ(prev, p.attacks, p.precision, p.seed, record.model.origin)
+
+
+def settings_differ(prev: LeaderboardEntry | None, attacks: Sequence[AttackConfig], precision: str, seed: int,
+                    origin: dict[str, str] | None) -> str | None:
+    """How a measurement with these settings differs from the measured entry revision ``prev`` (None: it does not,
+    or there is no measured revision)."""
+    pm = prev.measured if prev is not None else None
+    if pm is None:
+        return None
+    if [a.model_dump(mode="json") for a in pm.attacks] != [a.model_dump(mode="json") for a in attacks]:
+        return "other attack settings"
+    if pm.precision != precision or pm.seed != seed:
+        return f"precision {pm.precision} and seed {pm.seed} (this run: {precision}, seed {seed})"
+    old, now = code_key(prev.model.origin), code_key(origin)  # type: ignore[union-attr]
+    if old != now:
+        return f"other defense code ({old or 'zsrbench'}; this run: {now or 'zsrbench'})"
+    return None
+
+
+def check_addable(leaderboard_root: str | Path, protocol: str, slug: str, datasets: Sequence[str],
+                  attacks: Sequence[AttackConfig], precision: str, seed: int, origin: dict[str, str] | None) -> None:
+    """Before a run: a :class:`ZsrError` when its records could not join entry ``slug`` (its newest revision holds
+    other datasets measured with other settings or defense code), said before any work is done."""
+    edir = Path(leaderboard_root) / protocol / slug
+    if not revision_files(edir):
+        return
+    prev = _previous(edir)
+    others = [d for d in (prev.entry.measured.datasets if prev.entry is not None and prev.entry.measured else {})
+              if d not in datasets]
+    why = settings_differ(prev.entry, attacks, precision, seed, origin) if others else None
+    if why:
+        raise ZsrError(
+            f"{edir}: the entry's newest revision holds {', '.join(others)}, measured with {why}; this run would "
+            f"measure {', '.join(datasets)}. An entry never loses a dataset silently: add those datasets to this run "
+            "(--datasets), or pass --replace-entry to start a revision with only this run's datasets (or "
+            "--no-leaderboard for records only).")
+
+
 def _inside(base: Path, rel: str) -> Path | None:
     """``base/rel`` for a relative path that stays inside ``base`` (None otherwise)."""
     parts = Path(rel).parts
@@ -279,14 +325,14 @@ def _inside(base: Path, rel: str) -> Path | None:
 
 
 def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *,
-                        now: str | None) -> tuple[Path, str]:
-    proto_name, version, model_id, suite, eps_text_, subset = key
+                        now: str | None, replace: bool = False) -> tuple[Path, str]:
+    proto_name, version, model_id, suite, eps_text_, subset, variant = key
     first = next(iter(items.values())).record
     settings = {_settings(i.record) for i in items.values()}
     if len(settings) > 1:
         raise ZsrError(f"The records of {model_id} · {suite} · ε={eps_text_} were measured with different attack "
                        "settings, precision or seed; add them separately.")
-    entry_slug = measured_slug(model_id, suite, eps_text_, version, subset)
+    entry_slug = measured_slug(model_id, suite, eps_text_, version, subset, variant)
     edir = root / proto_name / entry_slug
     newest = max(items.values(), key=lambda i: i.record.created_at).record
     with writing_entry(edir):
@@ -301,22 +347,21 @@ def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *,
             new[ds] = measurement(it.record, FileRef(path=f"{rev}/{ds}.json", sha256=sha256_hex(it.blob)),
                                   FileRef(path=f"{rev}/{it.sidecar_name}", sha256=sha256_hex(it.sidecar_blob)))
         pm = prev.entry.measured if prev.entry is not None and prev.entry.kind == "measured" else None
-        carried, dropped = [], []
         attacks = list(first.protocol.attacks)
-        same_settings = pm is not None and (
-            [a.model_dump(mode="json") for a in pm.attacks] == [a.model_dump(mode="json") for a in attacks]
-            and pm.precision == first.protocol.precision and pm.seed == first.protocol.seed)
-        merged: dict[str, DatasetMeasurement] = {}
-        if pm is not None:
-            for ds, m in pm.datasets.items():
-                if ds in new:
-                    continue
-                (carried if same_settings else dropped).append(ds)
-                if same_settings:
-                    merged[ds] = m
+        others = [ds for ds in (pm.datasets if pm is not None else {}) if ds not in new]
+        why = _not_carried(prev.entry, first)
+        if why and others and not replace:
+            raise ZsrError(
+                f"{edir}: the entry's newest revision holds {', '.join(others)}, measured with {why}; this run "
+                f"measured {', '.join(new)}. An entry never loses a dataset silently: run those datasets again with "
+                "these settings (the entry then holds them all), or pass --replace-entry to start a revision with only "
+                "this run's datasets. Nothing was added to the leaderboard; the result records are kept.")
+        carried = [] if why else others
+        dropped = others if why else []
+        merged = {ds: pm.datasets[ds] for ds in carried} if pm is not None else {}
         merged.update(new)
         newest_valid = prev.path is not None and prev.note is None and prev.path == revision_files(edir)[-1][1]
-        if pm is not None and same_settings and newest_valid and set(new) <= set(pm.datasets) and not dropped:
+        if pm is not None and why is None and newest_valid and set(new) <= set(pm.datasets):
             assert prev.path is not None
             if all(pm.datasets[ds].record.sha256 == m.record.sha256
                    and pm.datasets[ds].sidecar.sha256 == m.sidecar.sha256 for ds, m in new.items()):
@@ -326,14 +371,10 @@ def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *,
         order = protocol_of(newest).datasets
         merged = dict(sorted(merged.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
         changes = measured_changes(prev, new, carried, dropped, attacks, first.protocol.precision, first.protocol.seed,
-                                   newest)
+                                   newest, why if dropped else None)
         entry = LeaderboardEntry(
             kind="measured", entry=entry_slug, revision=n, created_at=now or now_utc(), previous=prev.ref(),
-            changes=changes, protocol=protocol_of(newest),
-            model=EntryModel(id=model_id, name=model_id, defense=newest.model.defense,
-                             architecture=newest.model.architecture,
-                             checkpoint_sha256=newest.model.checkpoint_sha256 or newest.model.weights_sha256,
-                             tensors_sha256=newest.model.tensors_sha256),
+            changes=changes, protocol=protocol_of(newest), model=entry_model(newest),
             suite=suite, eps=newest.protocol.eps, eps_text=eps_text_, zsrbench_version=zsrbench.__version__,
             measured=MeasuredData(attacks=attacks, precision=first.protocol.precision, seed=first.protocol.seed,
                                   datasets=merged),

@@ -21,7 +21,7 @@ from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.combine import suite_order
 from zsrbench.leaderboard.entries import rev_name
 from zsrbench.leaderboard.reading import LoadedEntry
-from zsrbench.leaderboard.schema import AuditData, DatasetMeasurement, EntryProtocol, LeaderboardEntry, ReportedNumbers
+from zsrbench.leaderboard.schema import DatasetMeasurement, EntryProtocol, LeaderboardEntry, ReportedNumbers
 
 if TYPE_CHECKING:
     from zsrbench.leaderboard.combine import FlagsCache
@@ -87,6 +87,7 @@ class Row:
     suites: list[str] = field(default_factory=list)  # ranking groups: the suites the row is the worst case of
     entries: list[str] = field(default_factory=list)  # the entries (slug@rNNNN) the row's numbers come from
     vs_above: dict | None = None  # ranking groups: the paired test against the ranked row just above
+    model_id: str | None = None  # measured rows: the model the numbers are of
 
     @property
     def ranked(self) -> bool:
@@ -121,13 +122,20 @@ class Group:
     kind: str = "suite"  # "suite" | "ranking"
     subset: str | None = None  # a named subset of the protocol's evaluation sets (None: the full sets)
     footer: list[str] = field(default_factory=list)  # explanatory lines; "  - " starts a sub-item
+    variant: str | None = None  # an experiment's settings (None: the protocol's standard evaluation)
+    # what the protocol is when it is not evidence about methods (micro: a generated proxy for development and CI)
+    proxy: str | None = None
+    # dataset -> why its column says little about the models (e.g. the undefended model is already ≥ 90% robust,
+    # or every model is at chance under attack); shown next to the column
+    dataset_notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
         eps = f"ε = {self.eps_text}" if self.eps_text else "clean"
         subset = f" · {self.subset} subset" if self.subset else ""
+        variant = f" · experiment: variant {self.variant}" if self.variant else ""
         suite = "ranking: worst case over all suites" if self.kind == RANKING else self.suite
-        return f"{self.protocol} v{self.version}{subset} · {suite} · {eps}"
+        return f"{self.protocol} v{self.version}{subset}{variant} · {suite} · {eps}"
 
     @property
     def is_ranking(self) -> bool:
@@ -257,17 +265,37 @@ def visible(le: LoadedEntry) -> bool:
     return not (e.kind == "reported" and e.reported is not None and e.reported.withdrawn)
 
 
-GroupKey = tuple[str, int, str, "str | None", "str | None"]  # protocol, version, suite, ε, subset
+GroupKey = tuple[str, int, str, "str | None", "str | None", "str | None"]  # protocol, version, suite, ε, subset, variant
+StatusKey = tuple[str, int, "str | None", "str | None", "str | None"]  # a GroupKey without its suite
+
+
+def group_key(e: LeaderboardEntry, suite: str | None = None) -> GroupKey:
+    p = e.protocol
+    return (p.name, p.version, e.suite if suite is None else suite, e.eps_text, p.subset, p.variant)
+
+
+def _status_key(k: GroupKey) -> StatusKey:
+    return (k[0], k[1], k[3], k[4], k[5])
+
+
+def _group(entries: Sequence[LoadedEntry], suite: str | None = None) -> dict[GroupKey, list[LoadedEntry]]:
+    groups: dict[GroupKey, list[LoadedEntry]] = {}
+    for le in entries:
+        if visible(le) and (suite is None or le.entry.eps_text is not None):
+            groups.setdefault(group_key(le.entry, suite), []).append(le)
+    return groups
 
 
 def build_tables(entries: Sequence[LoadedEntry], *, metrics: Sequence[str] = METRICS,
                  audits: Sequence[LoadedEntry] | None = None, ranking: bool = True,
-                 cache: "FlagsCache | None" = None) -> TableSet:
+                 cache: "FlagsCache | None" = None, evidence: Sequence[LoadedEntry] | None = None) -> TableSet:
     """Group, rank and annotate ``entries`` (already selected) into tables.
 
     ``audits``: the audit entries that give rows their audit status (default: those among ``entries``).
-    ``ranking``: start each (protocol version, ε, subset) with its ranking group (the default view; off for
-    ``--attack`` and ``--worst-of``).
+    ``ranking``: start each (protocol version, ε, subset) of the standard evaluation with its ranking group (the
+    default view; off for ``--attack`` and ``--worst-of``). ``evidence``: the entries the ranking rules are applied
+    to (default: ``entries``; every suite of the models, when ``entries`` was narrowed to one): only a model they
+    rank gets a number, in any table.
     """
     from zsrbench.leaderboard import ranking as rk
     from zsrbench.leaderboard.combine import FlagsCache
@@ -275,12 +303,7 @@ def build_tables(entries: Sequence[LoadedEntry], *, metrics: Sequence[str] = MET
     cache = cache or FlagsCache()
     audit_index = rk.audit_index(entries if audits is None else audits)
     ts = TableSet(metrics=tuple(metrics))
-    groups: dict[GroupKey, list[LoadedEntry]] = {}
-    for le in entries:
-        if not visible(le):
-            continue
-        e = le.entry
-        groups.setdefault((e.protocol.name, e.protocol.version, e.suite, e.eps_text, e.protocol.subset), []).append(le)
+    groups = _group(entries)
     versions: dict[str, set[int]] = {}
     for name, version, *_ in groups:
         versions.setdefault(name, set()).add(version)
@@ -288,30 +311,31 @@ def build_tables(entries: Sequence[LoadedEntry], *, metrics: Sequence[str] = MET
         if len(vs) > 1:
             ts.warnings.append(f"protocol {name} has entries under versions {', '.join(map(str, sorted(vs)))}: they are "
                                "shown in separate tables, never in one column")
-    if ranking:
-        rank_groups: dict[GroupKey, list[LoadedEntry]] = {}
-        for (name, version, _, eps_text, subset), members in groups.items():
-            if eps_text is not None:
-                rank_groups.setdefault((name, version, RANKING, eps_text, subset), []).extend(members)
-        groups.update({k: v for k, v in rank_groups.items() if any(m.entry.kind == "measured" for m in v)})
+    rank_groups = {k: rk.ranking_group(k, v, audit_index, ts.warnings, cache)
+                   for k, v in _group(entries if evidence is None else evidence, RANKING).items()
+                   if any(m.entry.kind == "measured" for m in v)}
+    statuses = {_status_key(k): {r.model_id: r for r in g.rows if r.model_id} for k, g in rank_groups.items()}
+    shown = {_status_key(k) for k in groups}
+    if ranking:  # the standard evaluation's ranking tables (an experiment's rows are ranked nowhere)
+        groups.update({k: [] for k in rank_groups if k[5] is None and _status_key(k) in shown})
 
     def order(k: GroupKey) -> tuple:
-        name, version, suite, eps_text, subset = k
-        return (name, -version, subset is not None, subset or "", float(eps_text.split("/")[0]) if eps_text else -1.0,
-                suite != RANKING, suite_order(suite))
+        name, version, suite, eps_text, subset, variant = k
+        return (name, -version, variant is not None, variant or "", subset is not None, subset or "",
+                float(eps_text.split("/")[0]) if eps_text else -1.0, suite != RANKING, suite_order(suite))
 
     for key in sorted(groups, key=order):
         if key[2] == RANKING:
-            ts.groups.append(rk.ranking_group(key, groups[key], audit_index, ts.warnings, cache))
+            ts.groups.append(rank_groups[key])
         else:
-            ts.groups.append(_build_group(key, groups[key], ts.warnings, audit_index))
+            ts.groups.append(_build_group(key, groups[key], ts.warnings, statuses.get(_status_key(key), {})))
     ts.warnings = list(dict.fromkeys(ts.warnings))  # a ranking group repeats its suites' warnings
     return ts
 
 
 def new_group(key: GroupKey, members: Sequence[LoadedEntry], warnings: list[str]) -> tuple[Group, list[str]]:
     """An empty group for ``key`` with the protocol's columns; and the zero-shot datasets."""
-    name, version, suite, eps_text, subset = key
+    name, version, suite, eps_text, subset, variant = key
     proto = _protocol_for([m.entry for m in members], warnings)
     datasets = proto.datasets
     train = proto.train_dataset if proto.train_dataset in datasets else None
@@ -327,7 +351,7 @@ def new_group(key: GroupKey, members: Sequence[LoadedEntry], warnings: list[str]
         avg_cols.append(("avg_zs", f"Avg zero-shot{norm}"))
     g = Group(protocol=name, version=version, suite=suite, eps_text=eps_text, datasets=datasets, train_dataset=train,
               normalised=proto.normalised_average, avg_columns=avg_cols, subset=subset,
-              kind=RANKING if suite == RANKING else "suite")
+              kind=RANKING if suite == RANKING else "suite", variant=variant)
     return g, zs
 
 
@@ -362,24 +386,25 @@ def finish_footnotes(g: Group, notes: dict[str, dict[str, list[str]]]) -> None:
         g.footer.append(INTERVAL_NOTE)
 
 
-def _build_group(key: GroupKey, members: list[LoadedEntry], warnings: list[str],
-                 audits: "dict[tuple[str, int, str, str | None], AuditData] | None" = None) -> Group:
-    from zsrbench.leaderboard.ranking import audit_status
-
+def _build_group(key: GroupKey, members: list[LoadedEntry], warnings: list[str], statuses: dict[str, Row]) -> Group:
+    """One suite's table. Rows are ordered by the suite's own average, reported rows among them; only a model the
+    ranking rules rank (``statuses``: each model's row in its ranking group) gets a number, the others keep their
+    reason, and a reported (published) row is never numbered."""
     g, zs = new_group(key, members, warnings)
     notes = new_notes()
     for le in members:
         e = le.entry
         if e.kind == "measured":
             row = measured_row(le, g, zs, notes)
-            row.audit = audit_status((audits or {}).get((e.protocol.name, e.protocol.version, e.model.id, e.eps_text)))
+            ranked = statuses.get(e.model.id)
+            row.audit = ranked.audit if ranked is not None else AUDIT_NONE
+            row.status = ranked.status if ranked is not None else "unranked: no ranking evidence (ε or suites)"
+            row.rank = 0 if ranked is not None and ranked.ranked else None
             g.rows.append(row)
         else:
             g.rows.append(_reported_row(le, g, zs, notes))
-    # per-suite tables keep their order by the suite's own average, reported rows interleaved, as they always
-    # were: they are the evidence behind the ranking group, which alone applies the ranking rules
     g.rows.sort(key=lambda r: (-rank_value(r), r.label, r.source))
-    for i, r in enumerate(g.rows, 1):
+    for i, r in enumerate([r for r in g.rows if r.rank is not None], 1):
         r.rank = i
     finish_footnotes(g, notes)
     return g
@@ -428,7 +453,8 @@ def measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict
     else:
         rev = f"measured {rev_name(e.revision)}" if le.file is not None else "measured"
     row = Row(label=label, kind="measured", source=rev, entry=e.entry, revision=e.revision if le.file else None,
-              cells={m: {} for m in METRICS}, entries=[f"{e.entry}@{rev_name(e.revision)}"] if le.file else [])
+              cells={m: {} for m in METRICS}, entries=[f"{e.entry}@{rev_name(e.revision)}"] if le.file else [],
+              model_id=e.model.id)
     ds_map = e.measured.datasets
     for d in g.datasets:
         m = ds_map.get(d)
@@ -480,7 +506,8 @@ def _reported_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dic
     ref = g.sources.index(r.source) + 1
     label = e.model.name
     row = Row(label=label, kind="reported", source=f"reported [{ref}]", entry=e.entry, revision=e.revision,
-              cells={m: {} for m in METRICS}, source_text=r.source)
+              cells={m: {} for m in METRICS}, source_text=r.source, rank=None,
+              status="reported: published numbers, not ranked")
     for note in r.notes:
         row.add_note(METRICS, note)
     for metric in METRICS:

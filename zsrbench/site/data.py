@@ -11,7 +11,7 @@ from typing import Sequence
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import combine, ranking, records, tables
 from zsrbench.leaderboard.reading import LoadedEntry, StoreView
-from zsrbench.leaderboard.schema import AuditData, ResultRecord
+from zsrbench.leaderboard.schema import ResultRecord
 from zsrbench.site.naming import ModelFacts, PageKey, model_labels, weights_name
 
 EntryKey = tuple[str, str]  # protocol name, entry slug
@@ -116,8 +116,8 @@ def collect(view: StoreView, title: str) -> SiteData:
     facts = {mid: _facts(mid, members, [r for m in members for r in recs[key(m)].values()
                                          if isinstance(r, ResultRecord)])
              for mid, members in by_model.items()}
-    index: dict[ranking.AuditKey, AuditData] = ranking.audit_index(audits)
-    audit_entries = {k: le for le in audits for k, data in index.items() if le.entry.audit is data}
+    index = ranking.audit_index(audits)
+    audit_entries = {k: le for le in audits for k, e in index.items() if le.entry is e}
     warnings = [f"{path}: {reason} — not shown (run `zsrbench validate`)" for path, reason in view.problems]
     warnings += list(getattr(view, "notes", []) or []) + ts.warnings
     unreadable = [f"{p}/{s}, {ds}: {r}" for (p, s), by_ds in recs.items() for ds, r in by_ds.items()

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import zsrbench
 
 ASSETS = ("site.css", "site.js")
-VERDICT_CLASSES = {"pass": "pass", "warn": "warn", "fail": "fail", "none": "none"}
+VERDICT_CLASSES = {"pass": "pass", "warn": "warn", "fail": "fail", "none": "none", "n/a": "none"}
 
 
 def esc(value: Any) -> str:
