@@ -124,3 +124,14 @@ class GradientNoise(torch.nn.Module):
         f = x.flatten(1)
         r = self.s * torch.randn(z.shape[1], f.shape[1], dtype=f.dtype, device=f.device)
         return z + (f - f.detach()) @ r.t()  # adds 0 to the value, s·R to the gradient
+
+
+class Around(nn.Module):
+    """A classifier wrapped by ``fn(inner, x)``: how the tests' plugin defenses act around zsrbench's classifier."""
+
+    def __init__(self, inner: nn.Module, fn) -> None:
+        super().__init__()
+        self.inner, self.fn = inner, fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.inner, x)

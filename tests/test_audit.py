@@ -14,13 +14,12 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch import nn
 from typer.testing import CliRunner
 
+from linear_model import Around
 from zsrbench.audit_runner import AuditConfig, run_audit
 from zsrbench.cli import app
 from zsrbench.defenses.base import Defense
-from zsrbench.protocols import Protocol
 from zsrbench.registry import DEFENSES, PROTOCOLS, load_builtins
 from zsrbench.runner import RunConfig
 
@@ -30,21 +29,12 @@ QUERIES = 200  # Square queries in these tests (the CLI default is 1000)
 N = 32  # samples per task
 
 
-class _Around(nn.Module):
-    def __init__(self, inner: nn.Module, fn) -> None:
-        super().__init__()
-        self.inner, self.fn = inner, fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(self.inner, x)
-
-
 class Quantised(Defense):
     name = "test_quantised"
     description = "CLIP behind 4-bit colour quantisation (gradient masking)"
 
     def wrap_classifier(self, clf):
-        return _Around(clf, lambda m, x: m(torch.round(x * 15) / 15))
+        return Around(clf, lambda m, x: m(torch.round(x * 15) / 15))
 
 
 class Saturated(Defense):
@@ -52,7 +42,7 @@ class Saturated(Defense):
     description = "CLIP with logits scaled by 1e4 (the CE gradient underflows)"
 
     def wrap_classifier(self, clf):
-        return _Around(clf, lambda m, x: m(x) * 1e4)
+        return Around(clf, lambda m, x: m(x) * 1e4)
 
 
 class NaNLogits(Defense):
@@ -60,7 +50,7 @@ class NaNLogits(Defense):
     description = "CLIP whose logits are NaN (as a checkpoint of NaN weights gives)"
 
     def wrap_classifier(self, clf):
-        return _Around(clf, lambda m, x: m(x) * float("nan"))
+        return Around(clf, lambda m, x: m(x) * float("nan"))
 
 
 class Randomised(Defense):
@@ -68,7 +58,7 @@ class Randomised(Defense):
     description = "CLIP with Gaussian input noise (σ = 8/255) drawn at every forward pass"
 
     def wrap_classifier(self, clf):
-        return _Around(clf, lambda m, x: m((x + torch.randn_like(x) * (8 / 255)).clamp(0, 1)))
+        return Around(clf, lambda m, x: m((x + torch.randn_like(x) * (8 / 255)).clamp(0, 1)))
 
 
 @pytest.fixture(scope="module", autouse=True)

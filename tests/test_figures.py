@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,7 @@ def toy_protocol():
     micro: Protocol = PROTOCOLS.get("micro")
     recipe = {**micro.train_recipe, "steps": 2, "batch_size": 16, "warmup_steps": 1}
     PROTOCOLS.add(PROTOCOL, replace(
-        micro, name=PROTOCOL, version=1, datasets=TASKS, train_dataset="micro_shape", batch_size=8,
+        micro, name=PROTOCOL, version=1, datasets=TASKS, train_dataset="micro_shape", batch_size=8, n_samples=N,
         attack_defaults={"pgd": {"steps": 2, "step": 1.0}, "cw": {"steps": 2, "step": 1.0, "kappa": 50.0}},
         train_recipe=recipe, required_suites=("pgd",), subsets={}, default_subset=None), origin="tests")
     yield
@@ -227,7 +228,7 @@ def runs(tmp_path_factory):
     results, board = root / "results", root / "leaderboards"
     for defense, eps_list in (("clip", (1.0, 2.0, 4.0)), ("comp_tga", (1.0, 4.0))):
         for eps in eps_list:
-            run(RunConfig(defense=defense, protocol=PROTOCOL, attacks=("pgd",), eps=eps, n_samples=N, device="cpu",
+            run(RunConfig(defense=defense, protocol=PROTOCOL, attacks=("pgd",), eps=eps, device="cpu",
                           results_dir=str(results), leaderboard_dir=str(board), jobs=1), progress=False)
     return root, results, board
 
@@ -278,6 +279,56 @@ def test_eps_series_are_the_entries_numbers(runs):
     clip4 = dict(next(s for s in avg if s.label == "clip").points)[4.0]
     assert clip4.value == pytest.approx(np.mean([e4.measured.datasets[d].metrics.robust_normalised for d in cols]))
     assert (clip4.lo, clip4.hi) == tables.average_interval([e4.measured.datasets[d] for d in cols], "robust", True)
+
+
+def legend_texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+
+
+RANK_NUMBER = re.compile(r"#\s*\d|\brank\b|^\s*\d+[.)]?\s", re.IGNORECASE)  # "#1", "rank 2", "1. clip"
+
+
+def test_a_legend_never_ranks_and_marks_an_unranked_model_with_its_reason():
+    from zsrbench.figures.plots import marked
+
+    assert marked("clip", [("4/255", "ranked")]) == "clip"
+    assert marked("clip", [("4/255", None)]) == "clip"  # unknown: no mark, and never a number
+    reason = "unreliable: gradient masking (audit failed on micro_shape: transfer)"
+    assert marked("tecoa", [("4/255", reason)]) == "tecoa (unreliable: gradient masking)"
+    both = [("1/255", "unranked: not audited"), ("4/255", "ranked")]
+    assert marked("fare", both) == "fare (unranked: not audited at ε = 1/255)"
+    label = "self-reported [1] · not ranked · attack: PGD-100"
+    assert marked("x", [(None, label)]) == "x (self-reported [1])"
+
+
+def test_plots_mark_the_models_the_ranking_rules_do_not_rank(runs):
+    from zsrbench.figures import plots
+
+    _, _, board = runs
+    loaded = plots.load_board(leaderboard_dir=board, protocol=PROTOCOL)
+    assert loaded.audits == []  # nothing audited: no model is ranked
+    chosen = plots.choose(loaded.entries, plots.Selection(protocol=PROTOCOL), audits=loaded.audits)
+    assert set(chosen.standing) >= {le.entry.entry for le in chosen.entries}
+    assert all(st.startswith("unranked: ") for st in chosen.standing.values()), chosen.standing
+    fig, _ = plots.eps_figure(chosen)
+    legend = legend_texts(fig)
+    assert {t.split(" (")[0] for t in legend} == {"clip", "comp_tga"}
+    assert all("(unranked: " in t and not RANK_NUMBER.search(t) for t in legend), legend
+    # ranked at one ε, unreliable at another: the reason names the ε it holds at
+    reason = "unreliable: gradient masking (audit failed on micro_shape: transfer)"
+    chosen.standing = {le.entry.entry: "ranked" if le.entry.model.defense == "clip" or le.entry.eps_text == "4/255"
+                       else reason for le in chosen.entries}
+    fig, _ = plots.eps_figure(chosen)
+    assert sorted(legend_texts(fig)) == ["clip", "comp_tga (unreliable: gradient masking at ε = 1/255)"]
+    fig, _ = plots.tradeoff_figure(chosen, eps="1")
+    assert sorted(t for t in legend_texts(fig) if t != "robust = clean") == \
+        ["clip", "comp_tga (unreliable: gradient masking)"]
+    comp = next(le for le in chosen.entries if le.entry.model.defense == "comp_tga" and le.entry.eps_text == "1/255")
+    fig = plots.bars_figure([comp], chosen.standing)
+    assert fig.axes[0].get_title().startswith(f"{comp.entry.model.name} (unreliable: gradient masking) · ")
+    fig, _ = plots.eps_figure(chosen)  # fig_toy is micro's copy: a proxy, and its figures say so
+    caption = " ".join(" ".join(t.get_text().split()) for t in fig.texts)
+    assert chosen.proxy and f"{PROTOCOL} is {chosen.proxy}." in caption
 
 
 def test_plot_bars_and_entry_bars(runs, tmp_path):

@@ -29,7 +29,7 @@ from zsrbench.leaderboard.records import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "zsrbench-example-plugin"
-ORIGIN = "plugin zsrbench-example-plugin 0.2.0"
+ORIGIN = "plugin zsrbench-example-plugin 0.3.0"
 
 
 def _files(folder: Path) -> set[Path]:
@@ -47,7 +47,7 @@ def site(tmp_path_factory) -> Path:
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                           "--no-index", "--target", str(target), str(src)], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stderr
-    assert list(target.glob("zsrbench_example_plugin-0.2.0.dist-info/entry_points.txt"))
+    assert list(target.glob("zsrbench_example_plugin-0.3.0.dist-info/entry_points.txt"))
     assert _files(EXAMPLE) == before  # nothing built inside the repository
     return target
 

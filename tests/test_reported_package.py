@@ -11,6 +11,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,10 @@ def committed_reported() -> dict[tuple[str, str], object]:
                 if not e.reported.withdrawn:
                     out[(protocol, e.entry)] = e
     return out
+
+
+# the paper's TGA-ZSR row: never numbered, its status the protocol the paper used, then its first two values
+TGA_ROW = re.compile(r"^\| – \| TGA-ZSR \| reported \[1\] \| self-reported \[1\] · [^|]* \| 63\.95 \| 61\.45 \|", re.M)
 
 
 def tree(root: Path) -> list[str]:
@@ -95,7 +100,7 @@ def test_table_from_an_empty_folder_equals_the_checkouts_and_writes_nothing(tmp_
         assert here.stdout == checkout.stdout
         assert "reported [1]" in here.stdout and "nothing was written" in here.stderr
     md = invoke("table", "--protocol", "tga16", "--markdown").stdout
-    assert "| TGA-ZSR | reported [1] | 63.95 | 61.45 |" in md and "3.64§" in md
+    assert TGA_ROW.search(md) and "3.64§" in md
     everything = json.loads(invoke("table", "--json").stdout)
     assert {g["protocol"] for g in everything["groups"]} == {"tga16", "fare"}
     assert all(r["kind"] == "reported" for g in everything["groups"] for r in g["rows"])
@@ -215,7 +220,7 @@ def test_installed_package_shows_reported_rows_from_an_empty_folder(tmp_path):
                          cwd=empty, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "## tga16 v1 · pgd · ε = 1/255" in out.stdout
-    assert "| TGA-ZSR | reported [1] | 63.95 | 61.45 |" in out.stdout and "reported [3]" in out.stdout
+    assert TGA_ROW.search(out.stdout) and "reported [3]" in out.stdout
     assert list(empty.iterdir()) == []
 
 
@@ -252,7 +257,7 @@ def test_table_frame_is_tidy_and_the_csv_is_its_pivot():
     assert str(tidy["rank"].dtype) == "Int64" and str(tidy["revision"].dtype) == "Int64"
     # the CSV is the wide form: same numbers, columns <key>, <key>_lo, <key>_hi
     wide = frame.wide_frame(ts)
-    assert len(wide) == n_lines and list(wide.columns[:17]) == frame.LINE_COLUMNS
+    assert len(wide) == n_lines and list(wide.columns[:len(frame.LINE_COLUMNS)]) == frame.LINE_COLUMNS
     text = render.to_csv(ts)
     assert text == frame.to_csv(ts) and text.splitlines()[0] == ",".join(wide.columns)
     rows = list(csv.DictReader(io.StringIO(text)))

@@ -1,11 +1,14 @@
 """`zsrbench site`: the static website, built from a small leaderboard and driven in headless Chromium.
 
-The leaderboard: two synthetic runs (clip, tecoa; PGD-2 on 16 images per dataset), one hand-made audit verdict
-each (the synthetic protocol has no base model to audit against: clip passes, tecoa fails), a published
-(reported) row with two revisions on the same page, and the committed tga16 reported entries.
+The leaderboard: synthetic runs of the protocol's standard evaluation (clip under pgd and cw, tecoa under pgd;
+48 images per dataset), one hand-made audit verdict per model on every dataset it measured (the synthetic
+protocol has no base model to audit against: clip passes and is ranked, tecoa fails and is unreliable), an
+experiment of clip (PGD-2: its own page, ranked nowhere), a published (reported) row with two revisions on the
+same page, and the committed tga16 reported entries. A second site is built from the committed micro
+leaderboard (a proxy protocol).
 
-The browser test needs /usr/bin/chromium and /usr/bin/chromedriver (Debian's chromium and chromium-driver):
-without them it is skipped, unless $CI is set, where it fails. Its screenshot goes to
+The browser tests need /usr/bin/chromium and /usr/bin/chromedriver (Debian's chromium and chromium-driver):
+without them they are skipped, unless $CI is set, where they fail. Their screenshots go to
 $ZSRBENCH_SCREENSHOT_DIR when set.
 """
 
@@ -35,20 +38,29 @@ TGA16 = REPO / "leaderboards" / "tga16"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SYNTHETIC_PAGE = "protocols/synthetic-v1-eps1.html"
 TGA16_PAGE = "protocols/tga16-v1-eps1.html"
+EXPERIMENT_PAGE = "protocols/synthetic-v1-eps1-variant-pgd-steps2.html"
+WINDOW = (1280, 900)  # the browser window the layout must fit: audit and status visible without scrolling
+FIRST_ROWS = 5  # the rows whose audit and status must be in view
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
 runner = CliRunner()
 
 
 # ------------------------------------------------------------------------------------------------ the board
 def _audit(le, verdict: str) -> LeaderboardEntry:
+    """A hand-made audit with ``verdict`` on every dataset the entry measured (an audit vouches only for the
+    datasets it has verdicts for)."""
     e = le.entry
+    rows = {d: {"verdict": verdict} for d in e.measured.datasets}
     check = AuditCheck(name="gradient_health", title="gradients (made by the test)", verdict=verdict,
-                       summary="hand-made verdict: the synthetic protocol has no base model to audit against")
+                       summary="hand-made verdict: the synthetic protocol has no base model to audit against",
+                       per_dataset=rows)
     return LeaderboardEntry(
         kind="audit", entry=store.measured_slug(e.model.id, "audit", e.eps_text, e.protocol.version), revision=1,
         created_at="2026-01-01T00:00:00+00:00", protocol=e.protocol, model=e.model, suite="audit", eps=e.eps,
         eps_text=e.eps_text, zsrbench_version="0.1.0",
-        audit=AuditData(verdict=verdict, failed=["gradient_health"] if verdict == "fail" else [], checks=[check]))
+        audit=AuditData(verdict=verdict, failed=["gradient_health"] if verdict == "fail" else [], checks=[check],
+                        datasets={d: {"n": m.n_samples} for d, m in e.measured.datasets.items()},
+                        dataset_verdicts={d: r["verdict"] for d, r in rows.items()}))
 
 
 def _reported(proto, name: str, robust: dict, clean: dict, *, source: str, notes=()) -> LeaderboardEntry:
@@ -63,9 +75,10 @@ def _reported(proto, name: str, robust: dict, clean: dict, *, source: str, notes
                               robust=ReportedNumbers(per_dataset=robust), clean=ReportedNumbers(per_dataset=clean)))
 
 
-def _run(defense: str, res: Path, lb: Path) -> None:
-    out = runner.invoke(app, ["run", "--protocol", "synthetic", "--defense", defense, "--attack", "pgd", "--steps", "2",
-                              "--n-samples", "16", "--results-dir", str(res), "--leaderboard-dir", str(lb), "--quiet"])
+def _run(defense: str, res: Path, lb: Path, *extra: str) -> None:
+    """A run of the synthetic protocol's standard evaluation (``extra`` settings make it an experiment)."""
+    out = runner.invoke(app, ["run", "--protocol", "synthetic", "--defense", defense, *extra,
+                              "--results-dir", str(res), "--leaderboard-dir", str(lb), "--quiet"])
     assert out.exit_code == 0, out.output
 
 
@@ -76,11 +89,13 @@ def board(tmp_path_factory) -> Path:
         mp.setenv("ZSRBENCH_CACHE", str(tmp / "cache"))
         mp.chdir(tmp)
         lb, res = tmp / "lb", tmp / "res"
-        for defense in ("clip", "tecoa"):
-            _run(defense, res, lb)
-        measured = store.load_store(lb).entries
-        for le in measured:
+        for defense, attack in (("clip", "pgd"), ("clip", "cw"), ("tecoa", "pgd")):  # clip: ranked on two suites
+            _run(defense, res, lb, "--attack", attack)
+        measured = {le.entry.model.id: le for le in store.load_store(lb).entries}
+        for le in measured.values():
             add_audit(lb, _audit(le, "pass" if le.entry.model.defense == "clip" else "fail"))
+        _run("clip", res, lb, "--attack", "pgd", "--steps", "2")  # an experiment: its own page, ranked nowhere
+        measured = list(measured.values())
         proto = measured[0].entry.protocol
         for robust in (5.0, 12.5):  # two revisions of one published row
             store.add_reported(lb, [_reported(proto, "Published baseline", {d: robust for d in proto.datasets},
@@ -191,7 +206,9 @@ def test_ranking_column_is_the_first_number_column_and_unranked_rows_follow(site
     kinds = [(r["attrs"]["class"], r["cells"][column(lb, "model")]) for r in rows]
     assert kinds[0][0] == "measured ranked" and kinds[0][1].startswith("CLIP · zsr-tiny")
     assert kinds[1][0] == "measured unranked unreliable" and kinds[1][1].startswith("TeCoA · zsr-tiny")
-    assert rows[1]["cells"][column(lb, "status")] == "unreliable: gradient masking (audit failed: gradient_health)"
+    status = "unreliable: gradient masking (audit failed on synthetic_shapes, synthetic_colors: gradient_health)"
+    assert rows[1]["cells"][column(lb, "status")] == status  # the reason in full beside the name …
+    assert rows[1]["cell_attrs"][column(lb, "status")]["title"] == status  # … and in the tooltip
     assert rows[0]["cells"][column(lb, "rank")] == "1" and rows[1]["cells"][column(lb, "rank")] == "–"
     assert kinds[2][0] == "reported unranked" and "reported" in kinds[2][1]
     # the ranking cell holds the value, its interval and the bounds; the value sorts, not the text
@@ -234,6 +251,168 @@ def test_entry_pages_carry_numbers_provenance_history_and_figures(site: Path):
     published = next((site / "entries").glob("synthetic__reported__Published_baseline__*.html")).read_text()
     assert "r0002 (shown)" in published and "r0001" in published and "A. Author, A baseline, 2024" in published
     assert 'href="https://arxiv.org/abs/2401.00001"' in published  # the arXiv id in the source id is linked
+
+
+# ------------------------------------------------------------------------------------------------ ranks and reasons
+def lb_tables(page: Path) -> dict[str, dict]:
+    """The leaderboard tables of a page (class ``lb``: the page's leaderboard, the index's, every suite's)."""
+    return {tid: t for tid, t in parse(page).tables.items() if "lb" in t["attrs"].get("class", "").split()}
+
+
+def cells(table: dict, row: dict, *keys: str) -> list[str]:
+    return [row["cells"][column(table, k)] for k in keys]
+
+
+def places(card: Path) -> list[dict]:
+    """The rows of a model card's "On the leaderboard" table: page, table, rank, robust average, status."""
+    table = parse(card).tables.get("places")
+    assert table is not None, f"{card.name} lists no places"
+    return [dict(zip(("page", "table", "rank", "avg", "status"), r["cells"])) for r in table["rows"]]
+
+
+def test_unranked_models_have_no_number_on_any_page(site: Path):
+    numbered = 0
+    for page in sorted(site.rglob("*.html")):
+        for tid, t in lb_tables(page).items():
+            for r in t["rows"]:
+                rank, status = cells(t, r, "rank", "status")
+                where = (page.relative_to(site), tid, cells(t, r, "model")[0])
+                if rank == "–":
+                    assert status != "ranked", where
+                    continue
+                numbered += 1
+                assert rank.isdigit() and r["attrs"]["class"] == "measured ranked" and status == "ranked", where
+        if page.parent.name == "models":
+            for place in places(page):
+                assert (place["rank"] == "–") == (place["status"] != "ranked"), (page.name, place)
+    assert numbered, "the ranked model has its number"
+    # the unreliable model, the experiment and the published row: a dash and the reason, on every page
+    for page in (SYNTHETIC_PAGE, EXPERIMENT_PAGE):
+        for tid, t in lb_tables(site / page).items():
+            for r in t["rows"]:
+                model, rank, status = cells(t, r, "model", "rank", "status")
+                if model.startswith("TeCoA") or "reported" in r["attrs"]["class"] or page == EXPERIMENT_PAGE:
+                    assert rank == "–" and status != "ranked", (page, tid, model)
+                if model.startswith("TeCoA"):
+                    assert status.startswith("unreliable: gradient masking"), (page, tid, status)
+                if page == EXPERIMENT_PAGE and r["attrs"]["class"].startswith("measured"):
+                    assert status.startswith("unranked: experiment"), status
+    tecoa = next((site / "entries").glob("synthetic__tecoa__zsr-tiny__*__pgd__eps1__v1.html")).read_text()
+    assert "– (no rank) · unreliable: gradient masking" in tecoa  # its entry page says where it stands
+    clip = next((site / "entries").glob("synthetic__clip__zsr-tiny__*__pgd__eps1__v1.html")).read_text()
+    assert "#1 in the table of suite pgd · ranked" in clip
+
+
+def test_audit_and_status_stand_beside_the_model_before_the_numbers(site: Path):
+    for page in ("index.html", SYNTHETIC_PAGE, TGA16_PAGE, EXPERIMENT_PAGE):
+        tabs = lb_tables(site / page)
+        assert tabs, page
+        for tid, t in tabs.items():
+            keys = [h.get("data-key") for h in t["head"]]
+            at = keys.index("model")
+            assert keys[at + 1:at + 3] == ["audit", "status"], (page, tid, keys)
+            first_number = min(i for i, h in enumerate(t["head"]) if "metric" in h.get("class", ""))
+            assert first_number == at + 3, (page, tid, keys)
+
+
+def test_every_model_card_lists_its_places(site: Path):
+    cards = {c.name.split("__")[0]: c for c in (site / "models").glob("*.html")}
+    assert set(cards) == {"clip", "tecoa"}
+    for card in cards.values():
+        assert places(card), card.name
+    clip = {(p["page"], p["table"]): p for p in places(cards["clip"])}
+    title = "synthetic v1 · ε = 1/255"
+    ranking = next(p for (page, table), p in clip.items() if page.startswith(title) and table.startswith("ranking"))
+    assert ranking["rank"] == "1" and ranking["status"] == "ranked"  # its worst case over pgd and cw
+    assert {t for (page, t) in clip if page.startswith(title)} >= {"suite pgd", "suite cw"}
+    experiment = [p for (page, _), p in clip.items() if "experiment" in page]
+    assert experiment and all(p["rank"] == "–" and p["status"].startswith("unranked: experiment") for p in experiment)
+    tecoa = places(cards["tecoa"])
+    assert all(p["rank"] == "–" and p["status"].startswith("unreliable: gradient masking") for p in tecoa)
+
+
+def test_reported_rows_are_never_numbered_and_carry_their_label(site: Path, board: Path):
+    from zsrbench.site.build import load_view
+    from zsrbench.site.data import collect
+
+    data = collect(load_view(board, "tga16"), "t")
+    labels = {r.status for g in data.tables.groups for r in g.rows if r.kind == "reported"}
+    assert labels and all(labels)
+    shown = set()
+    for tid, t in lb_tables(site / TGA16_PAGE).items():
+        for r in t["rows"]:
+            rank, status = cells(t, r, "rank", "status")
+            assert "reported" in r["attrs"]["class"] and rank == "–", (tid, status)
+            shown.add(status)
+    assert shown == labels  # each published row carries the label the tables give it, in full
+
+
+def test_dataset_notes_mark_their_columns(board: Path, tmp_path: Path, monkeypatch):
+    from zsrbench.site import data
+
+    note = "saturated: noted by the test"
+    build_tables = data.tables.build_tables
+
+    def noted(*args, **kwargs):
+        ts = build_tables(*args, **kwargs)
+        for g in ts.groups:
+            g.dataset_notes = {"synthetic_colors": note} if g.protocol == "synthetic" else {}
+        return ts
+
+    monkeypatch.setattr(data.tables, "build_tables", noted)
+    out = tmp_path / "site"
+    build_site(out, board, figures=False)
+    for tid, t in lb_tables(out / SYNTHETIC_PAGE).items():
+        head = {h.get("data-key"): h for h in t["head"]}
+        if "robust-synthetic_colors" not in head:
+            continue
+        assert note in head["robust-synthetic_colors"]["title"], tid
+        assert "◊" not in head["robust-synthetic_shapes"].get("title", ""), tid
+    text = (out / SYNTHETIC_PAGE).read_text()
+    assert "synthetic_colors (saturated)◊</th>" in text and f"◊ synthetic_colors: {note}" in text
+
+
+@pytest.fixture(scope="module")
+def micro_site(tmp_path_factory) -> Path:
+    """The site of the committed micro leaderboard (three protocol versions, audited and unaudited models)."""
+    out = tmp_path_factory.mktemp("micro-site") / "site"
+    build_site(out, REPO / "leaderboards", protocol="micro", figures=False)
+    return out
+
+
+def test_micro_says_it_is_a_generated_proxy_and_announces_no_leader(micro_site: Path):
+    from zsrbench.registry import PROTOCOLS, load_builtins
+
+    load_builtins()
+    proxy = PROTOCOLS.get("micro").proxy
+    assert proxy and "proxy" in proxy
+    index = (micro_site / "index.html").read_text()
+    overview = parse(micro_site / "index.html").tables["overview"]
+    assert overview["rows"]
+    for r in overview["rows"]:
+        protocol, leader = r["cells"][0], r["cells"][-1]
+        assert protocol.startswith("micro") and "proxy" in protocol
+        assert leader.startswith("– none announced") and proxy in leader  # no "Leader: PMG-AFT" on a proxy
+    assert f"micro is {proxy}." in index
+    pages = sorted((micro_site / "protocols").glob("micro-*.html"))
+    assert pages
+    for page in pages:
+        text = page.read_text()
+        title = re.search(r"<title>(.*?)</title>", text).group(1)
+        h1 = re.search(r"<h1>(.*?)</h1>", text).group(1)
+        assert proxy.replace("'", "&#x27;") in title and proxy.replace("'", "&#x27;") in h1, page.name
+        assert f"micro is {proxy}." in text, page.name
+    for card in (micro_site / "models").glob("*.html"):
+        assert f"micro is {proxy}." in card.read_text(), card.name
+
+
+def test_every_card_of_the_micro_leaderboard_lists_its_places(micro_site: Path):
+    cards = sorted((micro_site / "models").glob("*.html"))
+    assert len(cards) >= 18
+    for card in cards:
+        rows = places(card)
+        assert any(p["table"].startswith("ranking") for p in rows), card.name  # a worst case over several suites
+        assert all((p["rank"] == "–") == (p["status"] != "ranked") for p in rows), card.name
 
 
 def test_every_text_from_an_entry_is_escaped(board: Path, tmp_path: Path):
@@ -310,8 +489,8 @@ def browser():
         pytest.skip(message)
     opts = Options()
     opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,900",
-                "--allow-file-access-from-files"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={WINDOW[0]},{WINDOW[1]}", "--allow-file-access-from-files"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
@@ -339,6 +518,39 @@ def _assert_sorted(values: list[float | None], descending: bool) -> None:
     present = [v for v in values if v is not None]
     assert present and present == sorted(present, reverse=descending), values
     assert values[:len(present)] == present, "rows without a value go last"
+
+
+def _cell_boxes(driver, keys: tuple[str, ...], rows: int) -> list[dict]:
+    """The bounding boxes of the cells under the headers ``keys`` in the first ``rows`` rows of #leaderboard."""
+    return driver.execute_script(
+        "var keys = arguments[0], n = arguments[1], out = [];"
+        "var heads = Array.from(document.querySelectorAll('#leaderboard thead th'));"
+        "Array.from(document.querySelectorAll('#leaderboard tbody tr')).slice(0, n).forEach(function (r) {"
+        "  keys.forEach(function (k) {"
+        "    var i = heads.findIndex(function (h) { return h.getAttribute('data-key') === k; });"
+        "    var b = r.cells[i].getBoundingClientRect();"
+        "    out.push({key: k, left: b.left, right: b.right, text: r.cells[i].textContent.trim()}); }); });"
+        "return out;", list(keys), rows)
+
+
+def test_audit_and_status_are_in_view_at_1280_px(site: Path, browser, tmp_path: Path):
+    for page in (SYNTHETIC_PAGE, TGA16_PAGE):
+        browser.get((site / page).as_uri())
+        width = browser.execute_script("return window.innerWidth;")
+        assert width <= WINDOW[0], width
+        boxes = _cell_boxes(browser, ("audit", "status"), FIRST_ROWS)
+        assert boxes, page
+        for b in boxes:
+            assert 0 <= b["left"] and b["right"] <= width, (page, b)
+    browser.get((site / SYNTHETIC_PAGE).as_uri())
+    statuses = [b["text"] for b in _cell_boxes(browser, ("status",), FIRST_ROWS)]
+    assert statuses[0] == "ranked" and statuses[1].startswith("unreliable: gradient masking"), statuses
+    shots = Path(os.environ.get("ZSRBENCH_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    for page, name in ((SYNTHETIC_PAGE, "site-synthetic-1280.png"), (TGA16_PAGE, "site-tga16-1280.png")):
+        browser.get((site / page).as_uri())
+        assert browser.save_screenshot(str(shots / name))
+        assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_sort_filter_and_screenshot_in_a_real_browser(site: Path, browser, tmp_path: Path):

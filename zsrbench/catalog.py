@@ -29,6 +29,17 @@ def describe_entries(what: str) -> list[dict[str, str]]:
         elif what == "attacks":
             rows.append({"name": name, "family": getattr(obj, "family", ""), "description": describe(obj), "origin": origin})
         else:
-            rows.append({"name": name, "description": describe(obj), "paper": getattr(obj, "paper", "") or "",
-                         "origin": origin})
+            rows.append({"name": name, "description": describe(obj), "at inference": at_inference(obj),
+                         "paper": getattr(obj, "paper", "") or "", "origin": origin})
     return rows
+
+
+def at_inference(defense_cls: Any) -> str:
+    """What a defense does at inference besides loading weights: its declared settings (``--set DEFENSE.KEY``),
+    or that it wraps the classifier or loads its own way; ``weights only`` otherwise."""
+    params = getattr(defense_cls, "inference_params", None)
+    if params:
+        return f"{params.describe()} (--set {defense_cls.name}.KEY=VALUE)"
+    acts = getattr(defense_cls, "acts_at_inference", None)
+    return "wraps the classifier or loads its own way (no settings)" if acts is not None and acts() else "weights only"
+

@@ -143,13 +143,12 @@ def _chosen(protocol: Optional[str], results_dir: Optional[str], leaderboard_dir
             subset: Optional[str], attack: Optional[str], models: Optional[str]) -> Any:
     from zsrbench.figures import plots
 
-    entries, warnings = plots.load_entries(results_dir=results_dir, leaderboard_dir=leaderboard_dir,
-                                           protocol=protocol)
-    for w in warnings:
+    board = plots.load_board(results_dir=results_dir, leaderboard_dir=leaderboard_dir, protocol=protocol)
+    for w in board.warnings:
         _warn(w)
     sel = plots.Selection(protocol=_protocol(protocol), version=version, subset=subset, attack=attack,
                           models=_csv(models))
-    return plots.choose(entries, sel, where=_where(results_dir, leaderboard_dir))
+    return plots.choose(board.entries, sel, where=_where(results_dir, leaderboard_dir), audits=board.audits)
 
 
 def _where(results_dir: Optional[str], leaderboard_dir: Optional[str]) -> str:
@@ -238,9 +237,9 @@ def plot_bars(
     from zsrbench.figures import plots
 
     _check_out(out, format_)
-    loaded, warnings = plots.load_entries(results_dir=results_dir, leaderboard_dir=leaderboard_dir, protocol=protocol)
-    chosen = plots.match_entries(loaded, entries, where=_where(results_dir, leaderboard_dir))
-    _save(plots.bars_figure(chosen), out, format_, warnings)
+    board = plots.load_board(results_dir=results_dir, leaderboard_dir=leaderboard_dir, protocol=protocol)
+    chosen = plots.match_entries(board.entries, entries, where=_where(results_dir, leaderboard_dir))
+    _save(plots.bars_figure(chosen, plots.bars_standing(board, chosen)), out, format_, board.warnings)
 
 
 def register(app: typer.Typer) -> None:

@@ -39,6 +39,9 @@ class Protocol:
     # `zsrbench run` evaluates when no --subset is given (None: the full sets, which rankings use).
     subsets: dict[str, int] = field(default_factory=dict)
     default_subset: str | None = None
+    # What the protocol is when its numbers are not evidence about methods (a generated proxy, a smoke test):
+    # every leaderboard table of the protocol says so under its title. None: a protocol of real data.
+    proxy: str | None = None
 
     def settings(self) -> dict[str, Any]:
         d = asdict(self)
@@ -112,6 +115,7 @@ register(
         train_on_demand=True,
         required_suites=("pgd",),
         base_model=None,  # a randomly initialised model: there is no undefended base to transfer from
+        proxy="a smoke test of zsrbench's code path on tiny generated images, not evidence about methods",
     ),
 )
 

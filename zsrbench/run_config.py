@@ -299,6 +299,10 @@ def _check_datasets(cfg: RunConfig, protocol: Protocol) -> tuple[str, ...]:
 
 
 def _check_model_source(cfg: RunConfig) -> None:
+    from zsrbench.micro import shipped
+
+    if cfg.checkpoint is not None and cfg.checkpoint.startswith(shipped.PREFIX):
+        shipped.by_name(cfg.checkpoint)  # a model the package ships (pinned by its own sha256)
     if cfg.checkpoint_sha256 is None:
         return
     if cfg.checkpoint is None:

@@ -444,7 +444,48 @@ def _precision(hp_precision: str, device: torch.device) -> tuple[str, torch.dtyp
     return "amp-bf16", torch.bfloat16, False
 
 
-def train_defense(
+CPU_TRAIN_THREADS = 1  # intra-op threads of training on a CPU (see pinned_threads)
+
+
+@contextmanager
+def pinned_threads(device: torch.device) -> Iterator[dict[str, Any]]:
+    """Run training so that the same recipe and seed give bit-identical weights on any core count.
+
+    On a CPU, matrix products and reductions split their work over the intra-op threads, and the split changes
+    the order of floating-point additions: 1 and 2 threads give weights that differ in the last bits after one
+    step and visibly after hundreds. Inside this block torch uses ``CPU_TRAIN_THREADS`` (1) intra-op thread, so
+    the order is fixed whatever the machine's core count (restored afterwards). On a GPU nothing is changed;
+    the determinism settings in force are returned for the manifest (cuDNN, deterministic algorithms, TF32,
+    ``CUBLAS_WORKSPACE_CONFIG``): run-to-run identity there needs deterministic kernels, which zsrbench does not
+    force. The dictionary yielded is what the manifest records under ``determinism``.
+    """
+    if device.type != "cpu":
+        yield {"device": device.type, "cpu_intra_op_threads": torch.get_num_threads(),
+               "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+               "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+               "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+               "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32), "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+               "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(CPU_TRAIN_THREADS)
+    try:
+        yield {"device": "cpu", "cpu_intra_op_threads": CPU_TRAIN_THREADS, "machine_threads": before,
+               "rule": "training runs on one intra-op thread whatever the core count, so the order of floating-point "
+                       "reductions (and the weights) do not depend on the machine's cores"}
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_defense(defense_name: str, **kwargs: Any) -> TrainResult:
+    """Fine-tune CLIP's visual encoder with defense ``defense_name`` on the protocol's training set
+    (:func:`_train_defense` has the arguments), with the threads pinned (:func:`pinned_threads`): the same
+    recipe and seed give the same weights on any machine of the same kind."""
+    with pinned_threads(_device(kwargs.get("device", "cpu"))) as determinism:
+        return _train_defense(defense_name, determinism=determinism, **kwargs)
+
+
+def _train_defense(
     defense_name: str,
     *,
     protocol: str | Any = "tga16",
@@ -467,8 +508,9 @@ def train_defense(
     callback: Callable[[dict[str, Any]], None] | None = None,
     num_workers: int = 0,
     keep_checkpoints: bool = True,
-    text_cache: bool | Path = True,
+    text_cache: bool | Path = False,
     progress: bool = False,
+    determinism: dict[str, Any] | None = None,
     **hparam_overrides: Any,
 ) -> TrainResult:
     """Fine-tune CLIP's visual encoder with defense ``defense_name`` on the protocol's training set.
@@ -689,6 +731,7 @@ def train_defense(
         prompt_sets=prompt_sets, seed=seed, step=step, total=total, bpe=bpe, curve=curve, precision=precision,
         device=dev, adversary=adversary, resumed_from=resumed_from, data_root=data_root, completed=step >= total,
         elapsed=time.time() - started, base_digest=base_digest, model_name=base_architecture, pretrained=pretrained,
+        determinism=determinism,
     )
     if step < total:
         return TrainResult(out, manifest, False)
@@ -701,7 +744,7 @@ def train_defense(
 
 def _manifest(*, defense, hp, proto, fingerprint, parts, train_set, prompt_sets, seed, step, total, bpe, curve,
               precision, device, adversary, resumed_from, data_root, completed, elapsed, base_digest, model_name,
-              pretrained) -> dict[str, Any]:
+              pretrained, determinism=None) -> dict[str, Any]:
     from zsrbench.data.base import digest_json
 
     return {
@@ -731,6 +774,7 @@ def _manifest(*, defense, hp, proto, fingerprint, parts, train_set, prompt_sets,
         "batch_size": hp.batch_size,
         "precision": precision,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "determinism": determinism or {},
         "adversary": adversary.describe(),
         "trained_parameters": "visual encoder (all parameters); text tower and logit scale frozen",
         "frozen_original_unchanged": True,  # verified against base_model.visual_sha256 at the end of the run
@@ -766,11 +810,14 @@ def _write_outputs(out: Path, parts: Any, visual: nn.Module, manifest: dict[str,
     _atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
 
 
-def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
-    """The cache folder of a defense fine-tuned on demand under ``proto`` (keyed by everything that shapes it)."""
-    from zsrbench.data.base import digest_json
-    from zsrbench.models import cache_dir
+TRAINING_REVISION = 2  # 2: threads pinned (pinned_threads); weights cached by revision 1 are not reused
 
+
+def on_demand_key(defense_name: str, proto: Any, seed: int) -> str:
+    """The 12-hex key of a defense fine-tuned on demand under ``proto``: everything that shapes its weights (the
+    defense, the protocol and its version, the shared recipe, the base model and its weights' sha256, the seed,
+    the training loop's revision). Shipped weights carry the key they were trained under."""
+    from zsrbench.data.base import digest_json
     from zsrbench.models import SHIPPED_TAG, sha256_file
 
     base_weights = None
@@ -778,10 +825,17 @@ def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
         from zsrbench.micro.pretrained import resolve_pretrained
 
         base_weights = sha256_file(resolve_pretrained(proto.default_model, SHIPPED_TAG))
-    key = digest_json({"defense": defense_name, "protocol": proto.name, "version": proto.version,
-                       "recipe": proto.train_recipe, "model": proto.default_model,
-                       "pretrained": proto.default_pretrained, "base_weights": base_weights,
-                       "seed": int(seed)}).split(":")[1][:12]
+    return digest_json({"defense": defense_name, "protocol": proto.name, "version": proto.version,
+                        "recipe": proto.train_recipe, "model": proto.default_model,
+                        "pretrained": proto.default_pretrained, "base_weights": base_weights, "seed": int(seed),
+                        "training": TRAINING_REVISION}).split(":")[1][:12]
+
+
+def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
+    """The cache folder of a defense fine-tuned on demand under ``proto`` (keyed by :func:`on_demand_key`)."""
+    from zsrbench.models import cache_dir
+
+    key = on_demand_key(defense_name, proto, seed)
     return cache_dir() / "defenses" / f"{proto.name}-v{proto.version}" / f"{defense_name}-s{seed}-{key}"
 
 

@@ -48,6 +48,8 @@ def provenance(defense: Any) -> dict[str, str]:
         entry = DEFENSES.entry(defense.name)
     except ZsrError:
         entry = None
+    here = f"{type(defense).__module__}:{type(defense).__qualname__}"
     if entry is None or entry.resolve() is not type(defense):
-        return {"kind": "code", "module": f"{type(defense).__module__}:{type(defense).__qualname__}"}
-    return entry.provenance()
+        return {"kind": "code", "module": here}
+    found = entry.provenance()
+    return {**found, "module": here} if found["kind"] == "code" else found

@@ -9,11 +9,17 @@ Every number is one a table shows (``zsrbench table``): per-dataset accuracies w
 averages (normalised where the protocol says so) with their stratified bootstrap intervals, both through
 :mod:`zsrbench.leaderboard.tables` (:mod:`zsrbench.stats`). Error bars are 95% intervals. Only measured entries are
 plotted (reported numbers have no intervals).
+
+No figure shows a rank. A model the ranking rules do not rank (:func:`standings`: its status in the tables, e.g.
+failed audit, not audited, a missing suite, a subset, an experiment) is marked with the first words of the reason
+next to its name, in the legend or the panel's title (``TeCoA (unreliable: gradient masking)``); a proxy
+protocol's figures say what it is in their caption.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +27,15 @@ from typing import Sequence
 
 from zsrbench.errors import ZsrError
 from zsrbench.figures.output import new_figure, render, resolve_outputs, write_files
+from zsrbench.leaderboard.labels import protocol_proxy
 from zsrbench.leaderboard.reading import LoadedEntry
 from zsrbench.leaderboard.schema import LeaderboardEntry
 
 AVERAGES = ("zero-shot", "all")
 CLEAN_COLOR, ROBUST_COLOR = "#9ecae1", "#08519c"
+RANKED = "ranked"  # the status of a ranked row (zsrbench.leaderboard.ranking.RANKED)
+CAPTION_WIDTH = 110  # characters per line of a caption
+CAPTION_BOTTOM, CAPTION_LINE = 0.2, 0.04  # the room under a plot for its caption, and for each further line
 
 
 # --- which entries -----------------------------------------------------------------------------------------
@@ -49,13 +59,25 @@ class Chosen:
     subset: str | None
     version: int
     warnings: list[str] = field(default_factory=list)
+    # entry slug -> its status in the tables ("ranked", or why not); empty: not known (no marks drawn)
+    standing: dict[str, str] = field(default_factory=dict)
+    proxy: str | None = None  # what the protocol is when it is not evidence about methods
 
 
-def load_entries(*, results_dir: str | Path | None = None, leaderboard_dir: str | Path | None = None,
-                 protocol: str | None = None) -> tuple[list[LoadedEntry], list[str]]:
-    """The measured entries of a leaderboard (newest revisions; None: the default folder,
-    :func:`zsrbench.paths.leaderboard_dir`) or of a raw results folder, and warnings about files that could not be
-    read (skipped, nothing changed)."""
+@dataclass
+class Board:
+    """What a plot reads: the measured entries, the audit entries their ranking rests on, and warnings."""
+
+    entries: list[LoadedEntry]
+    audits: list[LoadedEntry]
+    warnings: list[str]
+
+
+def load_board(*, results_dir: str | Path | None = None, leaderboard_dir: str | Path | None = None,
+               protocol: str | None = None) -> Board:
+    """The measured and audit entries of a leaderboard (newest revisions; None: the default folder,
+    :func:`zsrbench.paths.leaderboard_dir`) or of a raw results folder (no audits), and warnings about files that
+    could not be read (skipped, nothing changed)."""
     from zsrbench.leaderboard.reading import entries_from_results, load_leaderboard
 
     if results_dir is not None and leaderboard_dir is not None:
@@ -63,11 +85,58 @@ def load_entries(*, results_dir: str | Path | None = None, leaderboard_dir: str 
     view = (entries_from_results(results_dir, protocol) if results_dir is not None
             else load_leaderboard(leaderboard_dir, protocol, reported=False))
     warnings = [f"{p}: {why} — not plotted; run `zsrbench validate` (nothing was changed)" for p, why in view.problems]
-    return [le for le in view.entries if le.entry.kind == "measured" and le.entry.measured is not None], warnings
+    measured = [le for le in view.entries if le.entry.kind == "measured" and le.entry.measured is not None]
+    return Board(measured, [le for le in view.entries if le.entry.kind == "audit"], warnings)
 
 
-def choose(entries: Sequence[LoadedEntry], sel: Selection, *, where: str = "the leaderboard") -> Chosen:
-    """Narrow ``entries`` to one protocol version, one sample set, one suite and the asked-for models."""
+def load_entries(*, results_dir: str | Path | None = None, leaderboard_dir: str | Path | None = None,
+                 protocol: str | None = None) -> tuple[list[LoadedEntry], list[str]]:
+    """The measured entries of :func:`load_board` and its warnings."""
+    board = load_board(results_dir=results_dir, leaderboard_dir=leaderboard_dir, protocol=protocol)
+    return board.entries, board.warnings
+
+
+def standings(entries: Sequence[LoadedEntry], audits: Sequence[LoadedEntry]) -> dict[str, str]:
+    """Each measured entry's status in its suite's table, as ``zsrbench table`` ranks them (``ranked``, or why
+    not), by entry slug. ``entries`` should hold every suite of the models (a ranking is their worst case)."""
+    from zsrbench.leaderboard import tables
+
+    ts = tables.build_tables(list(entries), audits=list(audits), ranking=False)
+    return {r.entry: r.status or RANKED for g in ts.groups for r in g.rows if r.kind == "measured"}
+
+
+def bars_standing(board: Board, chosen: Sequence[LoadedEntry]) -> dict[str, str]:
+    """The status of each of ``chosen``, ranked against every suite of its model under its protocol version."""
+    versions = {(le.entry.protocol.name, le.entry.protocol.version) for le in chosen}
+    models = {le.entry.model.id for le in chosen}
+    evidence = [le for le in board.entries if le.entry.model.id in models
+                and (le.entry.protocol.name, le.entry.protocol.version) in versions]
+    return standings(evidence, board.audits)
+
+
+def status_head(status: str) -> str:
+    """The first words of a status (``unreliable: gradient masking``): up to its first parenthesis, semicolon or
+    middle dot."""
+    return re.split(r" \(|; | · ", status, maxsplit=1)[0]
+
+
+def marked(name: str, statuses: Sequence[tuple[str | None, str | None]]) -> str:
+    """``name`` with the reasons it is not ranked, from ``(ε text, status)`` pairs of its plotted entries:
+    ``TeCoA (unreliable: gradient masking)``, or ``… at ε = 1/255`` when it is ranked at another ε. A ranked (or
+    unknown) status adds nothing; a rank number is never shown."""
+    unranked = [(eps, status_head(st)) for eps, st in statuses if st and st != RANKED]
+    if not unranked:
+        return name
+    reasons = "; ".join(dict.fromkeys(head for _, head in unranked))
+    if len(unranked) == len([st for _, st in statuses if st]):
+        return f"{name} ({reasons})"
+    return f"{name} ({reasons} at ε = {', '.join(dict.fromkeys(str(eps) for eps, _ in unranked))})"
+
+
+def choose(entries: Sequence[LoadedEntry], sel: Selection, *, where: str = "the leaderboard",
+           audits: Sequence[LoadedEntry] | None = None) -> Chosen:
+    """Narrow ``entries`` to one protocol version, one sample set, one suite and the asked-for models. With
+    ``audits`` (the board's audit entries; empty for raw results), each chosen entry's status is looked up."""
     from zsrbench.leaderboard.combine import suite_order
     from zsrbench.registry import PROTOCOLS, load_builtins
 
@@ -88,6 +157,7 @@ def choose(entries: Sequence[LoadedEntry], sel: Selection, *, where: str = "the 
                            f"{', '.join(map(str, versions))}; pass one of them or latest.")
         version = int(text)
     mine = [le for le in mine if le.entry.protocol.version == version]
+    evidence = list(mine)  # every suite of the version: the ranking is the worst case over them
     subsets = sorted({le.entry.protocol.subset or "full" for le in mine})
     subset = sel.subset or ("full" if "full" in subsets else subsets[0] if len(subsets) == 1 else None)
     if subset is None or subset not in subsets:
@@ -95,6 +165,13 @@ def choose(entries: Sequence[LoadedEntry], sel: Selection, *, where: str = "the 
                        + (f", not '{sel.subset}'" if sel.subset else "") + "; choose one with --subset (full: the full "
                        "test sets). Numbers of different sample sets are never plotted together.")
     mine = [le for le in mine if (le.entry.protocol.subset or "full") == subset]
+    standard = [le for le in mine if le.entry.kind != "measured" or le.entry.protocol.variant is None]
+    if not any(le.entry.kind == "measured" for le in standard) and any(le.entry.kind == "measured" for le in mine):
+        raise ZsrError(f"{where} has only experiments (variants: "
+                       f"{', '.join(sorted({str(le.entry.protocol.variant) for le in mine}))}) of {sel.protocol} "
+                       f"v{version} ({subset}); plots show the protocol's standard evaluation: run it with the "
+                       "protocol's default settings.")
+    mine = standard  # an experiment (other settings) is never drawn beside the standard evaluation
     suites = sorted({le.entry.suite for le in mine}, key=suite_order)
     required = PROTOCOLS.get(sel.protocol).required_suites if sel.protocol in PROTOCOLS else ()
     suite = sel.attack or (suites[0] if len(suites) == 1 else next((s for s in required if s in suites), None))
@@ -109,7 +186,11 @@ def choose(entries: Sequence[LoadedEntry], sel: Selection, *, where: str = "the 
         if not mine:
             raise ZsrError(f"No {sel.protocol} v{version} {suite} entry is of a model matching --models "
                            f"{','.join(sel.models)}; `zsrbench table --protocol {sel.protocol}` lists the models.")
-    return Chosen(mine, suite, None if subset == "full" else subset, version)
+    chosen = Chosen(mine, suite, None if subset == "full" else subset, version, proxy=protocol_proxy(sel.protocol))
+    if audits is not None:
+        models = {le.entry.model.id for le in mine}
+        chosen.standing = standings([le for le in evidence if le.entry.model.id in models], audits)
+    return chosen
 
 
 def match_entries(entries: Sequence[LoadedEntry], names: Sequence[str], *, where: str = "the leaderboard"
@@ -219,12 +300,15 @@ def _err(v: Value) -> tuple[list[float], list[float]]:
     return [lo], [hi]
 
 
-def _note(fig, e: LeaderboardEntry) -> None:
-    """The caption line under a plot: what the error bars are (and what normalised means)."""
+def _note(fig, e: LeaderboardEntry, proxy: str | None = None) -> None:
+    """The caption under a plot: what the error bars are (and what normalised means); what a proxy protocol is."""
+    import textwrap
+
     norm = " Normalised accuracy: (acc − chance) / (1 − chance)." if e.protocol.normalised_average else ""
-    fig.subplots_adjust(bottom=0.2)
+    what = f"\n{textwrap.fill(f'{e.protocol.name} is {proxy}.', CAPTION_WIDTH)}" if proxy else ""
+    fig.subplots_adjust(bottom=CAPTION_BOTTOM + CAPTION_LINE * what.count("\n"))
     fig.text(0.01, 0.01, "Error bars: 95% intervals (Wilson per dataset; stratified bootstrap over samples for "
-             f"averages).{norm}", fontsize=7, ha="left", va="bottom")
+             f"averages).{norm}{what}", fontsize=7, ha="left", va="bottom")
 
 
 def _style(ax) -> None:
@@ -242,6 +326,7 @@ class Series:
     label: str
     model_id: str
     points: list[tuple[float, Value]]  # (ε in units of 1/255, robust); (0, clean) first when known
+    legend: str = ""  # the label, with the reason the model is not ranked (see :func:`marked`)
 
 
 def eps_series(chosen: Chosen, *, average: str = "zero-shot", dataset: str | None = None) -> tuple[list[Series], list[str]]:
@@ -265,7 +350,8 @@ def eps_series(chosen: Chosen, *, average: str = "zero-shot", dataset: str | Non
         if clean is not None and points:
             points.insert(0, (0.0, clean))
         if points:
-            series.append(Series(names[mid], mid, points))
+            legend = marked(names[mid], [(le.entry.eps_text, chosen.standing.get(le.entry.entry)) for le in les])
+            series.append(Series(names[mid], mid, points, legend))
     return series, warnings
 
 
@@ -283,7 +369,7 @@ def eps_figure(chosen: Chosen, *, average: str = "zero-shot", dataset: str | Non
         ys = [100 * v.value for _, v in s.points]
         lo, hi = zip(*(_half_widths(v) for _, v in s.points))
         ax.errorbar(xs, ys, yerr=[list(lo), list(hi)], marker="o", markersize=4, capsize=3, linewidth=1.4,
-                    label=s.label, color=f"C{i % 10}")
+                    label=s.legend or s.label, color=f"C{i % 10}")
     ax.set_xticks(ticks)
     ax.set_xticklabels(["0\n(clean)" if t == 0 else f"{t:g}/255" for t in ticks])
     ax.set_xlabel("ε (L∞)")
@@ -293,7 +379,7 @@ def eps_figure(chosen: Chosen, *, average: str = "zero-shot", dataset: str | Non
                  fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     _style(ax)
-    _note(fig, first)
+    _note(fig, first, chosen.proxy)
     return fig, warnings
 
 
@@ -334,7 +420,7 @@ def tradeoff_figure(chosen: Chosen, *, eps: str | None = None, average: str = "z
         if c is None or r is None:
             warnings.append(f"{le.entry.entry}: lacks a dataset of the {dataset or average + ' average'}; left out")
             continue
-        points.append((names[le.entry.model.id], c, r))
+        points.append((marked(names[le.entry.model.id], [(at, chosen.standing.get(le.entry.entry))]), c, r))
     if not points:
         raise ZsrError("Nothing to plot: no entry has every dataset the number needs; choose another --dataset or "
                        "--average.")
@@ -357,14 +443,14 @@ def tradeoff_figure(chosen: Chosen, *, eps: str | None = None, average: str = "z
                  fontsize=10)
     ax.legend(fontsize=7.5, frameon=False, loc="center left", bbox_to_anchor=(1.02, 0.5))
     _style(ax)
-    _note(fig, first)
+    _note(fig, first, chosen.proxy)
     return fig, warnings
 
 
 # --- per-dataset bars ----------------------------------------------------------------------------------------
 
 
-def _bars(ax, le: LoadedEntry) -> None:
+def _bars(ax, le: LoadedEntry, status: str | None = None) -> None:
     import numpy as np
 
     e = le.entry
@@ -397,35 +483,41 @@ def _bars(ax, le: LoadedEntry) -> None:
     norm = "normalised " if e.protocol.normalised_average else ""
     scope = "zero-shot " if e.protocol.train_dataset in e.protocol.datasets else ""
     subset = f" · {e.protocol.subset} subset" if e.protocol.subset else ""
-    ax.set_title(f"{e.model.name} · {e.protocol.name} v{e.protocol.version}{subset} · {e.suite} · ε = {e.eps_text}"
+    name = marked(e.model.name, [(e.eps_text, status)])
+    ax.set_title(f"{name} · {e.protocol.name} v{e.protocol.version}{subset} · {e.suite} · ε = {e.eps_text}"
                  f" · n = {'/'.join(map(str, n))} per dataset\n"
                  + (f"{scope}{norm}average: {'; '.join(summary)}" if summary else ""), fontsize=8.5)
     ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _style(ax)
 
 
-def bars_figure(entries: Sequence[LoadedEntry]):
+def bars_figure(entries: Sequence[LoadedEntry], standing: dict[str, str] | None = None):
     """Per-dataset clean and robust accuracy (Wilson 95% intervals, chance marked) of each entry, one panel
-    each."""
+    each; ``standing`` (entry slug -> status) marks the models that are not ranked."""
     if not entries:
         raise ZsrError("No entry to plot.")
     width = max(6.0, 0.75 * max(len(le.entry.measured.datasets) for le in entries) + 2.5)  # type: ignore[union-attr]
     height = 3.6 * len(entries)
     fig = new_figure(width, height)
     for i, le in enumerate(entries, start=1):
-        _bars(fig.add_subplot(len(entries), 1, i), le)
+        _bars(fig.add_subplot(len(entries), 1, i), le, (standing or {}).get(le.entry.entry))
     fig.subplots_adjust(hspace=0.75, bottom=1.25 / height, top=1 - 0.55 / height)
+    proxies = {n: text for n in dict.fromkeys(le.entry.protocol.name for le in entries) if (text := protocol_proxy(n))}
+    what = "".join(f" {name} is {text}." for name, text in proxies.items())
     fig.text(0.01, 0.05 / height, "Error bars: Wilson 95% intervals; dashed: chance level; ± in the titles: half the "
-             "95% stratified bootstrap interval of the average.", fontsize=7, ha="left", va="bottom")
+             f"95% stratified bootstrap interval of the average.{what}", fontsize=7, ha="left", va="bottom",
+             wrap=True)
     return fig
 
 
-def entry_bars(loaded_entry: LoadedEntry, out_path: str | Path) -> Path:
+def entry_bars(loaded_entry: LoadedEntry, out_path: str | Path, status: str | None = None) -> Path:
     """Draw the per-dataset clean/robust bars of one leaderboard entry to ``out_path`` (PNG or SVG by its
-    suffix), written atomically; returns the path."""
+    suffix), written atomically; returns the path. ``status``: the entry's status in the tables (the reason is
+    shown next to the model when it is not ranked)."""
     if loaded_entry.entry.kind != "measured" or loaded_entry.entry.measured is None:
         raise ZsrError(f"Entry {loaded_entry.entry.entry} is {loaded_entry.entry.kind}: per-dataset bars need a "
                        "measured entry.")
     (out,) = resolve_outputs([out_path])
-    write_files([(out.path, render(bars_figure([loaded_entry]), out.format))])
+    standing = {loaded_entry.entry.entry: status} if status else None
+    write_files([(out.path, render(bars_figure([loaded_entry], standing), out.format))])
     return out.path

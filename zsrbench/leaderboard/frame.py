@@ -2,7 +2,11 @@
 
 * :func:`table_frame`: a :class:`~zsrbench.leaderboard.tables.TableSet` (what ``zsrbench table`` shows), one
   row per table line × column (dataset or average) × metric, with the line's model, source, rank, status and
-  audit, and the cell's value and 95% interval bounds;
+  audit, and the cell's value and 95% interval bounds; the group's ``proxy`` (what a proxy protocol is) and
+  ``dataset_notes`` (``<dataset>: <note>`` joined by `` | ``); for a reported line the protocol its source used
+  (``reported_relation``, ``reported_attack``, ``reported_precision``, ``reported_datasets``,
+  ``reported_samples``, ``reported_baselines``) and ``vs_self_reported`` (its difference to the authors' own
+  row's average, in points);
 * :func:`records_frame`: result records (``zsrbench run``'s JSON files, e.g. from
   :func:`zsrbench.leaderboard.records.iter_records`), one row per record × metric (clean, the suite's worst
   case and, for a suite of several attacks, each attack) with its Wilson interval;
@@ -29,9 +33,14 @@ from zsrbench import stats
 from zsrbench.leaderboard.schema import ResultRecord
 from zsrbench.leaderboard.tables import Cell, Group, Row, TableSet
 
+# a reported line's protocol as its source ran it (Row.reported_protocol): column -> key
+REPORTED_KEYS = {"reported_relation": "relation", "reported_attack": "attack_used", "reported_precision": "precision",
+                 "reported_datasets": "datasets", "reported_samples": "samples", "reported_baselines": "baselines"}
+REPORTED_COLUMNS = list(REPORTED_KEYS)
 # the columns that describe one line of a table (as in ``zsrbench table --csv``), in order
-LINE_COLUMNS = ["protocol", "protocol_version", "subset", "variant", "table", "suite", "eps", "metric", "rank", "group", "model",
-                "kind", "source", "status", "audit", "entry", "revision", "entries"]
+LINE_COLUMNS = ["protocol", "protocol_version", "subset", "variant", "proxy", "table", "suite", "eps", "dataset_notes",
+                "metric", "rank", "group", "model", "kind", "source", "status", *REPORTED_COLUMNS, "vs_self_reported",
+                "audit", "entry", "revision", "entries"]
 CELL_COLUMNS = ["column", "is_average", "value", "lo", "hi", "cell_marks"]
 TIDY_COLUMNS = ["line", *LINE_COLUMNS, *CELL_COLUMNS, "marks", "notes"]
 RECORD_COLUMNS = ["model", "defense", "architecture", "protocol", "protocol_version", "subset", "dataset", "suite",
@@ -51,14 +60,22 @@ def _cell(c: Cell | None) -> tuple[float, float, float, str]:
     return _pct(c.value), _pct(lo), _pct(hi), "".join(c.marks)
 
 
+def _reported(r: Row) -> dict[str, Any]:
+    """A reported line's protocol columns (empty for a measured line); ``vs_self_reported`` in points."""
+    lab = r.reported_protocol or {}
+    vs = lab.get("vs_self_reported") or {}
+    return {**{col: lab.get(key) or "" for col, key in REPORTED_KEYS.items()},
+            "vs_self_reported": vs.get("difference", math.nan)}
+
+
 def _line(g: Group, r: Row, metric: str) -> dict[str, Any]:
     cells = r.cells[metric]
     return {
         "protocol": g.protocol, "protocol_version": g.version, "subset": g.subset or "", "variant": g.variant or "",
-        "table": g.kind,
-        "suite": g.suite, "eps": g.eps_text or "", "metric": metric, "rank": r.rank, "group": r.group or "",
+        "proxy": g.proxy or "", "table": g.kind, "suite": g.suite, "eps": g.eps_text or "",
+        "dataset_notes": " | ".join(g.dataset_note_lines()), "metric": metric, "rank": r.rank, "group": r.group or "",
         "model": r.label, "kind": r.kind, "source": r.source_text if r.kind == "reported" else r.source,
-        "status": r.status or "", "audit": r.audit or "", "entry": r.entry, "revision": r.revision,
+        "status": r.status or "", **_reported(r), "audit": r.audit or "", "entry": r.entry, "revision": r.revision,
         "entries": " ".join(r.entries), "marks": "".join(sorted({m for c in cells.values() for m in c.marks})),
         "notes": " | ".join(r.notes[metric]),
     }

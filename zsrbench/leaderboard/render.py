@@ -5,7 +5,12 @@ interval's width, in points) in markdown, HTML and LaTeX; ``<column>_lo`` / ``<c
 ``hi`` in JSON. The terminal shows ``±h`` on the averages only, to stay readable. Marks (†, ‡, *, §) refer to
 the footnotes under each table; ``[n]`` refers to the group's sources (reported numbers). Ranking tables add
 the significance group; every table has the status (ranked, or why not: only a model the ranking rules rank has
-a number, in any table; a reported row never has one) and the audit verdict.
+a number, in any table; a reported row never has one, and its status is the protocol its source actually used
+and, for a third party's row, its difference to the authors' own) and the audit verdict.
+
+Honest labels, in every format: a proxy protocol's tables (micro, synthetic) say so directly under their title
+(JSON ``proxy``, CSV column ``proxy``); a saturated or at-chance dataset is tagged in its column title and
+explained under the table (JSON ``dataset_notes``, CSV column ``dataset_notes``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from zsrbench.leaderboard.tables import DAGGER, DDAGGER, SECTION, STAR, Cell, Footnote, Group, Row, TableSet
 
 METRIC_TITLES = {"robust": "Robust accuracy (%)", "clean": "Clean accuracy (%)"}
+DATASET_NOTES_TITLE = "Datasets whose robust column says little about the models (tagged in the column titles):"
 DASH = "–"
 
 
@@ -33,6 +39,20 @@ def _rank_text(r: Row) -> str:
 
 def _audit_text(r: Row) -> str:
     return r.audit or DASH
+
+
+def _column_labels(g: Group, metric: str) -> list[tuple[str, str]]:
+    """The value columns' (key, title): in a robust table a dataset with a note is tagged (``micro_background
+    (saturated)``; the notes are about robust accuracy)."""
+    tagged = g.dataset_notes if metric == "robust" else {}
+    return [(k, g.dataset_label(k) if k in tagged else label) for k, label in g.columns]
+
+
+def _short_status(r: Row) -> str:
+    """The status in a word or two: ``ranked``, ``unreliable``, ``self-reported``, ``third-party`` …"""
+    if r.kind == "reported":
+        return (r.reported_protocol or {}).get("relation") or "reported"
+    return (r.status or "").split(":")[0]
 
 
 def _head(g: Group) -> tuple[list[str], list[str]]:
@@ -64,6 +84,9 @@ def _footnote_lines(g: Group, metrics: tuple[str, ...] | list[str]) -> list[str]
     for fn in sorted(merged.values(), key=lambda f: order.index(f.mark) if f.mark in order else len(order)):
         lines.append(f"{fn.mark} {fn.title}:")
         lines += [f"  - {item}" for item in fn.items]
+    if g.dataset_notes and "robust" in metrics:
+        lines.append(DATASET_NOTES_TITLE)
+        lines += [f"  - {line}" for line in g.dataset_note_lines()]
     lines += g.footer
     for i, s in enumerate(g.sources, 1):
         lines.append(f"[{i}] {s}")
@@ -86,11 +109,13 @@ def to_markdown(ts: TableSet) -> str:
     for g in ts.groups:
         out.append(f"## {_md_escape(g.title)}")
         out.append("")
+        if g.proxy_line:
+            out += [f"**{_md_escape(g.proxy_line)}**", ""]
         for metric in ts.metrics:
             out.append(f"**{METRIC_TITLES[metric]}**")
             out.append("")
             before, after = _head(g)
-            head = [*before, *[_md_escape(label) for _, label in g.columns], *after]
+            head = [*before, *[_md_escape(label) for _, label in _column_labels(g, metric)], *after]
             out.append("| " + " | ".join(head) + " |")
             align = ["---:", ":---:", ":---", ":---", ":---"] if g.is_ranking else ["---:", ":---", ":---", ":---"]
             out.append("|" + "|".join(align + ["---:"] * len(g.columns) + [":---"]) + "|")
@@ -126,7 +151,7 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "ε": r"$\epsilon$", "β": r"$\beta$",
         "κ": r"$\kappa$", "·": r"$\cdot$", "–": "--", "—": "---", "→": r"$\rightarrow$", "∧": r"$\wedge$",
         DAGGER: r"\textsuperscript{\dag}", DDAGGER: r"\textsuperscript{\ddag}", SECTION: r"\textsuperscript{\S}",
-        "…": r"\dots{}", "±": r"$\pm$"}
+        "…": r"\dots{}", "±": r"$\pm$", "≥": r"$\geq$", "≤": r"$\leq$", "−": r"$-$"}
 
 
 def tex(text: str) -> str:
@@ -147,12 +172,13 @@ def to_latex(ts: TableSet) -> str:
         cols = g.columns
         out.append(r"\begin{table}[t]")
         out.append(r"\centering")
-        out.append(r"\caption{" + tex(f"{g.title} — {METRIC_TITLES[metric]}") + "}")
+        proxy = f" — {g.proxy_line}" if g.proxy_line else ""
+        out.append(r"\caption{" + tex(f"{g.title} — {METRIC_TITLES[metric]}{proxy}") + "}")
         out.append(r"\resizebox{\linewidth}{!}{%")
         before, after = _head(g)
         out.append(r"\begin{tabular}{" + ("rclll" if g.is_ranking else "rlll") + "r" * len(cols) + "l}")
         out.append(r"\toprule")
-        out.append(" & ".join([*map(tex, before), *[tex(label) for _, label in cols],
+        out.append(" & ".join([*map(tex, before), *[tex(label) for _, label in _column_labels(g, metric)],
                                *after]) + r" \\")
         out.append(r"\midrule")
         for r in g.rows:
@@ -192,14 +218,16 @@ def to_data(ts: TableSet) -> dict[str, Any]:
             {
                 "protocol": g.protocol, "protocol_version": g.version, "kind": g.kind, "subset": g.subset,
                 "variant": g.variant,
-                "title": g.title, "suite": g.suite, "eps": g.eps_text,
-                "datasets": g.datasets, "train_dataset": g.train_dataset, "normalised_average": g.normalised,
+                "title": g.title, "proxy": g.proxy, "suite": g.suite, "eps": g.eps_text,
+                "datasets": g.datasets, "dataset_notes": g.dataset_notes, "train_dataset": g.train_dataset,
+                "normalised_average": g.normalised,
                 "average_columns": [{"key": k, "label": label} for k, label in g.avg_columns],
                 "rows": [
                     {"rank": r.rank, "ranked": r.ranked, "group": r.group, "status": r.status, "audit": r.audit,
                      "model": r.label, "model_id": r.model_id, "kind": r.kind, "source": r.source, "source_text": r.source_text,
                      "entry": r.entry, "revision": r.revision, "entries": r.entries, "suites": r.suites,
-                     "vs_above": r.vs_above, "notes": {m: r.notes[m] for m in ts.metrics},
+                     "vs_above": r.vs_above, "reported_protocol": r.reported_protocol,
+                     "notes": {m: r.notes[m] for m in ts.metrics},
                      **{m: {k: cell(c) for k, c in r.cells[m].items()} for m in ts.metrics}}
                     for r in g.rows
                 ],
@@ -226,7 +254,7 @@ th,td{padding:.25rem .5rem;border-bottom:1px solid #ddd;text-align:right;white-s
 th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}th:hover{background:#e8e8e8}
 td.l,th.l{text-align:left}tr.reported td{color:#555;font-style:italic}
 th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
-.notes{font-size:.8rem;color:#444}.warn{color:#a60}small.ci{color:#777}
+.notes{font-size:.8rem;color:#444}p.proxy{color:#a60}.warn{color:#a60}small.ci{color:#777}
 tr.unranked td{color:#666}tr.unreliable td.status{color:#b00;font-weight:600}
 """
 _JS = """
@@ -253,12 +281,14 @@ def to_html(ts: TableSet, title: str = "zsrbench leaderboard") -> str:
         out.append(f'<p class="warn">{e(w)}</p>')
     for g in ts.groups:
         out.append(f"<h2>{e(g.title)}</h2>")
+        if g.proxy_line:
+            out.append(f'<p class="proxy"><strong>{e(g.proxy_line)}</strong></p>')
         for metric in ts.metrics:
             out.append(f"<h3>{e(METRIC_TITLES[metric])}</h3>")
             before, after = _head(g)
             out.append('<table class="sortable"><thead><tr>'
                        + "".join(("<th>" if h == "#" else '<th class="l">') + f"{e(h)}</th>" for h in before)
-                       + "".join(f"<th>{e(label)}</th>" for _, label in g.columns)
+                       + "".join(f"<th>{e(label)}</th>" for _, label in _column_labels(g, metric))
                        + "".join(f'<th class="l">{e(h)}</th>' for h in after) + "</tr></thead><tbody>")
             for r in g.rows:
                 tds = []
@@ -305,10 +335,6 @@ def _rich_cell(g: Group, key: str, cell: Cell | None) -> str:
     return _cell_text(cell, interval=key in dict(g.avg_columns))
 
 
-def _short_status(r: Row) -> str:
-    return (r.status or "").split(":")[0]
-
-
 def _rich_pre(g: Group, r: Row | None, narrow: bool = False) -> list[str]:
     """Terminal columns before the values: ranking tables keep a one-word status (details under the table),
     or none when the terminal is narrow."""
@@ -333,7 +359,7 @@ def _rich_table(g: Group, metrics: tuple[str, ...] | list[str], narrow: bool, ti
     t = Table(title=escape(title), title_justify="left")
     for h in _rich_pre(g, None, narrow):
         t.add_column(h, justify="right" if h == "#" else "left", overflow="fold")
-    labels = [label for _, label in (g.avg_columns if narrow else g.columns)]
+    labels = [label for _, label in (g.avg_columns if narrow else _column_labels(g, metrics[0]))]
     rows = [[*_rich_pre(g, r, narrow), *_rich_values(g, r, metrics, narrow), _audit_text(r)] for r in g.rows]
     first = len(_rich_pre(g, None, narrow))
     for i, label in enumerate(labels):
@@ -345,7 +371,7 @@ def _rich_table(g: Group, metrics: tuple[str, ...] | list[str], narrow: bool, ti
 
 
 def _width(g: Group, metric: str) -> int:
-    heads = [*_rich_pre(g, None), *[label for _, label in g.columns], "Audit"]
+    heads = [*_rich_pre(g, None), *[label for _, label in _column_labels(g, metric)], "Audit"]
     rows = [[*_rich_pre(g, r), *_rich_values(g, r, [metric], False), _audit_text(r)] for r in g.rows]
     return 1 + sum(3 + max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(heads))
 
@@ -384,6 +410,8 @@ def to_rich(ts: TableSet, console: Any) -> None:
     narrow = False
     shown: set[str] = set()  # footnote items already printed under an earlier table
     for g in ts.groups:
+        if g.proxy_line:
+            console.print(g.proxy_line, highlight=False, markup=False, style="bold")
         if all(_width(g, m) <= console.width for m in ts.metrics):
             for metric in ts.metrics:
                 console.print(_rich_table(g, [metric], False, f"{g.title} — {METRIC_TITLES[metric]}"))
@@ -392,8 +420,8 @@ def to_rich(ts: TableSet, console: Any) -> None:
             for metric in ts.metrics:
                 console.print(_rich_table(g, [metric], True, f"{g.title} — {METRIC_TITLES[metric]}, averages over "
                                                              f"{len(g.datasets)} datasets"))
-        for r in g.rows:  # each row's status in full (a suite table: the rows that are not ranked)
-            if g.is_ranking or (r.kind == "measured" and not r.ranked):
+        for r in g.rows:  # each row's status in full (a suite table: the rows that are not ranked, reported rows)
+            if g.is_ranking or not r.ranked:
                 console.print(f"  {r.label} — {r.source} — {r.status}", highlight=False, markup=False,
                               style=_rich_style(r))
         for line in _new_lines(_footnote_lines(g, ts.metrics), shown):

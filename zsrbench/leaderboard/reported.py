@@ -5,7 +5,11 @@ another folder can be given), the data set entries name as ``data/reported/<file
 
 * ``tga16_neurips24.csv``: the TGA-ZSR paper's per-dataset tables (method, metric, attack, eps, 16 datasets,
   average, source), protocol ``tga16``;
-* ``others.csv``: averages only (method, model, protocol, metric, attack, eps, average, source).
+* ``others.csv``: averages only (method, model, protocol, metric, attack, eps, average, source);
+* ``sources.json``: what each source actually did (:func:`source_facts`): the attack it ran, precision, dataset
+  set, sample count, whether it re-ran or copied its baselines, and which methods it reports as their authors
+  (self-reported; every other method of the source is a third party's evaluation). Tables label reported rows
+  with it.
 
 Rows of one method and source are merged: each (attack, ε) becomes one entry holding the robust numbers and the
 clean numbers of the same model. Printed averages are kept as printed; the mean of the printed per-dataset
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -86,6 +91,9 @@ MODEL_DESCRIPTIONS = {
 }
 CLIP_DESCRIPTION = "ViT-B/32, OpenAI CLIP without fine-tuning"
 PRINTED_TOL = 0.01  # percentage points
+FACTS_FILE = "sources.json"  # per-source facts, next to the CSVs (see its README)
+NOT_STATED = "not stated"
+SELF, THIRD_PARTY = "self-reported", "third-party"
 META = {"method", "model", "protocol", "metric", "attack", "eps", "average", "source"}
 
 
@@ -94,6 +102,35 @@ def source_id(source: str) -> str:
         if source == key or source.startswith(key + " "):
             return sid
     return slug(source.lower())[:48].strip("_.-")
+
+
+@functools.lru_cache(maxsize=1)
+def _facts() -> dict:
+    return json.loads((packaged_csv_dir() / FACTS_FILE).read_text(encoding="utf-8"))
+
+
+def source_facts(source_id: str) -> dict | None:
+    """The facts ``reported_data/sources.json`` records about one source (None: a source it does not know)."""
+    return _facts()["sources"].get(source_id)
+
+
+def attack_used(source_id: str, attack: str, fallback: str | None = None) -> str:
+    """What the source's ``attack`` (a CSV attack key) actually ran: the source's own text, else the generic one."""
+    facts = source_facts(source_id) or {}
+    return (facts.get("attacks", {}).get(attack) or _facts()["attacks"].get(attack) or fallback or attack)
+
+
+def role(source_id: str, method: str) -> str | None:
+    """``self-reported`` (the source is the method's authors'), ``third-party``, or None (source not recorded)."""
+    facts = source_facts(source_id)
+    if facts is None:
+        return None
+    return SELF if method in facts.get("self_reported", []) else THIRD_PARTY
+
+
+def source_fact(source_id: str, key: str) -> str:
+    """One fact (precision, datasets, samples, baselines) of a source; ``not stated`` where none is recorded."""
+    return (source_facts(source_id) or {}).get(key) or NOT_STATED
 
 
 def _num(text: str, where: str) -> float | None:

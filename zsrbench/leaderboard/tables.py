@@ -4,8 +4,17 @@
 One group never mixes protocol versions, attack suites, ε or sample sets. The default view starts each
 (protocol version, ε, subset) with a *ranking* group (``zsrbench.leaderboard.ranking``: the per-sample worst
 case over every suite of each model, the ranking rules and significance groups), followed by one group per
-suite, ordered by average robust accuracy as before. Reported (published) rows are marked and carry their
-source; their numbers never enter a measured average and have no interval (there are no per-sample flags).
+suite: measured rows first (by average robust accuracy), then the reported (published) rows. Reported rows are
+never numbered; each carries its source and the protocol the source actually used (attack, precision, datasets,
+samples, baselines re-run or copied: ``zsrbench/reported_data/sources.json``) as its status, and per method the
+authors' own (self-reported) row comes first with the third parties' rows below it, each showing its difference
+to the authors' in points. Their numbers never enter a measured average and have no interval (there are no
+per-sample flags).
+
+Honest labels: a group of a proxy protocol (``Protocol.proxy``: micro, synthetic) says what it is
+(``Group.proxy``); a dataset whose robust column says little about the models is noted (``Group.dataset_notes``,
+:func:`dataset_notes`): *saturated* where the protocol's undefended model is already ≥ 90% robust, *at chance*
+where every measured model's Wilson 95% interval reaches the dataset's chance level or lies below it.
 
 Intervals (95%): Wilson per dataset (from the measured n and accuracy); a stratified bootstrap over samples
 (:func:`zsrbench.stats.bootstrap_average_counts`) for the averages.
@@ -21,6 +30,9 @@ from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.combine import suite_order
 from zsrbench.leaderboard.entries import rev_name
 from zsrbench.leaderboard.reading import LoadedEntry
+from zsrbench.leaderboard.labels import (
+    REPORTED_FOOTER, dataset_notes, dataset_tag, order_reported, protocol_proxy, rank_value, reported_label,
+)
 from zsrbench.leaderboard.schema import DatasetMeasurement, EntryProtocol, LeaderboardEntry, ReportedNumbers
 
 if TYPE_CHECKING:
@@ -88,6 +100,8 @@ class Row:
     entries: list[str] = field(default_factory=list)  # the entries (slug@rNNNN) the row's numbers come from
     vs_above: dict | None = None  # ranking groups: the paired test against the ranked row just above
     model_id: str | None = None  # measured rows: the model the numbers are of
+    # reported rows: the protocol the source used and the row's relation to the method (see reported_label)
+    reported_protocol: dict | None = None
 
     @property
     def ranked(self) -> bool:
@@ -138,6 +152,20 @@ class Group:
         return f"{self.protocol} v{self.version}{subset}{variant} · {suite} · {eps}"
 
     @property
+    def proxy_line(self) -> str | None:
+        """The sentence shown under the title of a proxy protocol's table (None: a protocol of real data)."""
+        return f"{self.protocol} is {self.proxy}." if self.proxy else None
+
+    def dataset_label(self, dataset: str) -> str:
+        """A dataset's column title, tagged when it has a note (``micro_background (saturated)``)."""
+        note = self.dataset_notes.get(dataset)
+        return f"{dataset} ({dataset_tag(note)})" if note else dataset
+
+    def dataset_note_lines(self) -> list[str]:
+        """One line per noted dataset: ``<dataset>: <note>``."""
+        return [f"{d}: {n}" for d, n in self.dataset_notes.items()]
+
+    @property
     def is_ranking(self) -> bool:
         return self.kind == RANKING
 
@@ -151,6 +179,8 @@ class TableSet:
     groups: list[Group] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     metrics: tuple[str, ...] = METRICS
+
+
 
 
 def normalise_eps(text: str | None) -> str | None:
@@ -311,9 +341,11 @@ def build_tables(entries: Sequence[LoadedEntry], *, metrics: Sequence[str] = MET
         if len(vs) > 1:
             ts.warnings.append(f"protocol {name} has entries under versions {', '.join(map(str, sorted(vs)))}: they are "
                                "shown in separate tables, never in one column")
+    rank_members = _group(entries if evidence is None else evidence, RANKING)
     rank_groups = {k: rk.ranking_group(k, v, audit_index, ts.warnings, cache)
-                   for k, v in _group(entries if evidence is None else evidence, RANKING).items()
-                   if any(m.entry.kind == "measured" for m in v)}
+                   for k, v in rank_members.items() if any(m.entry.kind == "measured" for m in v)}
+    for k, rg in rank_groups.items():
+        rg.dataset_notes = dataset_notes(rg, rank_members[k])
     statuses = {_status_key(k): {r.model_id: r for r in g.rows if r.model_id} for k, g in rank_groups.items()}
     shown = {_status_key(k) for k in groups}
     if ranking:  # the standard evaluation's ranking tables (an experiment's rows are ranked nowhere)
@@ -351,8 +383,20 @@ def new_group(key: GroupKey, members: Sequence[LoadedEntry], warnings: list[str]
         avg_cols.append(("avg_zs", f"Avg zero-shot{norm}"))
     g = Group(protocol=name, version=version, suite=suite, eps_text=eps_text, datasets=datasets, train_dataset=train,
               normalised=proto.normalised_average, avg_columns=avg_cols, subset=subset,
-              kind=RANKING if suite == RANKING else "suite", variant=variant)
+              kind=RANKING if suite == RANKING else "suite", variant=variant, proxy=protocol_proxy(name))
     return g, zs
+
+
+
+
+
+
+
+
+
+
+
+
 
 
 def new_notes() -> dict[str, dict[str, list[str]]]:
@@ -387,9 +431,9 @@ def finish_footnotes(g: Group, notes: dict[str, dict[str, list[str]]]) -> None:
 
 
 def _build_group(key: GroupKey, members: list[LoadedEntry], warnings: list[str], statuses: dict[str, Row]) -> Group:
-    """One suite's table. Rows are ordered by the suite's own average, reported rows among them; only a model the
-    ranking rules rank (``statuses``: each model's row in its ranking group) gets a number, the others keep their
-    reason, and a reported (published) row is never numbered."""
+    """One suite's table. Measured rows come first, ordered by the suite's own average; only a model the ranking
+    rules rank (``statuses``: each model's row in its ranking group) gets a number, the others keep their reason.
+    The reported (published) rows follow, never numbered, in per-method blocks (:func:`order_reported`)."""
     g, zs = new_group(key, members, warnings)
     notes = new_notes()
     for le in members:
@@ -403,21 +447,31 @@ def _build_group(key: GroupKey, members: list[LoadedEntry], warnings: list[str],
             g.rows.append(row)
         else:
             g.rows.append(_reported_row(le, g, zs, notes))
-    g.rows.sort(key=lambda r: (-rank_value(r), r.label, r.source))
+    measured = sorted([r for r in g.rows if r.kind == "measured"], key=lambda r: (-rank_value(r), r.label, r.source))
+    g.rows = measured + order_reported(g, [r for r in g.rows if r.kind == "reported"])
     for i, r in enumerate([r for r in g.rows if r.rank is not None], 1):
         r.rank = i
+    g.dataset_notes = dataset_notes(g, members)
+    if any(r.kind == "reported" for r in g.rows) and REPORTED_FOOTER not in g.footer:
+        g.footer.append(REPORTED_FOOTER)
     finish_footnotes(g, notes)
     return g
 
 
-def rank_value(row: Row) -> float:
-    """The number rows are ordered by: the robust average (or zero-shot average) of the row."""
-    cells = row.cells.get("robust", {})
-    for k in ("avg", "avg_zs"):
-        c = cells.get(k)
-        if c is not None and c.value is not None:
-            return c.value
-    return float("-inf")
+
+
+
+
+
+
+
+
+
+
+
+
+
+
 
 
 def _count(m: DatasetMeasurement, metric: str) -> tuple[int, int]:
@@ -497,6 +551,10 @@ def measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict
     return row
 
 
+
+
+
+
 def _reported_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict[str, list[str]]]) -> Row:
     e = le.entry
     r = e.reported
@@ -507,7 +565,7 @@ def _reported_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dic
     label = e.model.name
     row = Row(label=label, kind="reported", source=f"reported [{ref}]", entry=e.entry, revision=e.revision,
               cells={m: {} for m in METRICS}, source_text=r.source, rank=None,
-              status="reported: published numbers, not ranked")
+              reported_protocol=reported_label(r, g))
     for note in r.notes:
         row.add_note(METRICS, note)
     for metric in METRICS:

@@ -236,8 +236,9 @@ def _check_measured(entry: LeaderboardEntry, edir: Path, cache: dict) -> list[st
         elif sp.is_file() and _sha(sp.read_bytes()) != m.sidecar.sha256:
             out.append(f"{ds}: sidecar {m.sidecar.path} does not match the sha256 the entry names")
         p = record.protocol
-        want = (entry.protocol.name, entry.protocol.version, entry.model.id, entry.suite, entry.eps_text, ds)
-        have = (p.name, p.version, record.model.id, p.suite, p.eps_text, p.dataset)
+        want = (entry.protocol.name, entry.protocol.version, entry.model.id, entry.suite, entry.eps_text,
+                entry.protocol.subset, entry.protocol.variant, ds)
+        have = (p.name, p.version, record.model.id, p.suite, p.eps_text, p.subset, p.variant, p.dataset)
         if want != have:
             out.append(f"{ds}: record {m.record.path} is of {have}, not of this entry {want}")
         if record.metrics != m.metrics:

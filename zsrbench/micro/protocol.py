@@ -122,6 +122,7 @@ MICRO = Protocol(
     required_suites=("autoattack",),
     subsets={"quick": QUICK_SIZE},
     default_subset="quick",
+    proxy="a generated proxy for development and CI, not evidence about methods",
 )
 
 PROTOCOLS.add("micro", MICRO)

@@ -9,7 +9,8 @@ works from ``file://`` as well as from any static web host.
 Layout::
 
     index.html                          protocols and threat models, the leading table, the model cards
-    protocols/<protocol>-v<n>-eps<k>.html   one leaderboard page per protocol version, ε (and subset)
+    protocols/<protocol>-v<n>-eps<k>[-<subset>][-variant-<v>].html
+                                        one leaderboard page per protocol version, ε (subset, experiment)
     models/<model>.html                 one model card per measured model
     entries/<protocol>__<entry>.html    one page per entry (measured, reported, audit)
     figures/<protocol>__<entry>.png     the measured entries' per-dataset figures
@@ -85,7 +86,8 @@ def draw_figures(site: SiteData, stage: Path, log: Callable[[str], None] | None 
         path = stage / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            written = Path(entry_bars(le, path))
+            row = site.suite_rows.get(k)
+            written = Path(entry_bars(le, path, row.status if row is not None else None))
         except ZsrError as exc:  # the figure does not apply to this entry (said on its page)
             out[k] = Figure(None, str(exc))
             continue

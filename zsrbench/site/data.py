@@ -11,7 +11,8 @@ from typing import Sequence
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import combine, ranking, records, tables
 from zsrbench.leaderboard.reading import LoadedEntry, StoreView
-from zsrbench.leaderboard.schema import ResultRecord
+from zsrbench.leaderboard.schema import LeaderboardEntry, ResultRecord
+from zsrbench.site import naming
 from zsrbench.site.naming import ModelFacts, PageKey, model_labels, weights_name
 
 EntryKey = tuple[str, str]  # protocol name, entry slug
@@ -28,6 +29,25 @@ class PageGroups:
     @property
     def groups(self) -> list[tables.Group]:
         return ([self.ranking] if self.ranking else []) + self.suites
+
+    @property
+    def proxy(self) -> str | None:
+        """What the protocol is when it is not evidence about methods (``Group.proxy``), None otherwise."""
+        return next((p for g in self.groups if (p := getattr(g, "proxy", None))), None)
+
+    @property
+    def title(self) -> str:
+        return naming.page_title(self.key, self.proxy)
+
+    @property
+    def dataset_notes(self) -> dict[str, str]:
+        """Per dataset, why its column says little about the models (``Group.dataset_notes``), from every table of
+        the page (the first table that notes a dataset wins)."""
+        notes: dict[str, str] = {}
+        for g in self.groups:
+            for ds, text in (getattr(g, "dataset_notes", None) or {}).items():
+                notes.setdefault(ds, text)
+        return notes
 
 
 @dataclass
@@ -58,13 +78,35 @@ class SiteData:
     def audit_for(self, protocol: str, version: int, model_id: str, eps_text: str | None) -> LoadedEntry | None:
         return self.audits.get((protocol, version, model_id, eps_text))
 
+    def page_title(self, k: PageKey) -> str:
+        """The title of page ``k``, saying so when its protocol is a proxy."""
+        pg = self.pages.get(k)
+        return pg.title if pg is not None else naming.page_title(k)
+
+    def row_model(self, g: tables.Group, r: tables.Row) -> str | None:
+        """The model a measured row is of (``Row.model_id``, else its entry's model); None for reported rows."""
+        if r.kind != "measured":
+            return None
+        mid = getattr(r, "model_id", None)
+        if mid:
+            return mid
+        refs = [r.entry] + [ref.rsplit("@", 1)[0] for ref in r.entries]
+        le = next((x for ref in refs if (x := self.entry_of(g.protocol, ref)) is not None), None)
+        return le.entry.model.id if le is not None else None
+
 
 def key(le: LoadedEntry) -> EntryKey:
     return (le.entry.protocol.name, le.entry.entry)
 
 
 def page_key(g: tables.Group) -> PageKey:
-    return (g.protocol, g.version, g.eps_text, g.subset)
+    return (g.protocol, g.version, g.eps_text, g.subset, getattr(g, "variant", None))
+
+
+def entry_page_key(e: LeaderboardEntry) -> PageKey:
+    """The page an entry's rows are on."""
+    p = e.protocol
+    return (p.name, p.version, e.eps_text, p.subset, getattr(p, "variant", None))
 
 
 def read_records(le: LoadedEntry) -> dict[str, ResultRecord | ZsrError]:

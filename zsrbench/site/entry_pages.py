@@ -14,13 +14,16 @@ from typing import Any
 
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import tables
+from zsrbench.leaderboard.audits import dataset_verdicts
 from zsrbench.leaderboard.entries import rev_name
 from zsrbench.leaderboard.reading import LoadedEntry, history
-from zsrbench.leaderboard.schema import LeaderboardEntry, ResultRecord
+from zsrbench.leaderboard.schema import ResultRecord
 from zsrbench.site import naming
-from zsrbench.site.data import SiteData, key
+from zsrbench.site.data import SiteData, entry_page_key, key
 from zsrbench.site.html import badge, bullet_list, code, esc, kv_table, link, page, value_html, verdict_badge
+from zsrbench.site.leaderboard_table import DASH, shown_rank
 from zsrbench.site.papers import safe_url, source_url
+from zsrbench.site.protocol_pages import proxy_box
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,18 @@ def entry_title(le: LoadedEntry, site: SiteData) -> str:
     return f"Audit of {label} · {eps}" if e.kind == "audit" else f"{label} · {e.suite} · {eps}"
 
 
-def _page_key(e: LeaderboardEntry) -> naming.PageKey:
-    return (e.protocol.name, e.protocol.version, e.eps_text, e.protocol.subset)
+def standing(le: LoadedEntry, site: SiteData) -> str | None:
+    """Where the entry's row stands, as HTML: its rank in its suite's table (– when not ranked) and its status
+    (the reason, when it is not ranked; a reported row's label); None for an entry without a row."""
+    row = site.suite_rows.get(key(le))
+    if row is None:
+        return None
+    rank = shown_rank(row)
+    status = row.status or ("ranked" if rank is not None else "unranked")
+    pk = entry_page_key(le.entry)
+    where = link("../" + naming.protocol_page(pk), site.page_title(pk)) if pk in site.pages else ""
+    number = f"#{rank} in the table of suite {le.entry.suite}" if rank is not None else f"{DASH} (no rank)"
+    return f"{esc(number)} · {esc(status)}" + (f" · {where}" if where else "")
 
 
 def _summary(le: LoadedEntry, site: SiteData) -> str:
@@ -67,6 +80,9 @@ def _summary(le: LoadedEntry, site: SiteData) -> str:
     if e.kind != "reported":
         label = site.labels.get(e.model.id, e.model.name)
         rows.append(("model", link("../" + naming.model_page(e.model.id), label) + " " + code(e.model.id)))
+    place = standing(le, site)
+    if place is not None:
+        rows.append(("on the leaderboard", place))
     rows += [("written by", esc(f"zsrbench {e.zsrbench_version}")), ("digest", code(e.digest))]
     if e.previous is not None:
         rows.append(("previous revision", code(f"{e.previous.file} sha256 {e.previous.sha256}")))
@@ -203,7 +219,12 @@ def _reported(le: LoadedEntry) -> str:
 def _audit(le: LoadedEntry) -> str:
     a = le.entry.audit
     assert a is not None
-    rows = [("verdict", verdict_badge(a.verdict)), ("randomised", "yes (evaluate with EOT)" if a.randomised else "no"),
+    per_dataset = dataset_verdicts(a)
+    by_dataset = ", ".join(f"{d} {v}" for d, v in per_dataset.items())
+    rows = [("verdict", verdict_badge(a.verdict)),
+            ("verdict per dataset", esc(by_dataset or "none") + ' <span class="muted">(what a ranking on those '
+             "datasets rests on: the worst of them)</span>"),
+            ("randomised", "yes (evaluate with EOT)" if a.randomised else "no"),
             ("failed checks", esc(", ".join(a.failed) or "none")),
             ("warned checks", esc(", ".join(a.warned) or "none")),
             ("transfer attacks from", esc(a.base_model or "–"))]
@@ -266,8 +287,11 @@ def entry_html(le: LoadedEntry, site: SiteData, fig: Figure | None = None) -> st
         parts.append(_audit(le))
     parts.append(f"<section><h2>Revisions</h2>{_history(le)}</section>")
     crumbs: list[tuple[str | None, str]] = []
-    if e.kind != "audit" and (e.protocol.name, e.protocol.version, e.eps_text, e.protocol.subset) in site.pages:
-        crumbs.append((naming.protocol_page(_page_key(e)), naming.page_title(_page_key(e))))
+    pg = site.pages.get(entry_page_key(e))
+    if pg is not None:
+        parts.insert(0, proxy_box(e.protocol.name, pg.proxy))
+        if e.kind != "audit":
+            crumbs.append((naming.protocol_page(pg.key), pg.title))
     if e.kind != "reported" and e.model.id in site.facts:
         crumbs.append((naming.model_page(e.model.id), site.labels[e.model.id]))
     crumbs.append((None, e.entry))

@@ -1,20 +1,24 @@
 """The leaderboard table of the site, as HTML: one row per model (or per reported result), the ranking metric
 first.
 
-Columns: rank, significance group, model, then the numbers (the robust average the table is ranked by, with its
-95% interval; the clean average; the robust zero-shot average when the protocol has one; the robust accuracy
-per dataset), then the audit verdict, the status (ranked, or why not) and what the numbers come from. Each
-number cell carries its exact value in ``data-v`` (percent), which the page's script sorts by, and its interval
-bounds in its tooltip. Rows carry ``data-name`` (what the filter box matches) and the classes ``measured`` /
-``reported``, ``ranked`` / ``unranked`` and ``unreliable``.
+Columns: rank, significance group, model, the audit verdict and the status (ranked, or why not: right beside the
+model, so that no row reads as ranked in the part of the table a window shows), then the numbers (the robust
+average the table is ranked by, with its 95% interval; the clean average; the robust zero-shot average when the
+protocol has one; the robust accuracy per dataset, a dataset's column marked when the tables note that it says
+little about the models) and what the numbers come from. Only a row the ranking rules rank has a number in the
+rank column; every other row has a dash. Each number cell carries its exact value in ``data-v`` (percent), which
+the page's script sorts by, and its interval bounds in its tooltip. Rows carry ``data-name`` (what the filter box
+matches) and the classes ``measured`` / ``reported``, ``ranked`` / ``unranked`` and ``unreliable``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from zsrbench.leaderboard import tables
+from zsrbench.leaderboard.ranking import RANKED
 from zsrbench.leaderboard.entries import rev_name
 from zsrbench.leaderboard.reading import LoadedEntry
 from zsrbench.site import naming
@@ -24,6 +28,8 @@ from zsrbench.site.papers import defense_display, safe_url, source_url
 
 DASH = "–"
 RANKING_KEY = "robust-avg"  # data-key of the ranking metric's column
+NOTE_MARK = "◊"  # marks a dataset column the tables note (saturated, or every model at chance)
+REPORTED_LABEL = "reported: published numbers, not ranked"  # a reported row's status when its row carries none
 
 
 @dataclass(frozen=True)
@@ -42,46 +48,78 @@ class TableRow:
     group: tables.Group
     entry: LoadedEntry | None  # the entry the row's first number comes from
     label: str
-    rank: int | None  # as shown: the ranking's rank (reported rows have none there) or the suite table's
+    rank: int | None  # as shown: the number of a ranked model in its table; None for every other row
+    model_id: str | None = None  # measured rows: the model the numbers are of
 
     @property
     def ranked(self) -> bool:
         return self.rank is not None
 
-    @property
-    def model_id(self) -> str | None:
-        return self.entry.entry.model.id if self.entry is not None and self.row.kind == "measured" else None
+
+def shown_rank(r: tables.Row) -> int | None:
+    """The rank a row shows: a number only for a measured row the ranking rules rank, never for another row."""
+    if r.kind != "measured" or r.rank is None:
+        return None
+    return r.rank if (r.status or RANKED) == RANKED else None
 
 
 def avg_label(g: tables.Group, key: str) -> str:
     return dict(g.avg_columns).get(key, key)
 
 
-def columns(g: tables.Group, *, ranking: bool, compact: bool = False, reported_only: bool = False) -> list[Column]:
+def dataset_notes(g: tables.Group) -> dict[str, str]:
+    """Per dataset, why its column says little about the models (``Group.dataset_notes``; empty without)."""
+    return dict(getattr(g, "dataset_notes", None) or {})
+
+
+def dataset_title(g: tables.Group, d: str, note: str | None) -> str:
+    """A dataset's column title: ``(train)`` for the training dataset; when ``d`` is noted, the tables' own tag
+    (``micro_background (saturated)``) and the mark ◊ of its footnote."""
+    train = " (train)" if d == g.train_dataset else ""
+    if not note:
+        return d + train
+    tagged = getattr(g, "dataset_label", None)
+    return (tagged(d) if callable(tagged) and d in dataset_notes(g) else d) + train + NOTE_MARK
+
+
+def dataset_column(g: tables.Group, d: str, note: str | None) -> Column:
+    """The robust accuracy on ``d``, its header marked (and its note in the tooltip) when the tables note ``d``."""
+    title = f"robust accuracy on {d}" + (f" — {NOTE_MARK} {note}" if note else "")
+    return Column(f"robust-{d}", dataset_title(g, d, note), "number", True, title)
+
+
+def columns(g: tables.Group, *, ranking: bool, compact: bool = False, reported_only: bool = False,
+            notes: Mapping[str, str] | None = None) -> list[Column]:
     """The columns of a table of ``g``'s protocol: ranking (worst case over suites), one suite's table, or
-    (``reported_only``) published numbers under each row's own attack."""
-    what = "worst case over suites" if ranking else "as reported, each row's own attack" if reported_only \
-        else f"suite {g.suite}"
+    (``reported_only``: a page without a ranking) each row under its own attack. Audit and status come right after the
+    model, before the numbers; ``notes`` (default: ``g``'s) mark the dataset columns they name."""
+    what = "worst case over suites" if ranking else "each row's own attack" if reported_only else f"suite {g.suite}"
     norm = " Normalised: (acc − chance) / (1 − chance)." if g.normalised else ""
     cols = [Column("rank", "#", "number", title="rank (– : not ranked, see Status)", first="asc")]
     if ranking:
         cols.append(Column("group", "Group", "text", title="significance group: a new letter marks a significant "
                                                             "difference from the ranked row above"))
-    cols.append(Column("model", "Model", "text"))
+    cols += [Column("model", "Model", "text"),
+             Column("audit", "Audit", "text", title="the audit's verdict on the datasets the model is ranked on"),
+             Column("status", "Status", "text", title="ranked, or why not (the reason in full in the tooltip)")]
     cols.append(Column(RANKING_KEY, f"Robust {avg_label(g, 'avg')} · {what}", "number", True,
                        f"the number this table is ranked by: robust accuracy ({what}) averaged over the protocol's "
                        f"datasets, ± half its 95% interval.{norm}"))
     cols.append(Column("clean-avg", f"Clean {avg_label(g, 'avg')}", "number", True))
     if compact:
-        return cols + [Column("audit", "Audit", "text"), Column("status", "Status", "text")]
+        return cols
     if "avg_zs" in dict(g.avg_columns):
         cols.append(Column("robust-avg_zs", f"Robust {avg_label(g, 'avg_zs')}", "number", True,
                            "robust average over the zero-shot datasets (the training dataset left out)"))
-    for d in g.datasets:
-        cols.append(Column(f"robust-{d}", d + (" (train)" if d == g.train_dataset else ""), "number", True,
-                           f"robust accuracy on {d}"))
-    return cols + [Column("audit", "Audit", "text"), Column("status", "Status", "text"),
-                   Column("source", "Evaluated with", "text")]
+    marks = dataset_notes(g) if notes is None else dict(notes)
+    cols += [dataset_column(g, d, marks.get(d)) for d in g.datasets]
+    return cols + [Column("source", "Evaluated with", "text")]
+
+
+def note_lines(g: tables.Group, notes: Mapping[str, str] | None = None) -> list[str]:
+    """The footnotes of the marked dataset columns: ``◊ dataset: why``."""
+    marks = dataset_notes(g) if notes is None else dict(notes)
+    return [f"{NOTE_MARK} {d}: {marks[d]}" for d in g.datasets if marks.get(d)]
 
 
 # ------------------------------------------------------------------------------------------------ cells
@@ -143,12 +181,29 @@ REPORTED_STATUS = ("published number under one attack, without per-sample flags 
 
 
 def status_text(tr: TableRow) -> str:
+    """The row's status in full: ``ranked``, the reason it is not (``unreliable: …``, ``unranked: …``), or a
+    reported row's label (the protocol its numbers were measured under, as the tables give it)."""
     r = tr.row
     if r.kind == "reported":
-        return "reported · not ranked"
-    if tr.group.is_ranking:
-        return r.status or ""
-    return r.source  # a suite's table: "measured r0002"
+        return r.status or REPORTED_LABEL
+    return r.status or (RANKED if tr.ranked else "unranked")
+
+
+def status_head(text: str) -> str:
+    """The first words of a status: up to its first parenthesis, semicolon or middle dot (``unreliable: gradient
+    masking``, a reported row's ``self-reported [1]``)."""
+    return re.split(r" \(|; | · ", text, maxsplit=1)[0]
+
+
+def status_cell(tr: TableRow) -> str:
+    """The status, its first words emphasised and the rest below them; the whole text also in the tooltip."""
+    text = status_text(tr)
+    head = status_head(text)
+    rest = text[len(head):]  # as it is, so that the cell's text is the status in full
+    tip = f"{text} — {REPORTED_STATUS}" if tr.row.kind == "reported" else text
+    more = f'<small class="why">{esc(rest)}</small>' if rest else ""
+    return (f'<td class="l status" data-v="{esc(text.lower())}" title="{esc(tip)}">'
+            f'<span class="st">{esc(head)}</span>{more}</td>')
 
 
 def source_cell(tr: TableRow, site: SiteData, root: str) -> str:
@@ -189,8 +244,7 @@ def row_html(tr: TableRow, cols: Sequence[Column], site: SiteData, root: str = "
         elif c.key == "audit":
             cells.append(audit_cell(tr, site, root))
         elif c.key == "status":
-            tip = f' title="{esc(REPORTED_STATUS)}"' if r.kind == "reported" else ""
-            cells.append(f'<td class="l status"{tip}>{esc(status_text(tr))}</td>')
+            cells.append(status_cell(tr))
         elif c.key == "source":
             cells.append(source_cell(tr, site, root))
         else:
@@ -217,31 +271,33 @@ def table_html(rows: Sequence[TableRow], cols: Sequence[Column], site: SiteData,
 
 # ------------------------------------------------------------------------------------------------ rows
 def table_rows(g: tables.Group, site: SiteData, labels: dict[str, str]) -> list[TableRow]:
+    """The rows of ``g`` as shown: a number only for the models the ranking rules rank (:func:`shown_rank`)."""
     out = []
     for r in g.rows:
         # a ranking row's numbers may be combined in memory from several entries: name it by the first of them
         le = site.entry_of(g.protocol, r.entry) or next(
             (x for ref in r.entries if (x := site.entry_of(g.protocol, ref.rsplit("@", 1)[0])) is not None), None)
-        mid = le.entry.model.id if le is not None and r.kind == "measured" else None
-        out.append(TableRow(r, g, le, labels.get(mid, r.label) if mid else r.label, r.rank))
+        mid = site.row_model(g, r)
+        out.append(TableRow(r, g, le, labels.get(mid, r.label) if mid else r.label, shown_rank(r), mid))
     return out
 
 
 def main_rows(ranking: tables.Group | None, suites: Sequence[tables.Group], site: SiteData,
               labels: dict[str, str]) -> list[TableRow]:
     """The page's leaderboard: the ranking group's rows (ranked, then the others with their reason), then every
-    reported row of the page's suites (each result once, best first)."""
+    reported row of the page's suites (each result once, best first). A page without a ranking (published
+    numbers only, or an experiment) lists every row of its suites, none numbered."""
     rows = table_rows(ranking, site, labels) if ranking is not None else []
     seen: set[str] = set()
-    reported = []
+    others = []
     for g in suites:
         for tr in table_rows(g, site, labels):
-            if tr.row.kind == "reported" and tr.row.entry not in seen:
+            if (ranking is None or tr.row.kind == "reported") and tr.row.entry not in seen:
                 seen.add(tr.row.entry)
                 tr.rank = None  # its place in its suite's table is no rank in the ranking
-                reported.append(tr)
-    reported.sort(key=lambda tr: (-tables.rank_value(tr.row), tr.label))
-    return rows + reported
+                others.append(tr)
+    others.sort(key=lambda tr: (tr.row.kind != "measured", -tables.rank_value(tr.row), tr.label))
+    return rows + others
 
 
 def row_notes(rows: Sequence[TableRow]) -> list[str]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from zsrbench.leaderboard import ranking, tables
 from zsrbench.leaderboard.entries import rev_name
 from zsrbench.leaderboard.schema import EntryModel, ModelInfo, ResultRecord
+from zsrbench.site import leaderboard_table as lt
 from zsrbench.site import naming
-from zsrbench.site.data import SiteData
+from zsrbench.site.data import PageGroups, SiteData, entry_page_key
 from zsrbench.site.html import code, esc, kv_table, link, page, value_html, verdict_badge
 from zsrbench.site.papers import defense_citation, defense_display, paper, safe_url
+from zsrbench.site.protocol_pages import ordered_pages, proxy_box
 
 KNOWN_ENTRY_FIELDS = {"id", "name", "defense", "architecture", "checkpoint_sha256", "tensors_sha256", "description"}
 KNOWN_RECORD_FIELDS = {"id", "defense", "architecture", "pretrained", "checkpoint", "checkpoint_sha256",
@@ -103,7 +106,8 @@ def card_html(model_id: str, site: SiteData) -> str:
                ("architecture", esc(facts.architecture or "–")),
                ("input size", esc(f"{m.image_size} px" if m else "–")),
                ("measured under", esc(facts.measured_under or "–"))]
-    parts = [f"<section><h2>Model</h2>{kv_table(summary)}</section>", defense_section(facts.defense)]
+    parts = [proxy_notes(model_id, site), f"<section><h2>Model</h2>{kv_table(summary)}</section>",
+             defense_section(facts.defense)]
     parts.append(f"<section><h2>Training</h2>{kv_table(training_rows(rec, facts.defense))}</section>")
     ck = [("source", esc(m.checkpoint or (f"pretrained {m.pretrained}" if m.pretrained else "none named")) if m
            else esc("–")),
@@ -122,6 +126,38 @@ def card_html(model_id: str, site: SiteData) -> str:
     return page(f"{label}", "\n".join(parts), depth=1, site_title=site.title, crumbs=[(None, label)])
 
 
+def proxy_notes(model_id: str, site: SiteData) -> str:
+    """The proxy warning of each protocol the model was measured under that is a proxy (``Group.proxy``)."""
+    proxies: dict[str, str] = {}
+    for le in site.model_entries(model_id):
+        pg = site.pages.get(entry_page_key(le.entry))
+        if pg is not None and pg.proxy:
+            proxies.setdefault(pg.key[0], pg.proxy)
+    return "".join(proxy_box(name, text) for name, text in proxies.items())
+
+
+VERDICT_TITLE = ("the worst of the audit's per-dataset verdicts on the datasets the model was measured on: what its "
+                 "ranking rests on")
+
+
+def measured_datasets(model_id: str, name: str, version: int, eps: str | None, site: SiteData) -> list[str]:
+    """The datasets the model was measured on under one protocol version and ε (what its ranking stands on)."""
+    return list(dict.fromkeys(d for le in site.model_entries(model_id) if le.entry.kind == "measured"
+                              and (le.entry.protocol.name, le.entry.protocol.version, le.entry.eps_text)
+                              == (name, version, eps) and le.entry.measured is not None
+                              for d in le.entry.measured.datasets))
+
+
+def audit_text(on: ranking.AuditOn, recorded: str) -> str:
+    """What the audit says on the datasets the model is measured on, as the ranking reads it (per dataset)."""
+    parts = [f"failed on {', '.join(on.failed_on)}: {', '.join(on.failed)}" if on.failed else "",
+             f"warned: {', '.join(on.warned)}" if on.warned else "",
+             f"no verdict for {', '.join(on.missing)}" if on.missing else "",
+             "randomised" if on.randomised else "",
+             f"the audit's overall verdict as recorded: {recorded}" if recorded != on.verdict else ""]
+    return "; ".join(x for x in parts if x) or "every check passed"
+
+
 def _audits(model_id: str, site: SiteData) -> str:
     measured = sorted({(le.entry.protocol.name, le.entry.protocol.version, le.entry.eps_text)
                        for le in site.model_entries(model_id) if le.entry.kind == "measured"})
@@ -135,38 +171,56 @@ def _audits(model_id: str, site: SiteData) -> str:
             continue
         a = audit.entry.audit
         assert a is not None
-        what = "; ".join(x for x in (f"failed: {', '.join(a.failed)}" if a.failed else "",
-                                     f"warned: {', '.join(a.warned)}" if a.warned else "",
-                                     "randomised" if a.randomised else "") if x) or "every check passed"
+        on = ranking.audit_on(audit.entry, measured_datasets(model_id, name, version, eps, site))
         target = "../" + naming.entry_page(name, audit.entry.entry) + "#checks"
         rows.append(f"<tr><td class=\"l\">{esc(f'{name} v{version}')}</td><td class=\"l\">{esc(eps)}</td>"
-                    f"<td class=\"l\">{verdict_badge(a.verdict)}</td><td class=\"l\">{esc(what)} · "
-                    f"{link(target, f'{len(a.checks)} checks')} ({esc(audit.entry.created_at)})</td></tr>")
+                    f"<td class=\"l\">{verdict_badge(on.verdict)}</td><td class=\"l\">"
+                    f"{esc(audit_text(on, a.verdict))} · {link(target, f'{len(a.checks)} checks')} "
+                    f"({esc(audit.entry.created_at)})</td></tr>")
     if not rows:
         return ""
-    return ("<section><h2>Audit</h2><table class=\"data\"><tr><th class=\"l\">Protocol</th><th class=\"l\">ε</th>"
-            f"<th class=\"l\">Verdict</th><th class=\"l\">Checks</th></tr>{''.join(rows)}</table></section>")
+    return ('<section><h2>Audit</h2><table class="data"><tr><th class="l">Protocol</th><th class="l">ε</th>'
+            f'<th class="l" title="{esc(VERDICT_TITLE)}">Verdict</th><th class="l">Checks</th></tr>{"".join(rows)}'
+            "</table></section>")
+
+
+def table_name(g: tables.Group) -> str:
+    """How a model card names one table of a page: the ranking, or one suite's table."""
+    return "ranking (worst case over suites)" if g.is_ranking else f"suite {g.suite}"
+
+
+def place_row(pg: PageGroups, g: tables.Group, r: tables.Row) -> str:
+    """One table the model is a row of: the page, the table, its rank there (– when not ranked), its robust
+    average and its status (the reason when it is not ranked)."""
+    rank = lt.shown_rank(r)
+    avg = r.cells.get("robust", {}).get("avg")
+    status = r.status or (ranking.RANKED if rank is not None else "unranked")
+    number = avg.number() if avg is not None and avg.value is not None else lt.DASH
+    return (f"<tr><td class=\"l\">{link('../' + naming.protocol_page(pg.key), pg.title)}</td>"
+            f"<td class=\"l\">{esc(table_name(g))}</td><td class=\"num rank\">{lt.DASH if rank is None else rank}</td>"
+            f"<td>{esc(number)} <small class=\"ci\">{esc(avg.pm() if avg else '')}</small></td>"
+            f"<td class=\"l status\">{esc(status)}</td></tr>")
+
+
+def place_rows(model_id: str, site: SiteData) -> list[str]:
+    """A line per table of the site the model is a row of (rows are matched by ``Row.model_id``: a ranking
+    row's numbers are combined in memory, under a name no entry has)."""
+    return [place_row(pg, g, r) for pg in ordered_pages(site) for g in pg.groups for r in g.rows
+            if site.row_model(g, r) == model_id]
+
+
+PLACES_HEAD = ('<thead><tr><th class="l">Page</th><th class="l">Table</th><th>Rank</th><th>Robust average</th>'
+               '<th class="l">Status</th></tr></thead>')
 
 
 def _places(model_id: str, site: SiteData) -> str:
-    rows = []
-    for k, pg in site.pages.items():
-        if pg.ranking is None:
-            continue
-        for r in pg.ranking.rows:
-            le = site.entry_of(pg.ranking.protocol, r.entry)
-            if le is None or le.entry.model.id != model_id:
-                continue
-            avg = r.cells["robust"].get("avg")
-            rows.append(f"<tr><td class=\"l\">{link('../' + naming.protocol_page(k), naming.page_title(k))}</td>"
-                        f"<td>{'–' if r.rank is None else r.rank}</td><td>{esc(avg.number() if avg else '–')} "
-                        f"<small class=\"ci\">{esc(avg.pm() if avg else '')}</small></td>"
-                        f"<td class=\"l\">{esc(r.status or '')}</td></tr>")
+    rows = place_rows(model_id, site)
     if not rows:
-        return ""
-    return ("<section><h2>On the leaderboard</h2><table class=\"data\"><tr><th class=\"l\">Page</th><th>Rank</th>"
-            "<th>Robust average (worst case)</th><th class=\"l\">Status</th></tr>" + "".join(rows)
-            + "</table></section>")
+        return ('<section id="on-the-leaderboard"><h2>On the leaderboard</h2><p class="muted">In no table of this '
+                "site.</p></section>")
+    return ('<section id="on-the-leaderboard"><h2>On the leaderboard</h2><p>Every table the model is a row of: its '
+            f'rank there, or – and why it is not ranked.</p><table class="data places" id="places">{PLACES_HEAD}'
+            f'<tbody>{"".join(rows)}</tbody></table></section>')
 
 
 def _entries(model_id: str, site: SiteData) -> str:

@@ -17,19 +17,23 @@ from zsrbench.leaderboard.entries import eps_part
 from zsrbench.leaderboard.records import slug
 from zsrbench.site.papers import defense_display
 
-PageKey = tuple[str, int, "str | None", "str | None"]  # protocol, protocol version, ε text, subset
+# protocol, protocol version, ε text, subset, variant (an experiment's settings; None: the standard evaluation)
+PageKey = tuple[str, int, "str | None", "str | None", "str | None"]
 
 
 def protocol_page(key: PageKey) -> str:
-    name, version, eps_text, subset = key
-    tail = f"-{slug(subset)}" if subset else ""
+    name, version, eps_text, subset, variant = key
+    tail = (f"-{slug(subset)}" if subset else "") + (f"-variant-{slug(variant)}" if variant else "")
     return f"protocols/{slug(name)}-v{version}-{eps_part(eps_text)}{tail}.html"
 
 
-def page_title(key: PageKey) -> str:
-    name, version, eps_text, subset = key
+def page_title(key: PageKey, proxy: str | None = None) -> str:
+    """``micro v3 · ε = 4/255``, with its subset, its experiment and (``proxy``) what the protocol is when it is
+    not evidence about methods."""
+    name, version, eps_text, subset, variant = key
     eps = f"ε = {eps_text}" if eps_text else "clean (no attack)"
-    return f"{name} v{version} · {eps}" + (f" · {subset} subset" if subset else "")
+    return (f"{name} v{version} · {eps}" + (f" · {subset} subset" if subset else "")
+            + (f" · experiment: variant {variant}" if variant else "") + (f" — {proxy}" if proxy else ""))
 
 
 def model_page(model_id: str) -> str:

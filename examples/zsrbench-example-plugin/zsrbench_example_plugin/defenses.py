@@ -11,35 +11,47 @@ from torch import nn
 
 from zsrbench.defenses.base import Adversary, Defense, LossOutput, TrainHparams, as_batch
 from zsrbench.errors import ZsrError
+from zsrbench.params import Params
 
 
-def box_blur(x: torch.Tensor) -> torch.Tensor:
-    """Each channel of ``x`` (B×C×H×W in [0,1]) averaged over 3×3 neighbourhoods (edges replicated)."""
-    c = x.shape[1]
-    kernel = torch.full((c, 1, 3, 3), 1 / 9, dtype=x.dtype, device=x.device)
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
+def box_blur(x: torch.Tensor, size: int = 3) -> torch.Tensor:
+    """Each channel of ``x`` (B×C×H×W in [0,1]) averaged over size×size neighbourhoods (edges replicated)."""
+    c, r = x.shape[1], size // 2
+    kernel = torch.full((c, 1, size, size), 1 / size**2, dtype=x.dtype, device=x.device)
+    return F.conv2d(F.pad(x, (r, r, r, r), mode="replicate"), kernel, groups=c)
 
 
 class Blurred(nn.Module):
     """A classifier that blurs its input first: images in [0,1] -> logits, like the classifier it wraps."""
 
-    def __init__(self, clf: nn.Module) -> None:
+    def __init__(self, clf: nn.Module, size: int = 3) -> None:
         super().__init__()
-        self.clf = clf
+        self.clf, self.size = clf, size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.clf(box_blur(x))
+        return self.clf(box_blur(x, self.size))
 
 
 class BlurCLIP(Defense):
-    """CLIP behind a 3×3 box blur (a deliberately naive input transformation)."""
+    """CLIP behind a box blur (a deliberately naive input transformation)."""
 
     name = "blur_clip"
     paper = "example plugin (not a published defense)"
-    description = "example plugin: CLIP behind a 3x3 box blur"
+    description = "example plugin: CLIP behind a size x size box blur"
+    notes = ("a deliberately naive input transformation, for the plugin guide; not a defense to rank",)
+    # what it does at inference, declared: set with --set blur_clip.size=5, recorded, part of the model id
+    inference_params = Params(defaults={"size": 3}, help={"size": "side of the box blur in pixels (odd)"})
+
+    @classmethod
+    def inference_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        cfg = super().inference_config(values)  # types and ranges of the declaration
+        if cfg["size"] % 2 == 0:
+            raise ZsrError(f"blur_clip.size must be odd (the blur is centred on each pixel); got {cfg['size']}. "
+                           "Pass e.g. --set blur_clip.size=3.")
+        return cfg
 
     def wrap_classifier(self, clf: nn.Module) -> nn.Module:
-        return Blurred(clf).eval()  # attacks see, and differentiate through, the blur
+        return Blurred(clf, self.inference["size"]).eval()  # attacks see, and differentiate through, the blur
 
 
 @dataclass(frozen=True)
