@@ -25,13 +25,18 @@ RUN = ["run", "--protocol", "synthetic", "--steps", "2", "--quiet"]
 TREES = ("results", "leaderboards")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
+def make_world(tmp_path_factory) -> Path:
+    """A synthetic run's results and leaderboard, in a folder the cases copy."""
     w = tmp_path_factory.mktemp("world")
     res = runner.invoke(app, [*RUN, "--attack", "pgd", "--results-dir", str(w / "results"), "--leaderboard-dir",
                               str(w / "leaderboards")])
     assert res.exit_code == 0, res.output
     return w
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    return make_world(tmp_path_factory)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -226,8 +231,16 @@ CASES: list[tuple[str, str | None, list[str], str]] = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(case, world, tmp_path, monkeypatch):
+def check_case(case, world: Path, tmp_path: Path, monkeypatch, setups=SETUPS, code: int = 2) -> None:
+    """Run one bad-input case in a fresh copy of ``world``: exit ``code`` (2; ``validate`` reports with 1), a
+    one-paragraph message containing the case's words, no traceback, results/ and leaderboards/ unchanged.
+
+    A setup is called with the scratch folder (and ``monkeypatch`` when it takes two arguments) and returns
+    the values its argv names (``{key}``); ``{T}`` is the scratch folder. Other modules of the matrix
+    (``tests/test_bad_inputs_*.py``) call this with their own cases and setups.
+    """
+    import inspect
+
     name, setup, argv, needle = case
     here = tmp_path / "world"
     shutil.copytree(world, here, symlinks=True)
@@ -235,17 +248,25 @@ def test_bad_input(case, world, tmp_path, monkeypatch):
     scratch.mkdir()
     monkeypatch.chdir(here)
     before = snapshot(here)
-    made = SETUPS[setup](scratch, monkeypatch) if setup == "diskfull" else SETUPS[setup](scratch) if setup else {}
-    values = {"T": str(scratch), **made}
+    made = {}
+    if setup:
+        fn = setups[setup]
+        made = fn(scratch, monkeypatch) if len(inspect.signature(fn).parameters) == 2 else fn(scratch)
+    values = {"T": str(scratch), "W": str(here), **made}
     args = [a.format(**values) for a in argv]
     res = runner.invoke(app, args)
     output = res.output
-    assert res.exit_code == 2, f"{name}: exit {res.exit_code}\n{output}\n{res.exception!r}"
+    assert res.exit_code == code, f"{name}: exit {res.exit_code}\n{output}\n{res.exception!r}"
     assert isinstance(res.exception, SystemExit), f"{name}: {res.exception!r}"
     assert "Traceback" not in output
     assert needle.format(**values) in " ".join(output.split()), f"{name}: wanted {needle!r} in\n{output}"
     assert snapshot(here) == before, f"{name}: results/ or leaderboards/ changed"
     assert not (scratch / "MARKER").exists(), f"{name}: an unpickled payload ran"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case, world, tmp_path, monkeypatch):
+    check_case(case, world, tmp_path, monkeypatch)
 
 
 def test_the_matrix_is_large_enough():
