@@ -17,8 +17,7 @@ def plan_lines(plan: Any, estimate: tuple[float, int] | None = None) -> list[str
     model = cfg.model or proto.default_model
     if cfg.pretrained or (cfg.model is None and proto.default_pretrained):
         model += f" ({cfg.pretrained or proto.default_pretrained})"
-    weights = cfg.checkpoint or ("fine-tuned on demand (cached)" if proto.train_on_demand and cfg.defense != "clip"
-                                 and cfg.checkpoint is None else None)
+    weights = cfg.checkpoint or _weights(cfg.defense, proto, plan.seed)
     n = "all samples" if plan.n_samples is None else f"{plan.n_samples} per dataset"
     if plan.subset:
         n += f", subset '{plan.subset}'"
@@ -36,6 +35,19 @@ def plan_lines(plan: Any, estimate: tuple[float, int] | None = None) -> list[str
         lines.append(f"estimated attack time: about {_duration(seconds)} of one process (from {count} earlier "
                      "record(s) of this suite here; more processes divide it, fine-tuning is not included)")
     return lines
+
+
+def _weights(defense: str, proto: Any, seed: int) -> str | None:
+    """Where a trainable defense's weights come from without --checkpoint: the package's (shipped) or a
+    fine-tuning on demand; None for a defense that is not trained."""
+    from zsrbench.registry import DEFENSES
+
+    if not getattr(DEFENSES.get(defense), "trainable", False) or not proto.train_on_demand:
+        return None
+    from zsrbench.runner import shipped_weights
+
+    ship = shipped_weights(defense, proto, seed)
+    return f"shipped {ship.name} = {ship.model_id} (no fine-tuning)" if ship else "fine-tuned on demand (cached)"
 
 
 def estimate_seconds(results_dir: str | Path, protocol: str, suite: str, eps: float, datasets: Sequence[str],

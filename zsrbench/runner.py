@@ -134,9 +134,10 @@ def _run_as_rank(plan: Plan, world: distributed.World, *, progress: bool,
     device = distributed.join(world, plan.device)
     plan = replace(plan, device=device)
     try:
-        if world.main:
+        if world.main:  # (a --jobs rank: the launching process has said where the weights come from)
             defense, parts, checkpoint = prepare_model(plan.cfg, plan.protocol, device=device, seed=plan.seed,
-                                                       progress=progress, log=log)
+                                                       progress=progress,
+                                                       log=None if os.environ.get(distributed.JOBS_RANK) else log)
         distributed.barrier(world)
         if not world.main:
             defense, parts, checkpoint = prepare_model(plan.cfg, plan.protocol, device=device, seed=plan.seed)
@@ -174,7 +175,7 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
     checkpoint = cfg.checkpoint
     ship = shipped.by_name(checkpoint) if checkpoint and checkpoint.startswith(shipped.PREFIX) else None
     if checkpoint is None and getattr(defense, "trainable", False):
-        ship = _shipped(defense.name, protocol, seed)
+        ship = shipped_weights(defense.name, protocol, seed)
         if ship is None:
             from zsrbench.train import ensure_trained  # (check_config made sure the protocol trains on demand)
 
@@ -185,7 +186,8 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
     pretrained = cfg.pretrained if cfg.pretrained is not None else (protocol.default_pretrained if cfg.model is None else None)
     if ship is not None:  # the exact model the committed leaderboard evaluates, pinned by sha256
         if log:
-            log(f"{defense.name}: the shipped {ship.name} (sha256 {ship.sha256[:12]}…; no fine-tuning)")
+            log(f"{defense.name}: the shipped {ship.name} = {ship.model_id} (sha256 {ship.sha256[:12]}…; no "
+                "fine-tuning)")
         parts = defense.load(LoadSpec(model=model_name, pretrained=pretrained, checkpoint=str(ship.path),
                                       checkpoint_sha256=ship.sha256), device=device)
         _record_shipped(parts, ship)
@@ -196,7 +198,7 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
     return defense, parts, checkpoint
 
 
-def _shipped(defense: str, protocol: Protocol, seed: int) -> Any:
+def shipped_weights(defense: str, protocol: Protocol, seed: int) -> Any:
     """The weights the package ships for ``defense`` fine-tuned under the protocol's recipe and ``seed`` (None:
     none ship, or the recipe, base model or training loop changed since; then it is fine-tuned on demand)."""
     from zsrbench.micro import shipped
