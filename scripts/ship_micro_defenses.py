@@ -43,8 +43,8 @@ def ship(defense: str, proto, work: Path) -> dict:
 def main() -> None:
     load_builtins()
     proto = PROTOCOLS.get("micro")
-    trainable = [n for n in DEFENSES.names() if getattr(DEFENSES.get(n), "trainable", False)
-                 and DEFENSES.origin(n) == "zsrbench"]
+    trainable = [n for n in DEFENSES.names() if DEFENSES.origin(n) == "zsrbench"
+                 and getattr(DEFENSES.get(n), "trainable", False)]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--defenses", default=",".join(trainable))
     ap.add_argument("--work", default="ship-work", help="folder for the training outputs (kept for resuming)")

@@ -235,8 +235,9 @@ def check_case(case, world: Path, tmp_path: Path, monkeypatch, setups=SETUPS, co
     """Run one bad-input case in a fresh copy of ``world``: exit ``code`` (2; ``validate`` reports with 1), a
     one-paragraph message containing the case's words, no traceback, results/ and leaderboards/ unchanged.
 
-    A setup is called with the scratch folder (and ``monkeypatch`` when it takes two arguments) and returns
-    the values its argv names (``{key}``); ``{T}`` is the scratch folder. Other modules of the matrix
+    A setup is called with the scratch folder (and ``monkeypatch`` when it takes two arguments; the current
+    folder is then the world's copy, ``{W}``) and returns the values its argv names (``{key}``); ``{T}`` is the
+    scratch folder. Other modules of the matrix
     (``tests/test_bad_inputs_*.py``) call this with their own cases and setups.
     """
     import inspect
@@ -247,11 +248,11 @@ def check_case(case, world: Path, tmp_path: Path, monkeypatch, setups=SETUPS, co
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.chdir(here)
-    before = snapshot(here)
     made = {}
-    if setup:
+    if setup:  # (a setup may plant a hostile file in the world: the command must then change nothing more)
         fn = setups[setup]
         made = fn(scratch, monkeypatch) if len(inspect.signature(fn).parameters) == 2 else fn(scratch)
+    before = snapshot(here)
     values = {"T": str(scratch), "W": str(here), **made}
     args = [a.format(**values) for a in argv]
     res = runner.invoke(app, args)

@@ -97,6 +97,28 @@ def test_text_head_cache_hit_on_second_run(tmp_path, tiny_parts):
     assert not info3["cache_hit"]  # other prompts, other key
 
 
+@pytest.mark.parametrize("tamper", ["rolled", "rolled-with-digest", "plain-tensor", "nan"])
+def test_a_changed_cached_text_head_is_never_used(tmp_path, tiny_parts, tamper, caplog):
+    from zsrbench.models import head_sha256
+
+    prompts = [[f"a photo of a {c}"] for c in ("cat", "dog", "bird", "car", "ship")]
+    clf1, info1 = make_classifier(tiny_parts, prompts, cache=tmp_path)
+    [path] = (tmp_path / "text_heads").glob("*.pt")
+    blob = torch.load(path, weights_only=True)
+    rolled = blob["head"].roll(1, dims=0)  # every class gets another class's embedding
+    forged = {"rolled": {**blob, "head": rolled},
+              "rolled-with-digest": {**blob, "head": rolled, "sha256": head_sha256(rolled)},  # a consistent forgery
+              "plain-tensor": rolled, "nan": {**blob, "head": blob["head"] * float("nan")}}[tamper]
+    torch.save(forged, path)
+    with caplog.at_level("WARNING", logger="zsrbench"):
+        clf2, info2 = make_classifier(tiny_parts, prompts, cache=tmp_path)
+    assert torch.equal(clf1.head, clf2.head) and not info2["cache_hit"] and info2["text_head_source"] == "computed"
+    assert "is not used" in caplog.text and str(path) in caplog.text
+    assert info2["text_head_sha256"] == info1["text_head_sha256"] == head_sha256(clf1.head)
+    _, info3 = make_classifier(tiny_parts, prompts, cache=tmp_path)  # the cache was rewritten, and is checked
+    assert info3["cache_hit"] and info3["text_head_source"].startswith("cache")
+
+
 def test_classifier_resizes_inside_and_is_differentiable(tiny_parts):
     clf, _ = make_classifier(tiny_parts, [["a"], ["b"], ["c"]], cache=False)
     assert isinstance(clf, ZeroShotClassifier) and not clf.training

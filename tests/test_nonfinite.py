@@ -179,3 +179,28 @@ def test_inf_clean_logits_are_not_correct(shapes):
     assert flags["nonfinite"][:5].all() and not flags["clean_correct"][:5].any()
     assert (flags["clean_pred"][:5] == -1).all()
     assert m.n_nonfinite >= 5
+
+
+def test_nan_on_every_perturbed_point_is_never_robust_under_autoattack():
+    """AutoAttack returns the clean point for a sample whose gradients are NaN: the points it tried judge it."""
+    from linear_model import make_linear_problem
+    from zsrbench.evaluate import evaluate_unit
+    from zsrbench.registry import ATTACKS
+
+    model, x, y, _ = make_linear_problem(n=30, n_classes=10, eps=4 / 255, seed=3)
+    x = (x * 255).round() / 255  # every clean pixel on the 1/255 grid
+
+    class NaNOffGrid(torch.nn.Module):
+        def forward(self, inp):
+            z = model(inp)
+            off = ((inp * 255 - (inp * 255).round()).abs() > 1e-4).flatten(1).any(1)
+            return torch.where(off[:, None], torch.full_like(z, float("nan")), z)
+
+    clf = NaNOffGrid()
+    clean = clf(x).argmax(1) == y
+    assert int(clean.sum()) >= 10
+    spec = ATTACKS.get("aa-lite")
+    unit = evaluate_unit(clf, x, y, [spec], {spec.name: spec.config(n_iter=10)}, eps=4.0, seed=0, index=0, start=0,
+                         device="cpu", precision="fp32")
+    assert not unit.robust["aa-lite"].any()  # was: the clean-correct samples AutoAttack gave up on stayed robust
+    assert unit.nonfinite[clean.numpy()].all()

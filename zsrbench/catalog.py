@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from zsrbench.errors import ZsrError
 from zsrbench.registry import ATTACKS, DATASETS, DEFENSES, PROTOCOLS, Registry, describe, load_builtins
 
 
@@ -16,8 +17,12 @@ def describe_entries(what: str) -> list[dict[str, str]]:
     reg = _registry(what)
     rows = []
     for name in reg.names():
-        obj = reg.get(name)
         origin = reg.origin(name)
+        try:
+            obj = reg.get(name)
+        except ZsrError as exc:  # a plugin entry that does not load: listed as broken, the others stay usable
+            rows.append(broken_row(what, name, str(exc), origin))
+            continue
         if what == "datasets":
             info = obj.info
             tmpl = info.fixed_prompts[0] + " …" if info.fixed_prompts else info.templates[0]
@@ -43,3 +48,16 @@ def at_inference(defense_cls: Any) -> str:
     acts = getattr(defense_cls, "acts_at_inference", None)
     return "wraps the classifier or loads its own way (no settings)" if acts is not None and acts() else "weights only"
 
+
+COLUMNS = {"datasets": ("name", "classes", "split", "input", "template", "origin"),
+           "protocols": ("name", "version", "datasets", "eps", "description", "origin"),
+           "attacks": ("name", "family", "description", "origin"),
+           "defenses": ("name", "description", "at inference", "paper", "origin")}
+SAYS = {"datasets": "template"}  # the column a broken entry's reason goes in (else "description")
+
+
+def broken_row(what: str, name: str, message: str, origin: str) -> dict[str, str]:
+    """The row of an entry that does not load: the columns of its kind, the reason where its description goes."""
+    row = {c: "" for c in COLUMNS[what]}
+    row.update({"name": name, "origin": origin, SAYS.get(what, "description"): f"BROKEN: {message}"})
+    return row

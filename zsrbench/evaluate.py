@@ -4,8 +4,10 @@ A sample is robust only if it is classified correctly clean and survives every a
 attack runs on all clean-correct samples, so each attack's own robust accuracy is known too.
 
 Non-finite logits (NaN/inf) count against the model: a sample whose clean logits are non-finite is not correct
-(its ``clean_pred`` is -1, no class), and one whose logits on an attack's ``x_adv`` are non-finite (checked by
-one extra forward pass, under the same autocast) is not robust to that attack. ``nonfinite`` marks both kinds.
+(its ``clean_pred`` is -1, no class), and one whose logits are non-finite on any point an attack tried in its
+ε-ball (watched during the attack by :class:`FiniteWitness`; an attack may return another point, e.g. AutoAttack
+returns the clean image when its gradients are NaN) or on the attack's ``x_adv`` (one extra forward pass, under
+the same autocast) is not robust to that attack. ``nonfinite`` marks both kinds.
 """
 
 from __future__ import annotations
@@ -37,6 +39,35 @@ def autocast(device: str, precision: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
+class FiniteWitness(torch.nn.Module):
+    """``clf`` as the attack sees it, unchanged (same outputs, gradients and random draws), that notes which
+    samples got non-finite logits at any point the attack tried: a non-finite row is matched to the clean
+    sample whose ε-ball (L∞) holds it. Rows are finite for a sound model, so the matching costs nothing then."""
+
+    def __init__(self, clf: torch.nn.Module, x_clean: torch.Tensor, eps: float) -> None:
+        super().__init__()
+        self.clf = clf
+        self.x_clean = x_clean.detach().flatten(1)
+        self.eps = float(eps)
+        self.bad = torch.zeros(x_clean.shape[0], dtype=torch.bool, device=x_clean.device)
+
+    def __getattr__(self, name: str) -> Any:  # the wrapped classifier's attributes, as an attack may read them
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("clf"), name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.clf(x)
+        with torch.no_grad():
+            rows = ~torch.isfinite(out.detach()).all(1)
+            if bool(rows.any()):
+                tried = x.detach()[rows].flatten(1).to(self.x_clean.dtype)
+                dist = (tried[:, None, :] - self.x_clean[None, :, :]).abs().amax(2)  # [bad rows, samples]
+                self.bad |= (dist <= self.eps * (1 + 1e-4) + 1e-6).any(0)
+        return out
+
+
 def evaluate_unit(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, specs: Sequence[AttackSpec],
                   params: dict[str, dict[str, Any]], *, eps: float, seed: int, index: int, start: int,
                   device: str, precision: str) -> UnitResult:
@@ -55,10 +86,12 @@ def evaluate_unit(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, specs:
     for spec in specs:
         ok = correct.clone()
         if idx.numel():
+            witness = FiniteWitness(clf, x[idx], eps / 255.0)
             with autocast(device, precision):
-                out = spec(clf, x[idx], y[idx], eps=eps, seed=batch_seed(seed, spec.name, start), **params[spec.name])
+                out = spec(witness, x[idx], y[idx], eps=eps, seed=batch_seed(seed, spec.name, start),
+                           **params[spec.name])
             with torch.no_grad(), autocast(device, precision):  # x_adv whose logits are NaN/inf is no defense
-                adv_finite = torch.isfinite(clf(out.x_adv.to(device))).all(1)
+                adv_finite = torch.isfinite(clf(out.x_adv.to(device))).all(1) & ~witness.bad
             ok[idx] = ~out.success.to(device) & adv_finite
             bad[idx] |= ~adv_finite
             _collect(infos, spec.name, out.info)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +32,8 @@ from zsrbench.weights_io import (
 from zsrbench.weights_io import (  # noqa: F401
     FULL_WEIGHTS_HINT, SHA256_HEX, TRUST_HINT, TRUSTED_LOAD_ERRORS, nonfinite_tensors, safetensors_keys,
 )
+
+log = logging.getLogger("zsrbench")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -377,40 +381,81 @@ def compute_text_head(model: nn.Module, tokenizer: Any, prompts: list[list[str]]
     return torch.stack(out)
 
 
-def _cached_head(path: Path, n_classes: int) -> torch.Tensor | None:
-    """A cached text head, or None when absent or unusable (a damaged cache file is recomputed, not fatal)."""
+HEAD_CHECK_ROWS = 2  # rows of a cached text head recomputed and compared each time it is used
+HEAD_CHECK_TOL = 1e-4  # |cached − recomputed| allowed per element (the same tower, another batch composition)
+
+
+def head_sha256(head: torch.Tensor) -> str:
+    """sha256 of a text head's float32 bytes (its shape in front): what records and the cache name it by."""
+    t = head.detach().to("cpu", torch.float32).contiguous()
+    return hashlib.sha256(f"{tuple(t.shape)}|".encode() + t.numpy().tobytes()).hexdigest()
+
+
+def _cached_head(path: Path, n_classes: int, tower: str, prompts_digest: str) -> tuple[torch.Tensor | None, str]:
+    """(the cached text head, "") or (None, why not): absent, unreadable, written for other inputs, or its bytes
+    no longer match the digest stored with it. A damaged or changed cache file is recomputed, never fatal."""
     if not path.is_file():
-        return None
+        return None, ""
     try:
-        head = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except TORCH_LOAD_ERRORS:
-        return None
-    ok = isinstance(head, torch.Tensor) and head.ndim == 2 and head.shape[0] == n_classes
-    return head if ok and bool(torch.isfinite(head).all()) else None
+        return None, "unreadable"
+    head = blob.get("head") if isinstance(blob, dict) else None
+    if not (isinstance(head, torch.Tensor) and head.ndim == 2 and head.shape[0] == n_classes):
+        return None, "not a text head of this many classes (or written by an older zsrbench)"
+    if blob.get("tower") != tower or blob.get("prompts") != prompts_digest:
+        return None, "written for another text tower or other prompts"
+    if blob.get("sha256") != head_sha256(head) or not bool(torch.isfinite(head).all()):
+        return None, "its tensor does not match the digest stored with it (changed after it was written)"
+    return head, ""
+
+
+def _rows_agree(parts: CLIPParts, prompts: list[list[str]], head: torch.Tensor, key: str) -> bool:
+    """Recompute a few seeded rows of a cached head and compare (catches a head replaced consistently with its
+    digest, e.g. rows permuted)."""
+    rng = np.random.default_rng(int(key[:8], 16))
+    rows = sorted(rng.choice(len(prompts), size=min(HEAD_CHECK_ROWS, len(prompts)), replace=False).tolist())
+    device = next(parts.model.parameters()).device
+    fresh = compute_text_head(parts.model, parts.tokenizer, [prompts[i] for i in rows], device).cpu()
+    return bool((fresh - head[rows].float()).abs().max() <= HEAD_CHECK_TOL)
 
 
 def text_head(parts: CLIPParts, prompts: list[list[str]], *, device: torch.device | str = "cpu",
               cache: Path | None | bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The class text head, cached on disk by (text-tower weights digest, prompts digest)."""
+    """The class text head, cached on disk by (text-tower weights digest, prompts digest).
+
+    A cache file holds the head with its digest and the digests it was computed from; a head read from it is
+    used only when those match and a few of its rows, recomputed, agree with it (else it is recomputed, with a
+    warning). ``info`` says where the head came from (``text_head_source``: computed, or the verified cache)
+    and its digest (``text_head_sha256``), which result records keep.
+    """
     tower = sha256_state(text_tower_state(parts.model))
     prompts_digest = hashlib.sha256(json.dumps(prompts, ensure_ascii=False).encode()).hexdigest()
     key = hashlib.sha256(f"{tower}|{prompts_digest}".encode()).hexdigest()[:32]
-    info = {"text_tower_sha256": tower, "prompts_sha256": prompts_digest, "cache_hit": False}
+    info: dict[str, Any] = {"text_tower_sha256": tower, "prompts_sha256": prompts_digest, "cache_hit": False}
     path = None
     if cache:
         folder = (cache if isinstance(cache, Path) else cache_dir()) / "text_heads"
         path = folder / f"{key}.pt"
-        head = _cached_head(path, len(prompts))
+        head, why = _cached_head(path, len(prompts), tower, prompts_digest)
+        if head is not None and not _rows_agree(parts, prompts, head, key):
+            head, why = None, "recomputed rows of it differ from the stored ones"
         if head is not None:
-            info["cache_hit"] = True
+            info.update(cache_hit=True, text_head_source="cache (digest and recomputed rows checked)",
+                        text_head_sha256=head_sha256(head))
             return head.to(device), info
+        if why:
+            log.warning("the cached text head %s is not used (%s); it is computed again and the cache rewritten",
+                        path, why)
     model_device = next(parts.model.parameters()).device
     head = compute_text_head(parts.model, parts.tokenizer, prompts, model_device).to(device)
+    info.update(text_head_source="computed", text_head_sha256=head_sha256(head))
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(head.cpu(), tmp)
+            torch.save({"head": head.cpu(), "sha256": info["text_head_sha256"], "tower": tower,
+                        "prompts": prompts_digest}, tmp)
             os.replace(tmp, path)
         except OSError:
             info["cache_write_failed"] = True

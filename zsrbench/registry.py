@@ -47,20 +47,51 @@ class Entry:
         place = self.where.removeprefix("the entry registered in code by ")
         return {"kind": "code", "module": place}
 
-    def resolve(self) -> Any:
+    broken: str | None = None  # why the entry cannot be loaded (set on the first failed attempt)
+
+    def resolve(self, expects: tuple[str, str] | None = None) -> Any:
+        """The registered object, imported on first use. An entry point whose module fails on import (any
+        exception, ``SyntaxError``, ``sys.exit``) or that names an object of the wrong kind (``expects``:
+        (``module:Class``, what it should be)) is *broken*: a :class:`ZsrError` now and on every later use, and
+        nothing else of the registry is affected."""
+        if self.broken is not None:
+            raise ZsrError(self.broken)
         if isinstance(self.target, str):
             module, _, attr = self.target.partition(":")
             try:
                 obj = importlib.import_module(module)
                 for part in attr.split(".") if attr else []:
                     obj = getattr(obj, part)
-            except (ImportError, AttributeError) as exc:
-                raise ZsrError(
-                    f"Could not load '{self.name}' from {self.origin}: {exc}. "
-                    "Check that the package providing it is installed in this environment."
-                ) from exc
+            except (Exception, SystemExit) as exc:  # a plugin's import may raise anything
+                self.broken = (f"Could not load '{self.name}' from {self.origin}: {_first_line(exc)}. Check that the "
+                               "package providing it is installed in this environment and imports cleanly (python -c "
+                               f"'import {module}' shows the whole error).")
+                raise ZsrError(self.broken) from None
+            if expects is not None and not _is_kind(obj, expects[0]):
+                self.broken = (f"Could not load '{self.name}' from {self.origin}: it names {_kind_of(obj)}, not "
+                               f"{expects[1]}. Point the entry point at {expects[1]} (docs/plugins.md).")
+                raise ZsrError(self.broken)
             self.target = obj
         return self.target
+
+
+def _first_line(exc: BaseException) -> str:
+    """``SyntaxError: invalid syntax (module.py, line 3)``: the exception's type and first line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SystemExit):
+        return f"the module calls sys.exit({exc.code!r}) on import"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_kind(obj: Any, expected: str) -> bool:
+    """Whether ``obj`` is an instance (or, for a class, a subclass) of the ``module:Class`` named ``expected``."""
+    module, _, name = expected.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    return isinstance(obj, cls) or (isinstance(obj, type) and issubclass(obj, cls))
+
+
+def _kind_of(obj: Any) -> str:
+    return f"the class {obj.__qualname__}" if isinstance(obj, type) else f"a {type(obj).__name__} ({obj!r:.40})"
 
 
 def _registered_where(target: Any, origin: str) -> str:
@@ -92,8 +123,10 @@ def describe(obj: Any) -> str:
 class Registry(Generic[T]):
     """A named collection of objects with aliases, lazy entries, plugins and helpful errors."""
 
-    def __init__(self, kind: str, group: str | None = None, builtins: Callable[[], None] | None = None) -> None:
+    def __init__(self, kind: str, group: str | None = None, builtins: Callable[[], None] | None = None,
+                 expects: tuple[str, str] | None = None) -> None:
         self.kind = kind
+        self.expects = expects  # ("module:Class", in words): what a plugin's entry point must name
         self.group = group
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
@@ -203,7 +236,7 @@ class Registry(Generic[T]):
         key = self._key(name)
         if key is None:
             raise ZsrError(self._unknown_message(name))
-        return self._entries[key].resolve()
+        return self._entries[key].resolve(self.expects)
 
     def entry(self, name: str) -> Entry:
         key = self._key(name)
@@ -245,10 +278,14 @@ def _load_builtins() -> None:
     load_builtins()
 
 
-DEFENSES: Registry[Any] = Registry("defense", "zsrbench.defenses", builtins=_load_builtins)
-ATTACKS: Registry[Any] = Registry("attack", "zsrbench.attacks", builtins=_load_builtins)
-DATASETS: Registry[Any] = Registry("dataset", "zsrbench.datasets", builtins=_load_builtins)
-PROTOCOLS: Registry[Any] = Registry("protocol", "zsrbench.protocols", builtins=_load_builtins)
+DEFENSES: Registry[Any] = Registry("defense", "zsrbench.defenses", builtins=_load_builtins,
+                                   expects=("zsrbench.defenses.base:Defense", "a subclass of zsrbench.defenses.base.Defense"))
+ATTACKS: Registry[Any] = Registry("attack", "zsrbench.attacks", builtins=_load_builtins,
+                                  expects=("zsrbench.attacks.base:AttackSpec", "a zsrbench.attacks.base.AttackSpec"))
+DATASETS: Registry[Any] = Registry("dataset", "zsrbench.datasets", builtins=_load_builtins,
+                                   expects=("zsrbench.data.base:DatasetBuilder", "a zsrbench.data.base.DatasetBuilder"))
+PROTOCOLS: Registry[Any] = Registry("protocol", "zsrbench.protocols", builtins=_load_builtins,
+                                    expects=("zsrbench.protocols:Protocol", "a zsrbench.protocols.Protocol"))
 
 register_defense = DEFENSES.register
 register_attack = ATTACKS.register

@@ -243,6 +243,9 @@ def _jobs(plan: Plan, mid: str | None, image_size: int, log: Callable[[str], Non
     for name in plan.datasets:
         evalset = _build(plan, name, image_size, log)
         indices = select_indices(len(evalset), plan.n_samples, plan.seed)
+        if log and mid is not None and plan.n_samples is not None and plan.n_samples > len(evalset):
+            log(f"{name}: {plan.n_samples} samples asked for, the dataset has {len(evalset)}: all of them are "
+                "evaluated (recorded in the record's notes)")
         store = None if mid is None else UnitStore(_record_file(plan, mid, name), _unit_key(plan, mid, indices))
         jobs.append(_Job(name, evalset, list(indices), unit_bounds(len(indices), plan.batch_size), offset, store))
         offset += len(indices)
@@ -271,10 +274,13 @@ def _resume(plan: Plan, mid: str, jobs: Sequence[_Job], log: Callable[[str], Non
             continue
         job.result = _resumable(plan, mid, job.name, job.indices)
         if job.result is not None:
+            job.store.clear()  # units left by a run stopped after writing the record: the record holds them
             if log:
                 log(f"{job.name}: already evaluated with the same settings ({job.result.path}); skipped (--resume)")
             continue
-        job.done = {k: u for k in range(len(job.bounds)) if (u := job.store.load(k)) is not None}
+        attacks = [s.name for s in plan.specs]
+        job.done = {k: u for k, (start, stop) in enumerate(job.bounds)
+                    if (u := job.store.load(k, stop - start, attacks)) is not None}
         if job.done and log:
             log(f"{job.name}: {len(job.done)} of {len(job.bounds)} units already evaluated; resuming (--resume)")
 
@@ -384,6 +390,9 @@ def _finish(plan: Plan, job: _Job, mid: str, defense: Any, parts: CLIPParts, che
             head_info: dict[str, Any], log: Callable[[str], None] | None) -> None:
     """Assemble ``job``'s record from its units, write it (with its flags) and drop the units."""
     flags, infos, timing = assemble([job.done[k] for k in range(len(job.bounds))], [s.name for s in plan.specs])
+    if plan.n_samples is not None and plan.n_samples > len(job.evalset):
+        infos["notes"].append(f"{plan.n_samples} samples asked for; the dataset has {len(job.evalset)}: all of them "
+                              "were evaluated")
     if job.evalset.skipped:
         infos["notes"].append(f"{len(job.evalset.skipped)} image(s) left out because they do not decode "
                               "(--skip-broken-images); listed in protocol.skipped_files")
@@ -441,7 +450,8 @@ def _record(plan: Plan, name: str, evalset: EvalSet, indices: Sequence[int], mid
             precision=plan.cfg.precision,
             success_criterion=str(plan.params[specs[0].name].get("criterion", "any misclassified output")),
             batch_size=plan.batch_size, subset=plan.subset, settings=plan.protocol.settings(), variant=plan.variant,
-            skipped_files=list(evalset.skipped)),
+            skipped_files=list(evalset.skipped),
+            text_head={"sha256": head_info["text_head_sha256"], "source": head_info["text_head_source"]}),
         metrics=metrics_from_flags(flags, info.num_classes, [s.name for s in specs]),
         flags=Flags(**infos),
         env=env,

@@ -368,13 +368,20 @@ def _coerce(hp_cls: type, key: str, value: Any) -> Any:
     return v
 
 
+def _trainable(registry: Any, name: str) -> bool:
+    try:
+        return bool(getattr(registry.get(name), "trainable", False))
+    except ZsrError:  # a plugin entry that does not load
+        return False
+
+
 def _make_defense(registry: Any, defense_name: str, proto: Any, given: dict[str, Any]) -> Any:
     """The defense with the protocol's recipe under the caller's hyper-parameters, validated."""
     from dataclasses import replace
 
     defense_cls = registry.get(defense_name)
     if not getattr(defense_cls, "trainable", False):
-        trainable = [n for n in registry.names() if getattr(registry.get(n), "trainable", False)]
+        trainable = [n for n in registry.names() if _trainable(registry, n)]
         raise ZsrError(f"Defense '{defense_name}' cannot be trained. Trainable defenses: {', '.join(trainable)}.")
     given = dict(given)
     # one budget: steps given → epochs unused; epochs given (and no steps) → the default step budget is dropped
@@ -564,7 +571,7 @@ def _train_defense(
 
     # model ------------------------------------------------------------------------------------------
     from zsrbench.defenses import catalogue
-    from zsrbench.defenses.base import TrainBatch
+    from zsrbench.defenses.base import TrainBatch, same_kernels
     from zsrbench.models import ZeroShotClassifier, build_clip, text_head
 
     torch.manual_seed(int(seed))  # random-init configs (zsr-tiny) are then reproducible
@@ -676,7 +683,8 @@ def _train_defense(
                 lr_now = scheduler.set(step)
                 clf.train()
                 frozen.eval()
-                with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=amp_dtype is not None), \
+                        same_kernels():
                     out_loss = defense.loss(batch_, clf, frozen, adversary)
                 optimizer.zero_grad(set_to_none=True)  # nothing from the attack reaches the update
                 loss_value = out_loss.total.float()

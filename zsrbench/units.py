@@ -57,6 +57,12 @@ class UnitResult:
                        infos=meta["infos"], timing=meta["timing"])
 
 
+def fits(unit: UnitResult, size: int) -> bool:
+    """Every array of ``unit`` is one-dimensional with ``size`` rows (a unit file of other bounds is not taken)."""
+    arrays = [unit.labels, unit.clean_pred, unit.nonfinite, *unit.robust.values()]
+    return all(a.ndim == 1 and a.shape[0] == size for a in arrays)
+
+
 def unit_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     """The ``(start, stop)`` positions of each unit of ``n`` samples in batches of ``batch_size``."""
     return [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -105,14 +111,17 @@ class UnitStore:
     def path(self, index: int) -> Path:
         return self.folder / f"u{index:05d}.npz"
 
-    def load(self, index: int) -> UnitResult | None:
-        """The stored unit, or None when absent or unreadable (then it is evaluated again)."""
+    def load(self, index: int, size: int | None = None, attacks: Sequence[str] | None = None) -> UnitResult | None:
+        """The stored unit, or None when absent, unreadable or not a unit of ``size`` samples under ``attacks``
+        (then it is evaluated again): every array holds one row per sample of the unit."""
         p = self.path(index)
         try:
             unit = UnitResult.from_bytes(p.read_bytes())
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
             return None
-        return unit if unit.index == index else None
+        if unit.index != index or (attacks is not None and list(unit.robust) != list(attacks)):
+            return None
+        return unit if size is None or fits(unit, size) else None
 
     def save(self, unit: UnitResult) -> None:
         from zsrbench.leaderboard.atomic import replace_files

@@ -8,11 +8,12 @@ frozen original and the training adversary. The loop never knows a defense by na
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -170,6 +171,24 @@ def as_batch(batch: Any) -> TrainBatch:
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return TrainBatch(x=batch[0], y=batch[1])
     raise TypeError("batch must be a TrainBatch or an (images, labels) pair")
+
+
+@contextlib.contextmanager
+def same_kernels() -> Iterator[None]:
+    """The model being trained and its frozen copy compute with the same kernels inside this block.
+
+    torch's ``nn.MultiheadAttention`` takes a fused "fast path" when no gradient is needed (the frozen copy, under
+    ``no_grad``) and its head count is even, and the general path otherwise (the trained copy): the two differ in
+    the last bits, so at θ = θ0 a term that compares them (the TGA-ZSR attention constraint, PMG-AFT's KL to the
+    frozen model) was ~1e-5 instead of 0. The fast path is off inside the block (restored afterwards); models
+    whose attention has an odd head count (the micro CLIP) never took it.
+    """
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
 
 
 def embed(model: Any, x: torch.Tensor) -> torch.Tensor:
@@ -409,11 +428,12 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
     path = folder / "manifest.json"
     if not path.is_file():
         return None
+    from zsrbench.jsonio import read
+
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ZsrError(f"{path} is not valid JSON ({exc}); the training output is damaged. Restore the file or "
-                       "re-run `zsrbench train`.") from exc
+        manifest = read(path, "training manifest")
+    except ZsrError as exc:
+        raise ZsrError(f"{exc} The training output is damaged: restore the file or re-run `zsrbench train`.") from None
     if not isinstance(manifest, dict):
         raise ZsrError(f"{path} is not a zsrbench training manifest (a JSON object); restore it or re-run "
                        "`zsrbench train`.")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from zsrbench.defenses import attention as att
-from zsrbench.defenses.base import Adversary, Defense, LossOutput, TrainBatch, TrainHparams, as_batch
+from zsrbench.defenses.base import Adversary, Defense, LossOutput, TrainBatch, TrainHparams, as_batch, same_kernels
 from zsrbench.errors import ZsrError
 from zsrbench.registry import DEFENSES
 
@@ -138,7 +138,10 @@ class TGAZSR(Defense):
         return att.map_l2
 
     def loss(self, batch: Any, model: Any, frozen: Any, adversary: Adversary) -> LossOutput:
-        b = as_batch(batch)
+        with same_kernels():  # the frozen copy's maps through the trained copy's kernels: equal at θ = θ0
+            return self._loss(as_batch(batch), model, frozen, adversary)
+
+    def _loss(self, b: Any, model: Any, frozen: Any, adversary: Adversary) -> LossOutput:
         hp = self.hp
         x_adv = adversary(model, b.x, b.y)
         emb_adv, f_adv = att.projected_tokens(model, x_adv)

@@ -12,9 +12,9 @@ from typing import Any
 import zsrbench
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.entries import now_utc
-from zsrbench.leaderboard.reading import Previous, _previous
+from zsrbench.leaderboard.reading import Previous
 from zsrbench.leaderboard.schema import AuditData, LeaderboardEntry
-from zsrbench.leaderboard.store import _taken_numbers, _write_revision, writing_entry
+from zsrbench.leaderboard.store import _taken_numbers, _write_revision, newest_readable, writing_entry
 
 
 def _audit_content(entry: LeaderboardEntry) -> Any:
@@ -35,7 +35,7 @@ def add_audit(leaderboard_root: str | Path, draft: LeaderboardEntry, *, now: str
         raise ZsrError(f"add_audit takes audit entries; '{draft.entry}' is {draft.kind}.")
     edir = Path(leaderboard_root) / draft.protocol.name / draft.entry
     with writing_entry(edir):  # an OSError while writing is a ZsrError; nothing half-written is left
-        prev = _previous(edir)
+        prev = newest_readable(edir)
         pe = prev.entry
         if pe is not None and prev.note is None and pe.kind == "audit" and _audit_content(pe) == _audit_content(draft):
             assert prev.path is not None

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Sequence
 
 import zsrbench
-from zsrbench import paths
+from zsrbench import jsonio, paths
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.entries import entry_dirs, measurement, now_utc, rev_name, sha256_hex
 from zsrbench.leaderboard.reading import _previous
@@ -197,7 +197,7 @@ def _migrate_entry(edir: Path, pe: LeaderboardEntry, prev: Any, *, dry_run: bool
     for ds, m in pe.measured.datasets.items():
         blob = _read_checked(edir, m.record, f"record of {ds}")
         side = _read_checked(edir, m.sidecar, f"flags of {ds}")
-        data = json.loads(blob)
+        data = jsonio.parse(blob, edir / m.record.path, "result record")
         model, changed = sanitise_model(data.get("model") or {}, str((data.get("model") or {}).get("id", "")),
                                         cache_roots)
         record_changed += changed

@@ -13,7 +13,6 @@ writer of the next one sees it (:mod:`.store`). Nothing here writes.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -24,6 +23,7 @@ import numpy as np
 from pydantic import ValidationError
 
 import zsrbench
+from zsrbench import jsonio
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import atomic
 from zsrbench.leaderboard.entries import (
@@ -208,7 +208,7 @@ def entries_from_results(results_dir: str | Path, protocol: str | None = None) -
             continue
         try:
             blob = path.read_bytes()
-            data = json.loads(blob)
+            data = jsonio.parse(blob, path, "result record")
             if isinstance(data, dict) and data.get("kind") == "attention_shift":
                 continue  # an attention-shift record of `zsrbench attention`, not a result record
             record = parse_record(data, path)

@@ -6,7 +6,6 @@ Numbers are numbers, never strings. Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,11 +15,11 @@ from zsrbench.errors import ZsrError
 
 
 def read_json(path: Path, what: str) -> Any:
-    """The JSON content of ``path``; a :class:`ZsrError` naming ``what`` it should be when it cannot be read."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ZsrError(f"{path}: not a readable JSON {what} ({exc}).") from exc
+    """The JSON content of ``path``; a :class:`ZsrError` naming ``what`` it should be when it cannot be read, or
+    when it holds a duplicate key or nests absurdly deep (:mod:`zsrbench.jsonio`)."""
+    from zsrbench.jsonio import read
+
+    return read(path, f"JSON {what}")
 
 SCHEMA_VERSION = 1
 
@@ -82,6 +81,9 @@ class ProtocolInfo(_Strict):
     # precision, sample count, attack parameters), as a name part of the record's folder; None: the protocol's
     variant: str | None = None
     skipped_files: list[str] = Field(default_factory=list)  # images left out because they do not decode
+    # the class text head the logits used: its digest and where it came from ("computed", or zsrbench's cache
+    # with its digest and recomputed rows checked); None in records written before it was recorded
+    text_head: dict[str, str] | None = None
 
 
 class Metrics(_Strict):

@@ -34,6 +34,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 import zsrbench
+from zsrbench import jsonio
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import atomic
 from zsrbench.leaderboard.changes import measured_changes, reported_changes
@@ -128,6 +129,17 @@ def _write_revision(entry_dir: Path, entry: LeaderboardEntry, files: dict[str, b
     return path
 
 
+def newest_readable(edir: Path) -> Previous:
+    """The entry's newest revision, read; a :class:`ZsrError` (nothing written) when a revision file of it cannot
+    be read (damaged, edited, hostile): a new revision is added only on top of a readable history."""
+    prev = _previous(edir)
+    if prev.note is not None:
+        raise ZsrError(f"{edir}: {prev.note.split('; compared with')[0]}. Nothing was written: a new revision is added "
+                       f"only on top of readable revisions. Run `zsrbench validate {edir}` and restore the file from "
+                       "version control (entries are never edited), or write to another --leaderboard-dir.")
+    return prev
+
+
 @contextlib.contextmanager
 def writing_entry(edir: Path) -> Iterator[None]:
     """Create the entry directory ``edir`` if needed and hold its lock; the folders made here are removed again
@@ -163,10 +175,9 @@ def _load_result(path: Path, given: ResultRecord | None) -> _Loaded:
     """Read a runner's record from disk (the file wins over ``given``) and check its flags back its numbers."""
     try:
         blob = path.read_bytes()
-        data = json.loads(blob)
-    except (OSError, ValueError) as exc:
-        raise ZsrError(f"{path}: cannot read the result record ({exc}).") from exc
-    record = parse_record(data, path)
+    except OSError as exc:
+        raise ZsrError(f"{path}: cannot read the result record ({exc.strerror or exc}).") from exc
+    record = parse_record(jsonio.parse(blob, path, "result record"), path)
     if given is not None and entry_key(given) + (given.protocol.dataset,) != entry_key(record) + (record.protocol.dataset,):
         raise ZsrError(f"{path}: the file on disk is not the record given for it (model, suite, ε or dataset differ).")
     if record.sidecar is None:
@@ -304,7 +315,7 @@ def check_addable(leaderboard_root: str | Path, protocol: str, slug: str, datase
     edir = Path(leaderboard_root) / protocol / slug
     if not revision_files(edir):
         return
-    prev = _previous(edir)
+    prev = newest_readable(edir)
     others = [d for d in (prev.entry.measured.datasets if prev.entry is not None and prev.entry.measured else {})
               if d not in datasets]
     why = settings_differ(prev.entry, attacks, precision, seed, origin) if others else None
@@ -336,7 +347,7 @@ def _add_measured_entry(root: Path, key: EntryKey, items: dict[str, _Loaded], *,
     edir = root / proto_name / entry_slug
     newest = max(items.values(), key=lambda i: i.record.created_at).record
     with writing_entry(edir):
-        prev = _previous(edir)
+        prev = newest_readable(edir)
         n = max(_taken_numbers(edir), default=0) + 1
         rev = rev_name(n)
         new: dict[str, DatasetMeasurement] = {}
@@ -395,7 +406,7 @@ def add_reported(leaderboard_root: str | Path, drafts: Sequence[LeaderboardEntry
             raise ZsrError(f"add_reported takes reported entries; '{draft.entry}' is {draft.kind}.")
         edir = root / draft.protocol.name / draft.entry
         with writing_entry(edir):
-            prev = _previous(edir)
+            prev = newest_readable(edir)
             pe = prev.entry
             same = pe is not None and prev.note is None and all(
                 getattr(pe, f) == getattr(draft, f) for f in ("kind", "protocol", "model", "suite", "eps", "eps_text",

@@ -23,7 +23,6 @@ Symlinked folders are followed, as ``zsrbench table`` follows them. Nothing is e
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -31,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from zsrbench import jsonio
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard import atomic
 from zsrbench.leaderboard.entries import REV_DIR_RE, REV_FILE_RE, check_flags, read_entry, revision_files
@@ -116,9 +116,7 @@ def check_record(path: Path, expected_sha256: str | None = None) -> tuple[Result
     if expected_sha256 is not None and _sha(blob) != expected_sha256:
         return None, ["sha256 differs from the one its leaderboard entry names (the record was changed)"]
     try:
-        record = parse_record(json.loads(blob), path)
-    except ValueError as exc:
-        return None, [f"not valid JSON ({exc})"]
+        record = parse_record(jsonio.parse(blob, path, "result record"), path)
     except ZsrError as exc:
         return None, [str(exc).removeprefix(f"{path}: ")]
     except (KeyError, TypeError, AttributeError) as exc:  # a JSON file too far from any record version to migrate
@@ -302,8 +300,8 @@ def walk(root: Path, report: Report) -> list[Path]:
 
 def _raw_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        return jsonio.read(path)
+    except ZsrError:
         return None
 
 
@@ -464,8 +462,14 @@ def validate_path(path: str | Path) -> Report:
     for p in [root] if root.is_file() else walk(root, run.report):
         if ".units" in p.parts[len(root.parts):-1] or p.name.endswith(".units"):
             if p.name.endswith(".units"):  # an evaluation stopped before all of its units were done
-                run.add(p, "the finished work units of an evaluation that was stopped before its end; run the same "
-                        "`zsrbench run` command with --resume to complete it (or delete the folder)", level="warning")
+                record = p.with_name(p.name.removesuffix(".units") + ".json")
+                if record.is_file():  # stopped between writing the record and removing its units
+                    run.add(p, f"leftover work units of an evaluation whose record {record.name} is complete; the same "
+                            "`zsrbench run` command with --resume removes them (or delete the folder)", level="warning")
+                else:
+                    run.add(p, "the finished work units of an evaluation that was stopped before its end; run the "
+                            "same `zsrbench run` command with --resume to complete it (or delete the folder)",
+                            level="warning")
             continue
         why = leftover(p, run.refs)
         if why is not None:
