@@ -434,3 +434,165 @@ def noisy_jpeg(path: Path, side: int = 64, seed: int = 0) -> None:
 def truncate(path: Path, fraction: float = 0.6) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
+
+
+# --- hostile archives: members that write outside the folder they are extracted into ------------------------------
+
+HOSTILE_KINDS = ("dotdot", "absolute", "symlink", "hardlink", "device")
+ZIP_HOSTILE_KINDS = ("dotdot", "absolute", "symlink", "device")  # a zip has no hard links
+
+
+def hostile_targets(t: Path) -> dict[str, Path]:
+    """Where a hostile archive extracted into ``t/outer/inner/data`` would write, all under ``t``."""
+    return {"data": t / "outer" / "inner" / "data", "dotdot": t / "outer" / "dotdot.txt",
+            "absolute": t / "abs-target" / "absolute.txt", "link_target": t / "link-target",
+            "victim": t / "victim.txt"}
+
+
+def _tar_member(tar, name: str, data: bytes = b"", kind: bytes | None = None, linkname: str = "") -> None:
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.mtime = 1_300_000_000
+    if kind is not None:
+        info.type, info.linkname, info.mode = kind, linkname, 0o644
+        if kind == tarfile.CHRTYPE:
+            info.devmajor, info.devminor = 1, 3  # /dev/null
+        tar.addfile(info)
+    elif name.endswith("/"):
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+    else:
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+
+
+def hostile_tar(path: Path, kind: str, top: str, t: Path) -> Path:
+    """A tar(.gz) named ``path`` whose folder ``top/`` starts harmlessly and then holds one hostile member.
+
+    ``kind``: ``dotdot`` (``../../dotdot.txt``, two levels above the folder it is extracted into), ``absolute``
+    (an absolute name under ``t``), ``symlink`` (a link to a folder under ``t``, then a file written through it),
+    ``hardlink`` (a hard link to ``t/victim.txt``, then a file of the same name that would overwrite the victim),
+    ``device`` (a character device, /dev/null's numbers). The targets are made (empty) under ``t``.
+    """
+    import tarfile
+
+    where = hostile_targets(t)
+    where["absolute"].parent.mkdir(parents=True, exist_ok=True)
+    where["link_target"].mkdir(parents=True, exist_ok=True)
+    where["victim"].write_text("victim\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz" if path.name.endswith("gz") else "w") as tar:
+        _tar_member(tar, f"{top}/")
+        _tar_member(tar, f"{top}/README", b"harmless\n")
+        if kind == "dotdot":
+            _tar_member(tar, "../../dotdot.txt", b"escaped\n")
+        elif kind == "absolute":
+            _tar_member(tar, str(where["absolute"]), b"escaped\n")
+        elif kind == "symlink":
+            _tar_member(tar, f"{top}/link", kind=tarfile.SYMTYPE, linkname=str(where["link_target"]))
+            _tar_member(tar, f"{top}/link/through.txt", b"escaped\n")
+        elif kind == "hardlink":
+            _tar_member(tar, f"{top}/hard", kind=tarfile.LNKTYPE, linkname=str(where["victim"]))
+            _tar_member(tar, f"{top}/hard", b"overwritten\n")
+        elif kind == "device":
+            _tar_member(tar, f"{top}/null", kind=tarfile.CHRTYPE)
+        else:
+            raise ValueError(kind)
+        _tar_member(tar, f"{top}/after.txt", b"after\n")
+    return path
+
+
+def hostile_zip(path: Path, kind: str, top: str, t: Path) -> Path:
+    """A zip named ``path`` like :func:`hostile_tar` (a zip has no hard links; a symlink or a device is marked in
+    the Unix mode of its external attributes)."""
+    import stat
+    import zipfile
+
+    where = hostile_targets(t)
+    where["absolute"].parent.mkdir(parents=True, exist_ok=True)
+    where["link_target"].mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def special(name: str, mode: int, data: bytes) -> None:
+        info = zipfile.ZipInfo(name, (2011, 3, 14, 0, 0, 0))
+        info.create_system = 3  # Unix: the mode is in the high bits of external_attr
+        info.external_attr = mode << 16
+        zf.writestr(info, data)
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{top}/", b"")
+        zf.writestr(f"{top}/README", b"harmless\n")
+        if kind == "dotdot":
+            zf.writestr(zipfile.ZipInfo("../../dotdot.txt"), b"escaped\n")
+        elif kind == "absolute":
+            zf.writestr(zipfile.ZipInfo(str(where["absolute"])), b"escaped\n")
+        elif kind == "symlink":
+            special(f"{top}/link", stat.S_IFLNK | 0o777, str(where["link_target"]).encode())
+            zf.writestr(f"{top}/link/through.txt", b"escaped\n")
+        elif kind == "device":
+            special(f"{top}/null", stat.S_IFCHR | 0o666, b"")
+        else:
+            raise ValueError(kind)
+        zf.writestr(f"{top}/after.txt", b"after\n")
+    return path
+
+
+def tree_state(root: Path) -> dict[str, str]:
+    """Every path under ``root`` (links not followed): its kind and, for a file, its content's sha256."""
+    import hashlib
+    import os
+    import stat
+
+    out: dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder) / name
+            st = os.lstat(p)
+            rel = str(p.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = f"link -> {os.readlink(p)}"
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = "dir"
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                out[rel] = f"special {stat.S_IFMT(st.st_mode):o}"
+    return out
+
+
+def random_bytes(n: int, seed: int = 0) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def good_archive(name: str, top: str, files: dict[str, bytes]) -> bytes:
+    """The bytes of a harmless tar(.gz) or zip (by ``name``) holding ``top/`` and ``files`` (relative to it)."""
+    import io
+    import tarfile
+    import zipfile
+
+    buffer = io.BytesIO()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(f"{top}/", b"")
+            for rel, data in files.items():
+                zf.writestr(f"{top}/{rel}", data)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz" if name.endswith("gz") else "w") as tar:
+            _tar_member(tar, f"{top}/")
+            for rel, data in files.items():
+                _tar_member(tar, f"{top}/{rel}", data)
+    return buffer.getvalue()
+
+
+def layout_archive(name: str, maker: Callable[[Path], Fake], top: str) -> bytes:
+    """A harmless archive (tar or zip, by ``name``) of the tiny layout ``maker`` writes, whose top folder is
+    ``top``: what a download of the real archive gives, in small."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        maker(Path(tmp))
+        base = Path(tmp) / top
+        files = {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+    return good_archive(name, top, files)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from test_bad_inputs import RUN, check_case, make_world
+from test_bad_inputs import RUN, check_case, long_name, make_world
 from zsrbench.cli import app
 
 runner = CliRunner()
@@ -76,7 +76,7 @@ def duplicate_key_config(t: Path, monkeypatch) -> dict[str, str]:
 
 
 SETUPS = {"deep": deep_revision, "dup": duplicate_key_revision, "deeprec": deep_record, "deepman": deep_manifest,
-          "dupcfg": duplicate_key_config}
+          "dupcfg": duplicate_key_config, "long": long_name}
 
 # (id, setup, argv, what the message must say): exit 2, no traceback, nothing written
 CASES: list[tuple[str, str | None, list[str], str]] = [
@@ -89,6 +89,9 @@ CASES: list[tuple[str, str | None, list[str], str]] = [
     ("run-deep-manifest", "deepman", [*RUN, "--defense", "tecoa", "--checkpoint", "{folder}"], "nested too deeply"),
     ("run-duplicate-key-config", "dupcfg", [*RUN, "--defense", "tecoa", "--checkpoint", "{folder}"],
      "'model_cfg' appears twice"),
+    ("run-data-root-name-too-long", "long", ["run", "--protocol", "tga16", "--data-root", "{long}"], "too long"),
+    ("train-data-root-name-too-long", "long", ["train", "--protocol", "tga16", "--defense", "tecoa", "--data-root",
+                                                "{long}"], "too long"),
 ]
 VALIDATE_CASES = [
     ("validate-deep-revision", "deep", ["validate", "leaderboards"], "nested too deeply"),

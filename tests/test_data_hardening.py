@@ -365,3 +365,120 @@ def test_eval_transform_still_reads_pil(tmp_path):
     Image.new("RGB", (5, 4), (1, 2, 3)).save(path)
     image = eval_transform("native", 8)(rd.decode_image(path))
     assert tuple(image.shape) == (3, 4, 5)
+
+
+# --- archives without a checksum: extracted member by member ------------------------------------------------------
+
+ARCHIVE_NAMES = {"tar": "fgvc-aircraft-2013b.tar.gz", "plain-tar": "x.tar", "zip": "tiny-imagenet-200.zip"}
+
+
+def _hostile(kind_of_archive: str, kind: str, t: Path) -> Path:
+    from fake_layouts import hostile_tar, hostile_zip
+
+    name = ARCHIVE_NAMES[kind_of_archive]
+    make = hostile_zip if kind_of_archive == "zip" else hostile_tar
+    return make(t / "archives" / name, kind, "top", t)
+
+
+HOSTILE_CASES = [("tar", k) for k in ("dotdot", "absolute", "symlink", "hardlink", "device")] + [
+    ("plain-tar", "symlink"), ("plain-tar", "hardlink")] + [("zip", k) for k in ("dotdot", "absolute", "symlink",
+                                                                                 "device")]
+WHAT = {"dotdot": "'../../dotdot.txt' is a name with a '..' component", "absolute": "is an absolute name",
+        "symlink": "'top/link' is a symbolic link", "hardlink": "'top/hard' is a hard link (to ",
+        "device": "'top/null' is a character device"}
+
+
+@pytest.mark.parametrize("archive_kind,kind", HOSTILE_CASES)
+def test_safe_extract_refuses_every_member_that_could_leave_the_folder(tmp_path, archive_kind, kind):
+    from fake_layouts import hostile_targets, tree_state
+    from zsrbench.data.archives import UnsafeArchiveError, check_archive, safe_extract
+
+    archive = _hostile(archive_kind, kind, tmp_path)
+    dest = hostile_targets(tmp_path)["data"]
+    dest.mkdir(parents=True)
+    before = tree_state(tmp_path)
+    with pytest.raises(UnsafeArchiveError) as err:
+        safe_extract(archive, dest, expect="top")
+    message = " ".join(str(err.value).split())
+    assert WHAT[kind] in message and str(archive) in message and "Nothing was extracted" in message
+    assert tree_state(tmp_path) == before  # nothing outside, nothing inside, no staging folder left
+    with pytest.raises(UnsafeArchiveError, match="its member"):
+        check_archive(archive)
+
+
+def test_safe_extract_extracts_plain_archives_and_never_overwrites(tmp_path):
+    import io
+    import tarfile
+    import zipfile
+
+    from zsrbench.data.archives import ArchiveError, safe_extract
+
+    tar_path = tmp_path / "a.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for name, data, mode in (("./top/", None, 0o755), ("./top/sub/run.sh", b"#!/bin/sh\n", 0o755),
+                                 ("top/data.txt", b"data\n", 0o600), ("./", None, 0o755)):
+            info = tarfile.TarInfo(name)
+            info.mode, info.mtime = mode, 1_300_000_000
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    dest = tmp_path / "dest"
+    assert safe_extract(tar_path, dest, expect="top") == ["top"]
+    assert (dest / "top" / "data.txt").read_bytes() == b"data\n"
+    assert os.access(dest / "top" / "sub" / "run.sh", os.X_OK)
+    assert (dest / "top" / "data.txt").stat().st_mtime == 1_300_000_000
+    assert sorted(p.name for p in dest.iterdir()) == ["top"]  # no staging folder left
+
+    before = sorted(p.name for p in (dest / "top").rglob("*"))
+    with pytest.raises(ArchiveError, match=f"would overwrite {dest / 'top'}, which is already there"):
+        safe_extract(tar_path, dest)
+    assert sorted(p.name for p in (dest / "top").rglob("*")) == before
+    zip_path = tmp_path / "b.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        zf.writestr("other/a.txt", b"a")
+    with pytest.raises(ArchiveError, match="holds no top/ at its top .it holds other."):
+        safe_extract(zip_path, dest / "new", expect="top")
+    assert list((dest / "new").iterdir()) == []
+    assert safe_extract(zip_path, dest / "new") == ["other"]
+    assert (dest / "new" / "other" / "a.txt").read_bytes() == b"a"
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not an archive"])
+def test_safe_extract_of_a_damaged_archive_leaves_nothing(tmp_path, damage):
+    from fake_layouts import good_archive, random_bytes
+    from zsrbench.data.archives import ArchiveError, safe_extract
+
+    archive = tmp_path / "fgvc-aircraft-2013b.tar.gz"
+    blob = good_archive(archive.name, "top", {"a.bin": random_bytes(1 << 16), "b.bin": random_bytes(1 << 16, 1)})
+    archive.write_bytes({"empty": b"", "truncated": blob[: len(blob) * 3 // 4], "not an archive": b"hello" * 99
+                         }[damage])
+    with pytest.raises(ArchiveError, match="Cannot extract .* Nothing was extracted"):
+        safe_extract(archive, tmp_path / "dest")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_an_interrupted_extraction_leaves_nothing(tmp_path, monkeypatch):
+    from fake_layouts import good_archive
+    from zsrbench.data import archives
+
+    archive = tmp_path / "x.zip"
+    archive.write_bytes(good_archive(archive.name, "top", {f"{i}.txt": b"x" for i in range(5)}))
+    real, count = archives._write, [0]
+
+    def interrupted(member, target):
+        count[0] += 1
+        if count[0] == 3:
+            raise KeyboardInterrupt
+        real(member, target)
+
+    monkeypatch.setattr(archives, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        archives.safe_extract(archive, tmp_path / "dest")
+    assert list((tmp_path / "dest").iterdir()) == []
+    monkeypatch.setattr(archives, "_write", real)
+    (tmp_path / "dest" / ".x.zip.zsrbench-extracting").mkdir()  # as a kill -9 leaves it: removed by the next run
+    assert archives.safe_extract(archive, tmp_path / "dest") == ["top"]
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["top"]

@@ -20,10 +20,11 @@ import torchvision.datasets as tvd
 from typer.testing import CliRunner
 
 import zsrbench.data  # noqa: F401  (registers the datasets)
-from fake_layouts import MAKERS, imagenet_wnids, make_cifar10, make_dtd, save_jpeg
+from fake_layouts import MAKERS, good_archive, imagenet_wnids, layout_archive, make_cifar10, make_dtd, save_jpeg
 from zsrbench.cli_data import data_app
 from zsrbench.data import imagenet_val as iv
 from zsrbench.data import prepare as pr
+from zsrbench.data.archives import UnsafeArchiveError
 from zsrbench.data.check import FOUND, MISSING, WRONG_LAYOUT, check_data_root, check_dataset
 from zsrbench.data.layout import LAYOUTS, dataset_root, is_root_template, layout_lines
 from zsrbench.data.tga16 import SOURCES, TGA16_KEYS
@@ -185,13 +186,37 @@ def fake_class(calls: list, key: str):
     return make
 
 
+UNCHECKED = {"fgvc_aircraft": ("fgvc-aircraft-2013b.tar.gz", "fgvc-aircraft-2013b"),  # no published md5
+             "tinyimagenet": ("tiny-imagenet-200.zip", "tiny-imagenet-200")}
+
+
+def fake_download_url(calls: list):
+    """Stands in for torchvision's download_url: writes a small archive of the fake layout (no network)."""
+
+    def download_url(url, root, filename=None, md5=None, **kwargs):
+        calls.append((url, root, filename, md5))
+        key = next(k for k, (name, _) in UNCHECKED.items() if name == filename)
+        Path(root, filename).write_bytes(layout_archive(filename, MAKERS[key], UNCHECKED[key][1]))
+
+    return download_url
+
+
 @pytest.mark.parametrize("key", sorted(EXPECTED_CALLS))
 def test_prepare_downloads_through_the_torchvision_class(tmp_path, monkeypatch, key):
+    from torchvision.datasets import utils as tvu
+
     cls, kwargs = EXPECTED_CALLS[key]
     calls: list = []
+    downloads: list = []
     monkeypatch.setattr(tvd, cls, fake_class(calls, key))
+    monkeypatch.setattr(tvu, "download_url", fake_download_url(downloads))
     result = pr.prepare_dataset(str(tmp_path / "{dataset}"), key)
     assert calls == [(str(tmp_path / key), True, kwargs)]
+    if key in UNCHECKED:  # zsrbench downloads the archive and extracts it itself; the class finds the folder
+        name = UNCHECKED[key][0]
+        assert downloads == [(SOURCES[key].fetch.archive_url(), str(tmp_path / key), name, None)]
+    else:
+        assert downloads == []
     assert (result.before, result.action, result.status, result.ok) == (MISSING, pr.DOWNLOADED, FOUND, True)
     assert result.path == str(tmp_path / key / LAYOUTS[key].folder)
     again = pr.prepare_dataset(str(tmp_path / "{dataset}"), key)  # there now: no second download
@@ -201,16 +226,90 @@ def test_prepare_downloads_through_the_torchvision_class(tmp_path, monkeypatch, 
 def test_prepare_downloads_tinyimagenet_with_the_download_utility(tmp_path, monkeypatch):
     from torchvision.datasets import utils as tvu
 
-    calls = []
-
-    def fake_download(url, root, *args, **kwargs):
-        calls.append((url, root))
-        MAKERS["tinyimagenet"](Path(root))
-
-    monkeypatch.setattr(tvu, "download_and_extract_archive", fake_download)
+    calls: list = []
+    monkeypatch.setattr(tvu, "download_url", fake_download_url(calls))
+    monkeypatch.setattr(tvu, "download_and_extract_archive", lambda *a, **k: pytest.fail("torchvision extracts"))
     result = pr.prepare_dataset(tmp_path, "tinyimagenet")
-    assert calls == [("http://cs231n.stanford.edu/tiny-imagenet-200.zip", str(tmp_path))]
-    assert result.ok and result.action == pr.DOWNLOADED
+    assert calls == [("http://cs231n.stanford.edu/tiny-imagenet-200.zip", str(tmp_path), "tiny-imagenet-200.zip",
+                      None)]
+    assert result.ok and result.action == pr.DOWNLOADED, result.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-imagenet-200", "tiny-imagenet-200.zip"]
+
+
+@pytest.mark.parametrize("key", sorted(UNCHECKED))
+def test_an_unchecked_archive_on_disk_is_extracted_by_zsrbench_not_torchvision(tmp_path, monkeypatch, key):
+    from torchvision.datasets import utils as tvu
+
+    name, top = UNCHECKED[key]
+    (tmp_path / name).write_bytes(layout_archive(name, MAKERS[key], top))
+    for fn in ("download_url", "download_and_extract_archive", "extract_archive"):
+        monkeypatch.setattr(tvu, fn, lambda *a, **k: pytest.fail("torchvision downloads or extracts"))
+    result = pr.prepare_dataset(tmp_path, key)  # FGVC-Aircraft: the real torchvision class, which finds the folder
+    assert (result.before, result.action, result.ok) == (MISSING, pr.DOWNLOADED, True), result.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, top])  # no staging folder left
+    assert len(DATASETS.get(key).build(tmp_path, download=True)) == MAKERS[key](tmp_path / "again").n_images
+
+
+def test_run_download_of_fgvc_aircraft_extracts_safely(tmp_path, monkeypatch):
+    from torchvision.datasets import utils as tvu
+
+    downloads: list = []
+    monkeypatch.setattr(tvu, "download_url", fake_download_url(downloads))
+    monkeypatch.setattr(tvu, "extract_archive", lambda *a, **k: pytest.fail("torchvision extracts"))
+    evalset = DATASETS.get("fgvc_aircraft").build(tmp_path, download=True)  # zsrbench run --download
+    assert len(downloads) == 1 and len(evalset) == MAKERS["fgvc_aircraft"](tmp_path / "again").n_images
+
+
+def test_ranks_extract_one_archive_once(tmp_path, monkeypatch):
+    """The ranks of run --jobs N --download extract at the same time: one extracts, the others find the folder."""
+    import threading
+
+    from zsrbench.data import archives
+
+    name, top = UNCHECKED["fgvc_aircraft"]
+    (tmp_path / name).write_bytes(layout_archive(name, MAKERS["fgvc_aircraft"], top))
+    real_write, started = archives._write, threading.Event()
+
+    def slow_write(member, target):
+        started.set()
+        threading.Event().wait(0.002)
+        real_write(member, target)
+
+    monkeypatch.setattr(archives, "_write", slow_write)
+    fetch = SOURCES["fgvc_aircraft"].fetch
+    errors: list = []
+
+    def rank():
+        try:
+            fetch.extract_unchecked(tmp_path)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rank) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and started.is_set()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, top])
+    assert check_dataset(tmp_path, "fgvc_aircraft").ok
+
+
+def test_caltech101_leftover_archives_are_checked_before_torchvision_extracts_them(tmp_path, monkeypatch):
+    """torchvision's Caltech101 extracts every .tar.gz in caltech101/caltech-101/ after its (md5-checked) download,
+    including any that was there before: zsrbench checks their members first."""
+    from fake_layouts import hostile_tar
+
+    calls: list = []
+    leftovers = tmp_path / "caltech101" / "caltech-101"
+    hostile_tar(leftovers / "101_ObjectCategories.tar.gz", "dotdot", "101_ObjectCategories", tmp_path / "t")
+    monkeypatch.setattr(tvd, "Caltech101", fake_class(calls, "caltech101"))
+    with pytest.raises(UnsafeArchiveError, match="its member '../../dotdot.txt' is a name with a '..' component"):
+        pr.prepare_dataset(tmp_path, "caltech101")
+    assert calls == []
+    (leftovers / "101_ObjectCategories.tar.gz").write_bytes(
+        good_archive("x.tar.gz", "101_ObjectCategories", {"a/image_0001.jpg": b"jpeg"}))
+    assert pr.prepare_dataset(tmp_path, "caltech101").ok and len(calls) == 1  # a harmless leftover: downloaded
 
 
 def test_failed_download_says_what_to_fetch_by_hand_and_where(tmp_path, monkeypatch):
@@ -507,3 +606,50 @@ def test_prepare_extracts_imagenet_archives_through_torchvision(tmp_path, monkey
     result = pr.prepare_dataset(tmp_path, "imagenet", verify=False)
     assert calls == [(str(folder), "val")]
     assert (result.action, result.status, result.ok) == (pr.EXTRACTED, FOUND, True)
+
+
+def test_a_labels_file_that_gives_an_image_two_classes_is_refused(tmp_path):
+    val = tmp_path / "imagenet" / "val"
+    labels = flat_val(val, WNIDS, 6)
+    stem = sorted(labels)[2]
+    other = next(w for w in WNIDS if w != labels[stem])
+    write_csv(tmp_path / "imagenet" / iv.KAGGLE_CSV, labels)
+    text = (tmp_path / "imagenet" / iv.KAGGLE_CSV).read_text()
+    (tmp_path / "imagenet" / iv.KAGGLE_CSV).write_text(text + f"{stem}.JPEG,{other} 1 2 3 4\n")
+    before = sorted(p.name for p in val.iterdir())
+    result = pr.prepare_dataset(tmp_path, "imagenet")  # the labels found beside val/
+    assert (result.action, result.failed) == (pr.REFUSED, True)
+    message = one_line(result.message)
+    line = 2 + sorted(labels, reverse=True).index(stem)  # write_csv writes the rows in reverse order
+    assert f"gives the image {stem} two classes, {labels[stem]} (line {line}) and {other} (line 8)" in message
+    assert sorted(p.name for p in val.iterdir()) == before  # nothing moved
+
+    result = CliRunner().invoke(data_app, ["prepare", "--data-root", str(tmp_path), "--datasets", "imagenet",
+                                           "--imagenet-labels", str(tmp_path / "imagenet" / iv.KAGGLE_CSV)])
+    assert result.exit_code == 2 and "Traceback" not in result.output  # a bad --imagenet-labels: a bad argument
+    assert f"gives the image {stem} two classes" in one_line(result.output) and "Nothing was moved" in result.output
+    assert sorted(p.name for p in val.iterdir()) == before
+
+
+def test_the_same_image_twice_with_one_class_and_a_bom_are_accepted(tmp_path):
+    labels = {"ILSVRC2012_val_00000001": WNIDS[0], "ILSVRC2012_val_00000002": WNIDS[1]}
+    rows = "".join(f"{s},{w} 1 2 3 4\n" for s, w in labels.items())
+    path = tmp_path / iv.KAGGLE_CSV
+    path.write_bytes("\ufeffImageId,PredictionString\n".encode() + (rows + rows).encode())
+    assert iv.read_labels(path).wnid_of == labels
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"ImageId,PredictionString\nILSVRC2012_val_00000001,\xe9 1\n", "is not Kaggle's LOC_val_solution.csv: it is not "
+                                                                    "UTF-8 text (invalid continuation byte at byte 49"),
+    (b"ImageId,PredictionString\nx,\"" + b"y" * 200_000 + b"\"\n", "line 2 cannot be read as CSV (field larger than"),
+    (b"ImageId,PredictionString\nx,n01440764\x00\n", "it holds a NUL byte (at byte 36)"),
+])
+def test_a_labels_file_that_is_not_the_kaggle_csv_is_refused(tmp_path, content, words):
+    path = tmp_path / iv.KAGGLE_CSV
+    path.write_bytes(content)
+    with pytest.raises(ZsrError) as err:
+        iv.read_labels(path)
+    assert words in one_line(str(err.value)) and "\n" not in str(err.value)
+    with pytest.raises(ZsrError):  # found in a folder, as the sort looks for it
+        iv.find_labels([tmp_path], "test")

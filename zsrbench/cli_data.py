@@ -43,12 +43,15 @@ def _names(datasets: Optional[str]) -> list[str] | None:
 
 
 def _template(data_root: str) -> bool:
-    from zsrbench.data.layout import is_root_template
+    """Whether --data-root is a template; a bad template, or a path the filesystem cannot look up, fails (exit 2)."""
+    from zsrbench.data.layout import is_root_template, require_usable_root
 
     try:
-        return is_root_template(data_root)
+        templated = is_root_template(data_root)
+        require_usable_root(data_root)
     except ZsrError as exc:
         fail(str(exc))
+    return templated
 
 
 @data_app.command("check")

@@ -355,8 +355,9 @@ def _check_data(cfg: RunConfig, protocol: Protocol, datasets: Sequence[str]) -> 
                 f"Protocol '{protocol.name}' reads its datasets from disk: pass --data-root DIR (the folder holding "
                 "them; `zsrbench data check --data-root DIR` shows what is found), or use --protocol micro.")
         return
-    from zsrbench.data.layout import is_root_template
+    from zsrbench.data.layout import is_root_template, require_usable_root
 
+    require_usable_root(cfg.data_root)  # a name or path the filesystem cannot look up
     templated = is_root_template(cfg.data_root)  # '/data/{dataset}': checked per dataset below
     root = cfg.data_root if templated else Path(cfg.data_root).expanduser()
     if not templated and root.exists() and not root.is_dir():

@@ -425,8 +425,9 @@ def _check_train_data(proto: Any, data_root: str | Path | None) -> None:
         raise ZsrError(f"Training under protocol '{proto.name}' reads {proto.train_dataset} from disk: pass "
                        "--data-root DIR (the folder holding it; `zsrbench data check --data-root DIR` shows what is "
                        "found), or train under --protocol micro or synthetic.")
-    from zsrbench.data.layout import dataset_root
+    from zsrbench.data.layout import dataset_root, require_usable_root
 
+    require_usable_root(data_root)  # a name or path the filesystem cannot look up
     root = dataset_root(data_root, proto.train_dataset)  # resolves a '/data/{dataset}' template
     if root is not None and not root.is_dir():
         raise ZsrError(f"Data root {root} is not an existing folder. Pass --data-root the folder that holds "

@@ -20,6 +20,7 @@ from zsrbench.data.layout import (
     dataset_folder,
     dataset_root,
     is_root_template,
+    require_usable_root,
 )
 from zsrbench.errors import ZsrError
 from zsrbench.registry import DATASETS
@@ -55,14 +56,15 @@ def check_data_root(root: str | Path | None, datasets: list[str] | None = None, 
     """The status of each of ``datasets`` (the 16 of tga16 by default) under ``root``; never downloads.
 
     ``root`` is one folder or a template with ``{dataset}``. ``deep`` decodes every image. Unknown dataset names
-    raise :class:`ZsrError` (with the registry's "did you mean"), and so do a bad template and a (resolved) root
-    that is a file when a dataset needs it.
+    raise :class:`ZsrError` (with the registry's "did you mean"), and so do a bad template, a root the filesystem
+    cannot look up (a name too long) and a (resolved) root that is a file when a dataset needs it.
     """
     import zsrbench.data  # noqa: F401  (registers the built-in datasets)
 
     names = list(datasets) if datasets else default_datasets()
     builders = {name: DATASETS.get(name) for name in names}  # fails early on an unknown name
     is_root_template(root)  # a bad template fails before anything is read
+    require_usable_root(root)  # so does a path the filesystem cannot look up (a name too long)
     for name, builder in builders.items():
         path = dataset_root(root, name)
         if path is not None and builder.needs_root:

@@ -22,6 +22,7 @@ import csv
 import io
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -82,18 +83,62 @@ def imagenet_wnids() -> set[str]:
 
 
 def read_kaggle_csv(text: str, source: str) -> ValLabels:
-    """``LOC_val_solution.csv``: ``ImageId,PredictionString`` rows; the first word of the string is the wnid."""
+    """``LOC_val_solution.csv``: ``ImageId,PredictionString`` rows; the first word of the string is the wnid.
+
+    Refuses a file that is not this CSV (another header, a field over the csv module's size limit, a NUL byte) and
+    one that gives an image two classes; the same image listed twice with the same class is accepted.
+    """
+    not_kaggle = f"{source} is not Kaggle's {KAGGLE_CSV}"
     rows = csv.DictReader(io.StringIO(text))
-    if not rows.fieldnames or not {"ImageId", "PredictionString"} <= set(rows.fieldnames):
-        raise ZsrError(f"{source} is not Kaggle's {KAGGLE_CSV}: its header is {rows.fieldnames}, expected "
-                       "ImageId,PredictionString. Pass the file of the ImageNet Object Localization Challenge.")
-    wnid_of = {}
-    for row in rows:
-        words = (row["PredictionString"] or "").split()
-        if not row["ImageId"] or not words:
-            raise ZsrError(f"{source}: row {row} has no image id or no class; the file is damaged: re-download it.")
-        wnid_of[Path(row["ImageId"]).stem] = words[0]
+    wnid_of: dict[str, str] = {}
+    line_of: dict[str, int] = {}
+    try:
+        if not rows.fieldnames or not {"ImageId", "PredictionString"} <= set(rows.fieldnames):
+            raise ZsrError(f"{not_kaggle}: its header is {rows.fieldnames}, expected ImageId,PredictionString. Pass "
+                           "the file of the ImageNet Object Localization Challenge.")
+        for row in rows:
+            words = (row["PredictionString"] or "").split()
+            if not row["ImageId"] or not words:
+                raise ZsrError(f"{source}: line {rows.line_num} ({_short(row)}) has no image id or no class; the file "
+                               "is damaged: re-download it.")
+            stem = Path(row["ImageId"]).stem
+            if stem in wnid_of and wnid_of[stem] != words[0]:
+                raise ZsrError(f"{not_kaggle} as distributed: it gives the image {stem} two classes, {wnid_of[stem]} "
+                               f"(line {line_of[stem]}) and {words[0]} (line {rows.line_num}), where the Kaggle file "
+                               "lists each image once. Pass the file of the ImageNet Object Localization Challenge.")
+            line_of.setdefault(stem, rows.line_num)
+            wnid_of[stem] = words[0]
+    except csv.Error as exc:  # a field over csv.field_size_limit(), a NUL byte, a broken quote
+        raise ZsrError(f"{not_kaggle}: line {rows.reader.line_num} cannot be read as CSV ({exc}). Pass the file of the "
+                       "ImageNet Object Localization Challenge.") from None
     return ValLabels(source, wnid_of)
+
+
+def _short(row: object, limit: int = 120) -> str:
+    text = repr(row)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of the labels file ``path`` (a BOM is dropped); a ZsrError calling it "not ``what``" when it is
+    not UTF-8, and one saying why when it cannot be read."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ZsrError(f"Cannot read {path} ({exc.strerror or exc}); pass a readable labels file.") from None
+    return decode_text(data, str(path), what)
+
+
+def decode_text(data: bytes, source: str, what: str) -> str:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ZsrError(f"{source} is not {what}: it is not UTF-8 text ({exc.reason} at byte {exc.start}, "
+                       f"{data[exc.start:exc.start + 1]!r}). Pass the file as distributed.") from None
+    if "\x00" in text:
+        raise ZsrError(f"{source} is not {what}: it holds a NUL byte (at byte {data.index(0)}), which no text file "
+                       "does. Pass the file as distributed.")
+    return text
 
 
 def read_meta_mat(data: bytes | Path, source: str) -> dict[int, str]:
@@ -132,10 +177,12 @@ def read_devkit_archive(path: Path) -> ValLabels:
                 raise ZsrError(f"{path} holds no {GROUND_TRUTH} and {META_MAT}; it is not the ILSVRC2012 devkit "
                                f"({DEVKIT_ARCHIVE}).")
             meta = tar.extractfile(members[META_MAT]).read()  # type: ignore[union-attr]
-            truth = tar.extractfile(members[GROUND_TRUTH]).read().decode()  # type: ignore[union-attr]
-    except (tarfile.TarError, OSError, EOFError) as exc:
+            truth = tar.extractfile(members[GROUND_TRUTH]).read()  # type: ignore[union-attr]
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise ZsrError(f"{path} cannot be read as a tar.gz archive ({exc}); re-download {DEVKIT_ARCHIVE}.") from exc
-    return read_ground_truth(truth, read_meta_mat(meta, f"{path}:{META_MAT}"), f"{path} ({GROUND_TRUTH})")
+    source = f"{path} ({GROUND_TRUTH})"
+    text = decode_text(truth, source, f"the devkit's {GROUND_TRUTH}")
+    return read_ground_truth(text, read_meta_mat(meta, f"{path}:{META_MAT}"), source)
 
 
 def read_torchvision_meta(path: Path) -> ValLabels:
@@ -154,15 +201,20 @@ def read_torchvision_meta(path: Path) -> ValLabels:
 def read_labels(path: Path) -> ValLabels:
     """The labels in ``path``: a file of either form (a ground truth file needs meta.mat beside it) or a folder."""
     path = Path(path).expanduser()
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:  # e.g. a name longer than the filesystem allows
+        raise ZsrError(f"ImageNet labels file {path} cannot be looked up ({exc.strerror or exc}); pass "
+                       f"{BOTH_FORMS}.") from None
+    if is_dir:
         found = _labels_in(path)
         if found is None:
             raise ZsrError(f"{path} holds none of the ImageNet validation labels; expected {BOTH_FORMS}.")
         return found
-    if not path.is_file():
+    if not is_file:
         raise ZsrError(f"ImageNet labels file {path} does not exist; pass {BOTH_FORMS}.")
     if path.name.endswith(".csv"):
-        return read_kaggle_csv(path.read_text(), str(path))
+        return read_kaggle_csv(read_text(path, f"Kaggle's {KAGGLE_CSV}"), str(path))
     if path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return read_devkit_archive(path)
     if path.name == TORCHVISION_META:
@@ -172,13 +224,14 @@ def read_labels(path: Path) -> ValLabels:
         if not meta.is_file():
             raise ZsrError(f"{path} gives each image a class id; the ids' WordNet ids are in the devkit's {META_MAT}, "
                            f"which is not beside it ({meta}). Put meta.mat there, or pass {DEVKIT_ARCHIVE}.")
-        return read_ground_truth(path.read_text(), read_meta_mat(meta, str(meta)), f"{path} + {meta}")
+        text = read_text(path, f"the devkit's {GROUND_TRUTH}")
+        return read_ground_truth(text, read_meta_mat(meta, str(meta)), f"{path} + {meta}")
     raise ZsrError(f"{path} is not a labels file zsrbench reads; pass {BOTH_FORMS}.")
 
 
 def _labels_in(folder: Path) -> ValLabels | None:
     if (folder / KAGGLE_CSV).is_file():
-        return read_kaggle_csv((folder / KAGGLE_CSV).read_text(), str(folder / KAGGLE_CSV))
+        return read_kaggle_csv(read_text(folder / KAGGLE_CSV, f"Kaggle's {KAGGLE_CSV}"), str(folder / KAGGLE_CSV))
     for data in (folder, folder / DEVKIT_DATA):
         if (data / GROUND_TRUTH).is_file() and (data / META_MAT).is_file():
             return read_labels(data / GROUND_TRUTH)

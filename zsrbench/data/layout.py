@@ -130,6 +130,41 @@ def dataset_root(root: str | Path | None, dataset: str) -> Path | None:
     return Path(text).expanduser()
 
 
+NAME_MAX = 255  # bytes per file or folder name on the usual filesystems
+PATH_MAX = 4096  # bytes per path on Linux
+
+
+def require_usable_root(root: str | Path | None, option: str = "--data-root") -> None:
+    """Refuse a ``--data-root`` (a folder or a template) the filesystem cannot look up: a name longer than it
+    allows, a path over PATH_MAX, a NUL byte. ``os.stat`` would raise ``OSError``/``ValueError`` on it."""
+    if root is None or str(root) == "":
+        return
+    text = str(root)
+    longest_key = max(LAYOUTS, key=len)
+    resolved = dataset_root(text, longest_key) if is_root_template(text) else Path(text).expanduser()
+    require_usable_path(resolved, option, f"{option} {text}")
+
+
+def require_usable_path(path: Path, option: str, what: str) -> None:
+    """Refuse ``path`` (a ZsrError naming ``what`` and ``option``) when it cannot be looked up: a name longer than
+    the filesystem allows, a path over PATH_MAX, a NUL byte, or another error than "not there"."""
+    import errno
+    import os
+
+    parts = [p for p in Path(path).parts if len(os.fsencode(p)) > NAME_MAX]
+    if parts:
+        raise ZsrError(f"{what}: the name '{parts[0][:40]}…' is too long ({len(os.fsencode(parts[0]))} bytes; most "
+                       f"filesystems allow {NAME_MAX}). Pass a shorter path with {option}.")
+    if "\x00" in str(path) or len(os.fsencode(str(path))) >= PATH_MAX:
+        raise ZsrError(f"{what}: the path is not usable (longer than {PATH_MAX} bytes, or a NUL byte in it). Pass "
+                       f"a shorter path with {option}.")
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise ZsrError(f"{what} cannot be looked up ({exc.strerror}). Pass another path with {option}.") from None
+
+
 def dataset_folder(root: str | Path | None, dataset: str) -> Path | None:
     """Where dataset ``dataset`` of the layout table is expected under the ``--data-root`` value ``root``."""
     base = dataset_root(root, dataset)

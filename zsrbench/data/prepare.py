@@ -26,8 +26,17 @@ from pathlib import Path
 from typing import Callable
 
 from zsrbench.data import imagenet_val as iv
+from zsrbench.data.archives import UnsafeArchiveError
 from zsrbench.data.check import FOUND, MISSING, DatasetStatus, check_dataset
-from zsrbench.data.layout import LAYOUTS, dataset_root, first_existing, is_root_template, layout_lines
+from zsrbench.data.layout import (
+    LAYOUTS,
+    dataset_root,
+    first_existing,
+    is_root_template,
+    layout_lines,
+    require_usable_path,
+    require_usable_root,
+)
 from zsrbench.data.tga16 import INFOS, SOURCES, TGA16_KEYS
 from zsrbench.errors import ZsrError
 
@@ -126,8 +135,11 @@ def verify_checksums(key: str, root: Path) -> tuple[list[Path], list[tuple[Path,
 
 
 def prepare_dataset(data_root: str | Path, key: str, *, download: bool = True, verify: bool = True,
-                    imagenet_labels: str | Path | None = None, dry_run: bool = False) -> Prepared:
-    """Check, verify, download or sort dataset ``key`` of tga16 under ``data_root`` (a folder or a template)."""
+                    imagenet_labels: str | Path | iv.ValLabels | None = None, dry_run: bool = False) -> Prepared:
+    """Check, verify, download or sort dataset ``key`` of tga16 under ``data_root`` (a folder or a template).
+
+    ``imagenet_labels``: the labels file for sorting ImageNet's flat val/ (or the labels read from it).
+    """
     if key not in SOURCES:
         raise ZsrError(f"zsrbench data prepare knows the 16 datasets of tga16 ({', '.join(TGA16_KEYS)}), not "
                        f"'{key}'.")
@@ -187,6 +199,10 @@ def _fetched(data_root: str | Path, root: Path, st: DatasetStatus, download: boo
     try:
         root.mkdir(parents=True, exist_ok=True)
         source.fetch.run(root)
+    except UnsafeArchiveError:  # a hostile archive in the data root: stop everything (exit 2)
+        raise
+    except ZsrError as exc:  # a damaged archive (nothing extracted), an archive that would overwrite a file
+        return _result(st, REFUSED, st, str(exc), failed=True)
     except Exception as exc:  # no network, a server that moved, a missing package (gdown), a full disk
         return _result(st, DOWNLOAD_FAILED, st, f"torchvision could not download it ({type(exc).__name__}: {exc}). "
                        f"Fetch it by hand: {source.manual}. {where}", failed=True)
@@ -198,15 +214,20 @@ def _fetched(data_root: str | Path, root: Path, st: DatasetStatus, download: boo
                    f"{source.fetch.describe()}")
 
 
-def _imagenet(data_root: str | Path, root: Path, st: DatasetStatus, labels: str | Path | None, dry_run: bool
-              ) -> Prepared | None:
+def _imagenet(data_root: str | Path, root: Path, st: DatasetStatus, labels: str | Path | iv.ValLabels | None,
+              dry_run: bool) -> Prepared | None:
     """Sort a flat val/, or extract the archives the user put there; ``None`` when there is neither."""
     folder = first_existing(root, ("imagenet", "ImageNet"))
     val = folder / "val"
     if val.is_dir() and iv.loose_images(val):
         try:
-            found = iv.read_labels(Path(labels)) if labels else iv.find_labels(
-                [folder, val, root], f"ImageNet: {val} holds {len(iv.loose_images(val)):,} images directly")
+            if isinstance(labels, iv.ValLabels):
+                found = labels
+            elif labels:
+                found = iv.read_labels(Path(labels))
+            else:
+                found = iv.find_labels([folder, val, root],
+                                       f"ImageNet: {val} holds {len(iv.loose_images(val)):,} images directly")
             report = iv.sort_val(val, found, dry_run=dry_run)
         except ZsrError as exc:
             return _result(st, REFUSED, st, str(exc), failed=True)
@@ -238,10 +259,15 @@ def _imagenet(data_root: str | Path, root: Path, st: DatasetStatus, labels: str 
 def prepare(data_root: str | Path, names: list[str] | None = None, *, download: bool = True, verify: bool = True,
             imagenet_labels: str | Path | None = None, dry_run: bool = False,
             on_done: Callable[[Prepared], None] | None = None) -> list[Prepared]:
-    """:func:`prepare_dataset` for each of ``names`` (the 16 of tga16 by default), in order."""
+    """:func:`prepare_dataset` for each of ``names`` (the 16 of tga16 by default), in order.
+
+    Bad arguments fail (a ZsrError) before anything is done: a bad template or an unusable path, an unknown name,
+    and an ``imagenet_labels`` file that cannot be read as ImageNet's validation labels (when ImageNet is prepared).
+    """
     from zsrbench.registry import DATASETS
 
     is_root_template(data_root)  # a bad template fails before anything is done
+    require_usable_root(data_root)
     names = list(names) if names else list(TGA16_KEYS)
     for name in names:
         DATASETS.get(name)  # an unknown name fails with "did you mean" before anything is done
@@ -249,14 +275,26 @@ def prepare(data_root: str | Path, names: list[str] | None = None, *, download: 
     if unknown:
         raise ZsrError(f"zsrbench data prepare prepares the datasets of tga16 ({', '.join(TGA16_KEYS)}); "
                        f"{', '.join(unknown)} are not among them (generated datasets need no preparing).")
+    labels: str | Path | iv.ValLabels | None = imagenet_labels
+    if imagenet_labels is not None and "imagenet" in names:
+        labels = _read_labels(Path(imagenet_labels))
     done = []
     for name in names:
-        result = prepare_dataset(data_root, name, download=download, verify=verify,
-                                 imagenet_labels=imagenet_labels, dry_run=dry_run)
+        result = prepare_dataset(data_root, name, download=download, verify=verify, imagenet_labels=labels,
+                                 dry_run=dry_run)
         done.append(result)
         if on_done is not None:
             on_done(result)
     return done
+
+
+def _read_labels(path: Path) -> iv.ValLabels:
+    """The labels of ``--imagenet-labels``, read before anything is done (a bad file is a bad argument)."""
+    require_usable_path(path.expanduser(), "--imagenet-labels", f"--imagenet-labels {path}")
+    try:
+        return iv.read_labels(path)
+    except ZsrError as exc:
+        raise ZsrError(f"{str(exc).rstrip()} Nothing was moved.") from None
 
 
 # --- the table of docs/data.md ------------------------------------------------------------------------------------

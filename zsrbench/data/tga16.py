@@ -22,9 +22,11 @@ it, and how torchvision downloads it where it can, is :data:`SOURCES` (``docs/da
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+from urllib.parse import urlparse
 
 from torch.utils.data import Dataset
 
@@ -61,8 +63,12 @@ class Fetch:
     """How torchvision downloads a dataset.
 
     ``torchvision.datasets.<cls>(root, download=True, **kwargs)``, which verifies the archive's published md5
-    where torchvision has one (``md5_checked``); or, where torchvision has no class for the dataset,
-    ``torchvision.datasets.utils.download_and_extract_archive(url, root)``.
+    where torchvision has one (``md5_checked``); or, where torchvision has no class for the dataset, the archive
+    at ``url``. An archive without a published md5 is never extracted by torchvision: zsrbench downloads it (unless
+    an archive of that name is already in the data root) and extracts it member by member
+    (:func:`zsrbench.data.archives.safe_extract`) into ``folder``, where the class then finds it and extracts
+    nothing. ``unchecked_leftovers``: a folder whose archives the class extracts without a checksum when it is
+    there before the download; they are checked member by member first.
     """
 
     cls: str = ""
@@ -70,16 +76,68 @@ class Fetch:
     url: str = ""
     md5_checked: bool = True
     needs: str = ""  # a package the download needs beyond torchvision
+    folder: str = ""  # the folder (relative to the data root) an archive without a checksum holds
+    unchecked_leftovers: str = ""
+
+    def archive_url(self) -> str:
+        """The archive's url: torchvision's own where its class names one (the name it looks for), else ``url``."""
+        if self.cls:
+            import torchvision.datasets as tvd
+
+            found = getattr(getattr(tvd, self.cls, None), "_URL", None)
+            if isinstance(found, str) and found:
+                return found
+        return self.url
 
     def run(self, root: Path) -> object:
         """Download into the data root ``root`` (the class's own checks decide whether anything is fetched)."""
         import torchvision.datasets as tvd
 
+        root = Path(root)
+        if not self.md5_checked:
+            self.extract_unchecked(root)
+        if self.unchecked_leftovers:
+            self.check_leftovers(root)
         if self.cls:
             return getattr(tvd, self.cls)(str(root), download=True, **dict(self.kwargs))
-        from torchvision.datasets import utils as tvu
+        return root / self.folder
 
-        return tvu.download_and_extract_archive(self.url, str(root))
+    def extract_unchecked(self, root: Path) -> None:
+        """Download the archive (unless it is there) and extract it safely into ``root``; nothing when its folder is
+        already there (torchvision then extracts nothing either)."""
+        from zsrbench.data.archives import folder_lock, safe_extract
+
+        if (root / self.folder).is_dir():
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        url = self.archive_url()
+        archive = root / Path(urlparse(url).path).name
+        with folder_lock(root):  # the ranks of run --jobs N --download: one downloads and extracts, the others wait
+            if (root / self.folder).is_dir():
+                return
+            if not os.path.lexists(archive):
+                from torchvision.datasets import utils as tvu
+
+                tvu.download_url(url, str(root), archive.name)  # no md5 to check: downloads, extracts nothing
+            elif not archive.is_file():
+                raise ZsrError(f"{archive} is not a file: zsrbench expected the archive {archive.name} there (or "
+                               f"nothing, to download it from {url}). Move it away and run the command again.")
+            safe_extract(archive, root, expect=self.folder, source=url)
+
+    def check_leftovers(self, root: Path) -> None:
+        """Check every member of each tar archive in ``unchecked_leftovers`` (an UnsafeArchiveError names the first
+        refused one); a ``.gz`` that is not a tar is decompressed by torchvision, not extracted."""
+        from zsrbench.data.archives import ArchiveError, check_archive
+
+        folder = root / self.unchecked_leftovers
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.iterdir()):
+            if path.name.endswith(".gz") and path.is_file():
+                try:
+                    check_archive(path)
+                except ArchiveError:  # not a tar, or damaged: torchvision decompresses it or fails on it
+                    pass
 
     def describe(self) -> str:
         if self.cls:
@@ -87,7 +145,8 @@ class Fetch:
             what = f"torchvision.datasets.{self.cls}({args})"
         else:
             what = f"{self.url} (torchvision's download utility)"
-        checked = "md5 checked" if self.md5_checked else "no published checksum"
+        checked = ("md5 checked" if self.md5_checked
+                   else "no published checksum: zsrbench extracts the archive itself, refusing unsafe members")
         return f"{what}; {checked}" + (f"; needs {self.needs}" if self.needs else "")
 
 
@@ -132,7 +191,7 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
         "no re-organising needed",
         "zsrbench", "10,000", "≈ 240 MB zip",
         "Stanford CS231n (images from ImageNet; ImageNet's non-commercial research terms)",
-        Fetch(url="http://cs231n.stanford.edu/tiny-imagenet-200.zip", md5_checked=False)),
+        Fetch(url="http://cs231n.stanford.edu/tiny-imagenet-200.zip", md5_checked=False, folder="tiny-imagenet-200")),
     Source(
         "cifar10", 10,
         "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it into the data root",
@@ -193,7 +252,9 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
         "extract it into the data root",
         "torchvision.datasets.FGVCAircraft", "3,333", "≈ 2.8 GB",
         "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (non-commercial research use only)",
-        Fetch("FGVCAircraft", (("split", "test"), ("annotation_level", "variant")), md5_checked=False)),
+        Fetch("FGVCAircraft", (("split", "test"), ("annotation_level", "variant")), md5_checked=False,
+              url="https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",
+              folder="fgvc-aircraft-2013b")),
     Source(
         "imagenet", 1000,
         "ImageNet needs a login at https://image-net.org: put ILSVRC2012_img_val.tar and "
@@ -211,7 +272,7 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
         "101_ObjectCategories.tar.gz into <data root>/caltech101/",
         "torchvision.datasets.Caltech101", "8,677", "≈ 140 MB",
         "https://data.caltech.edu/records/mzrjq-6wc02 (CaltechDATA; see the record for its licence)",
-        _tv("Caltech101", target_type="category")),
+        Fetch("Caltech101", (("target_type", "category"),), unchecked_leftovers="caltech101/caltech-101")),
     Source(
         "caltech256", 257,
         "download 256_ObjectCategories.tar from https://data.caltech.edu/records/nyy15-4j048 and extract it into "
