@@ -74,6 +74,102 @@ def test_a_bad_checkpoint_fails_before_any_process_starts(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+
+# ------------------------------------------------------------------------------------ --jobs: loopback only
+def _listening(table):
+    """{socket inode: (local address, port)} of the LISTEN sockets in /proc/net/tcp or /proc/net/tcp6."""
+    import ipaddress
+
+    out = {}
+    try:
+        lines = open(f"/proc/net/{table}").read().splitlines()[1:]
+    except OSError:
+        return out
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != "0A":  # 0A: TCP_LISTEN
+            continue
+        hexaddr, hexport = fields[1].split(":")
+        raw = bytes.fromhex(hexaddr)
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # each 32-bit word is little-endian
+        out[fields[9]] = (ipaddress.ip_address(raw), int(hexport, 16))
+    return out
+
+
+def _family(pid):
+    """``pid`` and its descendants (read from /proc)."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                parents[int(name)] = int(open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, todo = {pid}, [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p and c not in found]
+        found.update(kids)
+        todo += kids
+    return found
+
+
+def _socket_inodes(pid):
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def _is_loopback(addr):
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return addr.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's /proc/net/tcp")
+def test_jobs_listens_on_the_loopback_interface_only(tmp_path):
+    """While the ranks of `--jobs 2` run, every TCP socket that the launching process or a rank listens on is
+    bound to 127.0.0.1 or ::1 (torch.distributed's stores are unauthenticated)."""
+    import threading
+
+    me = os.getpid()
+    earlier = {i for p in _family(me) for i in _socket_inodes(p)}
+    seen, stop = {}, threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            listening = {**_listening("tcp"), **_listening("tcp6")}
+            for pid in _family(me):
+                for inode in _socket_inodes(pid) - earlier:
+                    if inode in listening:
+                        seen[inode] = (pid, *listening[inode])
+            stop.wait(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    cfg = RunConfig(defense="clip", protocol="synthetic", attacks=("pgd",), device="cpu", n_samples=16, batch_size=4,
+                    jobs=2, results_dir=str(tmp_path / "r"), leaderboard_dir=None)
+    try:
+        results = run(cfg, progress=False)
+    finally:
+        stop.set()
+        watcher.join()
+    assert len(results) == 2
+    assert any(pid != me for pid, _, _ in seen.values()), f"no socket of a rank was seen: {seen}"  # (the watch worked)
+    wide = {f"{addr}:{port} (pid {pid}{', the launcher' if pid == me else ''})" for pid, addr, port in seen.values()
+            if not _is_loopback(addr)}
+    assert not wide, f"sockets of the run listen beyond the loopback interface: {sorted(wide)}"
+
+
 # ------------------------------------------------------------------------------------------------- torchrun
 ARGS = ["run", "--protocol", "synthetic", "--attack", "pgd,cw", "--steps", "2", "--n-samples", "12", "--batch-size",
         "4", "--quiet"]

@@ -373,3 +373,16 @@ def test_plot_bad_input_exits_2_and_writes_nothing(runs, tmp_path, args, words):
     assert "Traceback" not in res.output and words in res.output.replace("\n", " ")
     assert files_under(tmp_path) == []
     assert sorted(files_under(board)) == before
+
+
+
+@pytest.mark.parametrize("command", [["eps"], ["tradeoff"], ["bars", "clip"]])
+@pytest.mark.parametrize("kind", ["name", "path"])
+def test_plot_out_longer_than_the_filesystem_allows_is_refused(tmp_path, command, kind):
+    """A 300-character folder name, or a whole path over PATH_MAX: exit 2 before anything is read or drawn."""
+    folder = tmp_path / ("x" * 300) if kind == "name" else tmp_path.joinpath(*["y" * 200] * 25)
+    res = cli.invoke(app, ["plot", *command, "--out", str(folder / "fig.png"), "--leaderboard-dir",
+                           str(tmp_path / "lb")])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert isinstance(res.exception, SystemExit) and "too long" in " ".join(res.output.split())
+    assert files_under(tmp_path) == []

@@ -470,6 +470,21 @@ def test_unknown_protocol_is_a_clear_error(board: Path, tmp_path: Path):
     assert res.exit_code == 2 and "tga61" in res.output and not (tmp_path / "s").exists()
 
 
+
+def too_long(tmp_path: Path, kind: str) -> Path:
+    """A path the filesystem cannot hold: a 300-character name under an existing folder, or a whole path over
+    PATH_MAX (4096 bytes) of short names."""
+    return tmp_path / ("x" * 300) / "site" if kind == "name" else tmp_path.joinpath(*["y" * 200] * 25, "site")
+
+
+@pytest.mark.parametrize("kind", ["name", "path"])
+def test_a_site_folder_longer_than_the_filesystem_allows_is_refused(tmp_path: Path, kind: str):
+    out = too_long(tmp_path, kind)
+    res = runner.invoke(app, ["site", str(out), "--leaderboard-dir", str(tmp_path / "lb"), "--no-figures"])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert isinstance(res.exception, SystemExit) and "too long" in " ".join(res.output.split())
+    assert list(tmp_path.iterdir()) == []
+
 # ------------------------------------------------------------------------------------------------ the browser
 @pytest.fixture(scope="module")
 def browser():

@@ -4,7 +4,8 @@
 rank joins the process group here (gloo on CPU, NCCL on GPU), takes units from one shared queue (a counter in
 the process group's own key-value store, so a slow unit never leaves another rank idle), evaluates them and
 writes each to disk as it finishes; rank 0 gathers every rank's units, writes the records and the leaderboard.
-``zsrbench run --jobs N`` on one machine starts the same ranks through torch's elastic launch API.
+``zsrbench run --jobs N`` on one machine starts the same ranks through torch's elastic launch API, with every
+store in a private file and every socket on the loopback interface (see :func:`launch_local`).
 
 Results do not depend on the number of ranks: a unit's flags depend only on its samples and settings (see
 :mod:`zsrbench.units`).
@@ -12,12 +13,13 @@ Results do not depend on the number of ranks: a unit's flags depend only on its 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 ENV_VAR = "ZSRBENCH_JOBS"
 JOBS_RANK = "ZSRBENCH_JOBS_RANK"  # set in the ranks `--jobs` starts (their launching process already reported)
+JOBS_STORE = "ZSRBENCH_JOBS_STORE"  # the ranks of `--jobs`: the file of their process group's store (no TCP store)
 MEMORY_FACTOR = 8  # a rank needs about this many times its model's bytes (weights, activations, attack state)
 
 
@@ -58,7 +61,13 @@ def join(world: World, device: str) -> str:
         device = f"cuda:{world.local_rank}"
         torch.cuda.set_device(torch.device(device))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        store = os.environ.get(JOBS_STORE)
+        if store:  # a --jobs rank: the store is a file, gloo's sockets are on the loopback interface
+            dist.init_process_group(backend=backend, store=dist.FileStore(store, world.size), rank=world.rank,
+                                    world_size=world.size)
+        else:  # torchrun: its env:// rendezvous (MASTER_ADDR, MASTER_PORT)
+            dist.init_process_group(backend=backend)
     return device
 
 
@@ -218,10 +227,39 @@ def check_world(world: World, n_units: int) -> None:
 
 
 # ------------------------------------------------------------------------------------- --jobs: elastic launch
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# torch.distributed's stores have no authentication, and a TCPStore server listens on every interface whatever
+# host it is given: a local --jobs run therefore uses none. The rendezvous of the elastic agent and the ranks'
+# process group keep their stores in files of a private temporary folder, the agent shares no TCP store with the
+# ranks (TORCH_DISABLE_SHARE_RDZV_TCP_STORE), and gloo's sockets are bound to the loopback interface
+# (GLOO_SOCKET_IFNAME). The only sockets of such a run listen on 127.0.0.1.
+LOOPBACK = "127.0.0.1"
+
+
+def loopback_interface() -> str:
+    """The name of this machine's loopback interface (``lo`` on Linux, ``lo0`` on macOS and the BSDs)."""
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except OSError:  # pragma: no cover - no interface list
+        names = []
+    for name in ("lo", "lo0"):
+        if name in names:
+            return name
+    return next((n for n in names if n.startswith("lo")), "lo")
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """``os.environ`` with ``values`` set, restored afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _rank_entry(cfg: "RunConfig", threads: int, verbose: bool, progress: bool, errors: str) -> list[str]:
@@ -232,6 +270,8 @@ def _rank_entry(cfg: "RunConfig", threads: int, verbose: bool, progress: bool, e
 
     torch.set_num_threads(threads)
     os.environ[JOBS_RANK] = "1"
+    os.environ[JOBS_STORE] = str(Path(errors) / "group.store")  # (a file in the launcher's private folder)
+    os.environ["GLOO_SOCKET_IFNAME"] = loopback_interface()  # gloo listens on 127.0.0.1 only
     if verbose and launched().main:
         setup_logging()
     log = info if verbose and launched().main else None
@@ -243,21 +283,27 @@ def _rank_entry(cfg: "RunConfig", threads: int, verbose: bool, progress: bool, e
 
 
 def launch_local(cfg: "RunConfig", jobs: int, *, verbose: bool, progress: bool) -> list[str]:
-    """Run ``cfg`` as ``jobs`` ranks on this machine (torch's elastic launch); rank 0's record paths."""
+    """Run ``cfg`` as ``jobs`` ranks on this machine (torch's elastic launch); rank 0's record paths.
+
+    Nothing of the run listens on a network interface: the rendezvous store and the ranks' store are files in a
+    private temporary folder (no TCPStore), and gloo binds to the loopback interface (see above)."""
     import logging
     import tempfile
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=jobs, rdzv_backend="c10d",
-                          rdzv_endpoint=f"127.0.0.1:{_free_port()}", run_id=f"zsrbench-{os.getpid()}",
-                          max_restarts=0, monitor_interval=0.2, start_method="spawn")
     threads = max(1, usable_cores() // jobs)
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # failures are reported below
     with tempfile.TemporaryDirectory(prefix="zsrbench-ranks-") as errors:
+        config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=jobs, rdzv_backend="c10d",
+                              rdzv_endpoint=str(Path(errors) / "rendezvous.store"),
+                              rdzv_configs={"store_type": "file"}, local_addr=LOOPBACK,
+                              run_id=f"zsrbench-{os.getpid()}", max_restarts=0, monitor_interval=0.2,
+                              start_method="spawn")
         try:
-            out = elastic_launch(config, _rank_entry)(replace(cfg, jobs=1), threads, verbose, progress, errors)
+            with _environ(TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1"):  # the agent hosts no TCP store for the ranks
+                out = elastic_launch(config, _rank_entry)(replace(cfg, jobs=1), threads, verbose, progress, errors)
         except ChildFailedError as exc:
             raise ZsrError(_failure_text(exc, Path(errors))) from None
     return list(out[0])

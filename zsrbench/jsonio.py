@@ -21,6 +21,14 @@ from zsrbench.errors import ZsrError
 MAX_DEPTH = 64  # levels of objects and arrays; zsrbench's own documents use fewer than 10
 
 
+class UnreadableJSON(ZsrError):
+    """A document :func:`parse` refuses; ``reason`` says why in a few words."""
+
+    def __init__(self, where: str | Path, what: str, reason: str, advice: str) -> None:
+        super().__init__(f"{where}: not a readable {what}: {reason}{advice}")
+        self.reason = reason
+
+
 class _Duplicate(ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(key)
@@ -56,16 +64,16 @@ def parse(blob: bytes | str, where: str | Path, what: str = "JSON document") -> 
     try:
         value = json.loads(blob, object_pairs_hook=_unique)
     except _Duplicate as exc:
-        raise ZsrError(f"{where}: not a readable {what}: the key {exc.key!r} appears twice in one object (a reader "
-                       "could take either value); restore the file, or write it again with zsrbench.") from None
+        raise UnreadableJSON(where, what, f"the key {exc.key!r} appears twice in one object (a reader could take "
+                             "either value)", "; restore the file, or write it again with zsrbench.") from None
     except RecursionError:
-        raise ZsrError(f"{where}: not a readable {what}: it is nested too deeply to read (zsrbench's files nest at "
-                       f"most {MAX_DEPTH} levels); restore the file.") from None
+        raise UnreadableJSON(where, what, f"it is nested too deeply to read (zsrbench's files nest at most "
+                             f"{MAX_DEPTH} levels)", "; restore the file.") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ZsrError(f"{where}: not a readable {what} ({exc}).") from None
+        raise UnreadableJSON(where, what, str(exc), ".") from None
     if depth(value) > MAX_DEPTH:
-        raise ZsrError(f"{where}: not a readable {what}: it nests more than {MAX_DEPTH} levels of objects and arrays "
-                       "(zsrbench's files nest fewer than 10); restore the file.")
+        raise UnreadableJSON(where, what, f"it nests more than {MAX_DEPTH} levels of objects and arrays (zsrbench's "
+                             "files nest fewer than 10)", "; restore the file.")
     return value
 
 
@@ -75,5 +83,5 @@ def read(path: str | Path, what: str = "JSON document") -> Any:
     try:
         blob = path.read_bytes()
     except OSError as exc:
-        raise ZsrError(f"{path}: not a readable {what} ({exc.strerror or exc}).") from None
+        raise UnreadableJSON(path, what, str(exc.strerror or exc), ".") from None
     return parse(blob, path, what)

@@ -395,6 +395,14 @@ def check_output_dir(path: str | Path, flag: str, what: str) -> None:
     if long_names:
         raise ZsrError(f"{what} {p}: the name '{long_names[0][:40]}…' is too long ({len(long_names[0])} characters; "
                        f"this filesystem allows {longest}). Choose a shorter path with {flag}.")
+    try:
+        path_max = int(os.pathconf(probe, "PC_PATH_MAX"))
+    except (OSError, ValueError):
+        path_max = 4096
+    size = len(os.fsencode(str(p)))
+    if size + longest >= path_max:  # the files written inside need room too
+        raise ZsrError(f"{what} {p}: the path is too long ({size} bytes; this filesystem allows {path_max - 1} for a "
+                       f"whole path, and the files inside need room). Choose a shorter path with {flag}.")
     if probe == p and not p.is_dir():
         raise ZsrError(f"{what} {p} is a file, not a folder. Choose another with {flag}.")
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):

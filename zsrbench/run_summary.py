@@ -3,7 +3,6 @@ the protocol average it ends with. Pure functions of a plan, earlier records and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from statistics import median
 from typing import Any, Sequence
@@ -54,9 +53,12 @@ def estimate_seconds(results_dir: str | Path, protocol: str, suite: str, eps: fl
                      n_per_dataset: int | None) -> tuple[float, int] | None:
     """Seconds of one process for this suite at this ε, from the median time per image of earlier records of
     the same protocol, suite, ε and dataset in ``results_dir`` (any model), times ``n_per_dataset`` (None: the
-    earlier records' own sizes); None when there are none."""
-    root = Path(results_dir) / protocol
-    if not root.is_dir():
+    earlier records' own sizes); None when there are none. A results folder the filesystem cannot look up (a
+    path longer than it allows) is a :class:`ZsrError` that names --results-dir."""
+    from zsrbench.leaderboard.atomic import probe
+
+    root = Path(results_dir).expanduser() / protocol
+    if not probe(root, option="--results-dir"):
         return None
     total, used = 0.0, 0
     tag = f"eps{eps:g}"
@@ -71,10 +73,13 @@ def estimate_seconds(results_dir: str | Path, protocol: str, suite: str, eps: fl
 
 def _timing(path: Path) -> tuple[float, int] | None:
     """(wall seconds, images) of a record."""
+    from zsrbench.errors import ZsrError
+    from zsrbench.jsonio import read
+
     try:
-        rec = json.loads(path.read_text())
+        rec = read(path, "result record")
         wall, n = float(rec["timing"]["wall_s"]), int(rec["metrics"]["n"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ZsrError, ValueError, KeyError, TypeError):
         return None
     return (wall, n) if n > 0 and wall >= 0 else None
 

@@ -1,9 +1,10 @@
 """Sweeps: a TOML grid of defenses × attack suites × ε × protocols, one :func:`zsrbench.runner.run` per job,
 submitted through submitit (a slurm cluster, local processes, or this process with ``debug``).
 
-The whole grid is checked before anything is submitted or written; jobs whose entry the leaderboard already
-holds are skipped. A job is :class:`submitit.helpers.Checkpointable`: preempted or timed out, it is requeued
-with ``resume=True`` and goes on from the datasets it finished. ``docs/sweeps.md`` shows a grid.
+The whole grid is checked before anything is submitted or written (each job as `zsrbench run` checks it before
+it builds a model, its checkpoint included); jobs whose entry the leaderboard already holds are skipped. A job is
+:class:`submitit.helpers.Checkpointable`: preempted or timed out, it is requeued with ``resume=True`` and goes on
+from the datasets it finished. ``docs/sweeps.md`` shows a grid.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
+import re
 import shutil
 import tomllib
 from dataclasses import dataclass, replace
@@ -45,6 +47,9 @@ SLURM_ONLY = ("tasks_per_node", "nodes", "partition", "account", "qos", "constra
 WORDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list",
          dict: "a table"}
 LOCAL_MINUTES = 24 * 60  # local jobs: submitit's default limit (2 minutes) would stop an evaluation early
+CONFIRM_ABOVE = 500  # a sweep that would submit more jobs asks for confirmation (or --yes); docs/sweeps.md
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a sweep's name: one plain folder name under RESULTS_DIR/sweeps
+NAME_LONGEST = 100
 
 
 # ---------------------------------------------------------------------------------------------------- the grid
@@ -58,6 +63,7 @@ class Grid:
     eps: tuple[float | None, ...]
     run: dict[str, Any]
     executor: dict[str, Any]
+    name_note: str | None = None  # said when the name was made from the file's name
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -78,10 +84,42 @@ def load_grid(path: str | Path) -> Grid:
         raise ZsrError(f"{path} names no {', '.join(missing)}: a grid lists defenses, attacks (suites such as "
                        "\"pgd,cw\") and protocols, e.g. defenses = [\"clip\", \"tecoa\"].")
     lists = {k: _as_list(path, k, data.get(k)) for k in LISTS}
-    return Grid(path=path, name=data.get("name") or path.stem, defenses=tuple(lists["defenses"]),
+    name, note = grid_name(path, data.get("name"))
+    return Grid(path=path, name=name, name_note=note, defenses=tuple(lists["defenses"]),
                 suites=tuple(_suite(path, s) for s in lists["attacks"]), protocols=tuple(lists["protocols"]),
                 eps=tuple(parse_eps(e, f"{path}: eps") for e in lists["eps"]) or (None,), run=dict(data.get("run", {})),
                 executor=dict(data.get("executor", {})))
+
+
+def is_plain_name(name: str) -> bool:
+    """``name`` is one plain folder name: letters, digits, ``.``, ``_`` and ``-``, first a letter or digit (so
+    never ``..``, a hidden name, an absolute path or a path of several folders), at most 100 characters."""
+    return len(name) <= NAME_LONGEST and NAME_RE.fullmatch(name) is not None
+
+
+def slug(text: str) -> str:
+    """``text`` made a plain folder name (see :func:`is_plain_name`): other characters become ``-``."""
+    made = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    made = re.sub(r"^[^A-Za-z0-9]+", "", made)[:NAME_LONGEST].rstrip("-")
+    return made or "sweep"
+
+
+def grid_name(path: Path, given: str | None) -> tuple[str, str | None]:
+    """The sweep's name, which names its folder (RESULTS_DIR/sweeps/<name>) and its slurm jobs, and a note when
+    it was made from the file's name. A ``name`` in the grid must be a plain folder name; a file name that is not
+    one is made one (and said)."""
+    if given is not None:
+        if not is_plain_name(given):
+            raise ZsrError(f"{path}: name = {given!r} is not a plain folder name. The sweep's files go to "
+                           f"RESULTS_DIR/sweeps/<name>, so a name holds only letters, digits, '.', '_' and '-' (first "
+                           f"a letter or digit, at most {NAME_LONGEST} characters; no '/', no '..'): e.g. name = "
+                           f"\"{slug(given)}\". Use --folder to put the sweep's files elsewhere.")
+        return given, None
+    if is_plain_name(path.stem):
+        return path.stem, None
+    made = slug(path.stem)
+    return made, (f"the grid file's name '{path.stem}' is not a plain folder name, so the sweep is named '{made}' "
+                  "(set name = \"...\" in the grid to choose another)")
 
 
 def _check_keys(path: Path, where: str, table: dict[str, Any], valid: dict[str, tuple[type, ...]]) -> None:
@@ -96,6 +134,9 @@ def _check_keys(path: Path, where: str, table: dict[str, Any], valid: dict[str, 
             raise ZsrError(f"{path}: '{key}' in {where} must be {wanted}; got {value!r}.")
         if where != "the top level" and isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise ZsrError(f"{path}: '{key}' in {where} lists strings, e.g. {key} = [\"a\", \"b\"]; got {value!r}.")
+        if any("\x00" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
+            raise ZsrError(f"{path}: '{key}' in {where} holds a NUL character (\\u0000), which no name or path may "
+                           "hold; remove it.")
 
 
 def _as_list(path: Path, key: str, value: Any) -> list[Any]:
@@ -132,6 +173,7 @@ class SkipKey(NamedTuple):
     datasets: frozenset[str]
     model: str | None  # only when the grid names one
     checkpoint_sha256: str | None  # only when the grid names a checkpoint ("?": unknown before the run)
+    variant: str | None = None  # settings that differ from the protocol's (an experiment: an entry of its own)
 
 
 @dataclass(frozen=True)
@@ -170,9 +212,16 @@ def _base_options(run: dict[str, Any]) -> dict[str, Any]:
     for k in ("results_dir", "leaderboard_dir", "data_root"):  # jobs may start in another folder
         if k in opts:
             opts[k] = str(Path(opts[k]).expanduser().absolute())
-    if "checkpoint" in opts and Path(opts["checkpoint"]).expanduser().exists():
+    if "checkpoint" in opts and _exists(opts["checkpoint"]):
         opts["checkpoint"] = str(Path(opts["checkpoint"]).expanduser().absolute())
     return {**opts, "attack_params": {k: run[k] for k in ATTACK_PARAMS if k in run}}
+
+
+def _exists(text: str) -> bool:
+    try:
+        return Path(text).expanduser().exists()
+    except OSError:  # (too long to look up: check_checkpoint says so)
+        return False
 
 
 def _jobs(value: int | str) -> int | None:
@@ -194,10 +243,12 @@ def prepare(path: str | Path, executor: str, folder: str | Path | None = None) -
     check_executor(executor, grid.executor)
     load_builtins()
     _check_names(grid)
-    jobs = [_checked_job(grid, cfg, executor) for cfg in expand(grid)]
+    cfgs = expand(grid)
+    jobs = [_checked_job(grid, cfg, executor, f"job {i} of {len(cfgs)}") for i, cfg in enumerate(cfgs, 1)]
     _check_unique(grid, jobs)
     out = Path(folder) if folder is not None else Path(jobs[0].cfg.results_dir) / "sweeps" / grid.name
     check_output_dir(out, "--folder", "Sweep folder")
+    _probe(out, "--folder")  # (a whole path longer than the filesystem allows)
     done = measured_keys(jobs)
     return SweepPlan(grid=grid, executor=executor, folder=out.absolute(),
                      todo=[j for j in jobs if j.key not in done], skipped=[j for j in jobs if j.key in done])
@@ -215,17 +266,75 @@ def _check_names(grid: Grid) -> None:
                 raise ZsrError(f"{grid.path}: '{key}': {exc}") from None
 
 
-def _checked_job(grid: Grid, cfg: RunConfig, executor: str) -> Job:
-    """``cfg`` checked as `zsrbench run` checks it (on slurm, the device is the compute node's business)."""
+def _checked_job(grid: Grid, cfg: RunConfig, executor: str, which: str = "job") -> Job:
+    """``cfg`` checked as `zsrbench run` checks it before it builds a model (:func:`check_config`, the output
+    folders, the checkpoint; on slurm, the device is the compute node's business). An error names the job (its
+    protocol, defense, suite and ε) and its position in the grid."""
     label = _label(cfg)  # until the names are resolved
     try:
-        check_config(replace(cfg, device=None) if executor == "slurm" else cfg)
-        check_output_dir(cfg.results_dir, "results_dir under [run]", "Results directory")
-        check_output_dir(cfg.leaderboard_dir, "leaderboard_dir under [run]", "Leaderboard folder")
-        key = skip_key(cfg)
+        protocol, specs, _, params = check_config(replace(cfg, device=None) if executor == "slurm" else cfg)
+        for folder, option, what in ((cfg.results_dir, "results_dir under [run]", "Results directory"),
+                                     (cfg.leaderboard_dir, "leaderboard_dir under [run]", "Leaderboard folder")):
+            check_output_dir(folder, option, what)
+            _probe(Path(folder), option)  # (a whole path longer than the filesystem allows)
+        check_checkpoint(cfg)
+        key = skip_key(cfg, _variant(cfg, protocol, specs, params))
     except ZsrError as exc:
-        raise ZsrError(f"{grid.path}: job {label}: {exc}") from None
+        raise ZsrError(f"{grid.path}: {which} ({label}): {exc}") from None
     return Job(cfg=cfg, label=f"{key.protocol} · {key.defense} · {key.suite} · {key.eps}", key=key)
+
+
+def _probe(path: Path, option: str, what: str = "folder") -> bool:
+    """Whether ``path`` is a folder (or exists, ``what="file"``); a path the filesystem cannot look up (longer
+    than it allows) is a :class:`ZsrError` naming ``option``."""
+    from zsrbench.leaderboard.atomic import probe
+
+    return probe(Path(path).expanduser(), option=option, what=what)
+
+
+def check_checkpoint(cfg: RunConfig) -> None:
+    """The job's checkpoint is there as `zsrbench run` looks for it when it loads the model (a published name, a
+    ``local-dir:`` or ``zsrbench train`` folder, an ``hf-hub:`` id or a weights file, with its sha256 when one is
+    given), so a sweep never submits a job that would stop at its first step. (:func:`check_config` checked the
+    names of shipped models.)"""
+    from zsrbench.defenses import catalogue
+    from zsrbench.micro import shipped
+    from zsrbench.models import resolve_portable
+    from zsrbench.registry import DEFENSES
+    from zsrbench.weights_io import check_model_folder, check_sha256_text
+
+    if cfg.checkpoint is None or cfg.checkpoint.startswith(shipped.PREFIX):
+        return
+    option = "checkpoint under [run]"
+    text = resolve_portable(cfg.checkpoint)  # (a ``cache:`` name of a record)
+    entry = catalogue.lookup(text)
+    if entry is not None:
+        defense = DEFENSES.get(cfg.defense)
+        if getattr(defense, "trainable", False) and entry.defense != defense.name:
+            raise ZsrError(f"Checkpoint '{entry.name}' is a published {entry.defense} checkpoint, not {defense.name}. "
+                           f"List it with defense {entry.defense} (or clip, to evaluate it without a label).")
+        return
+    if text.startswith("local-dir:"):
+        check_model_folder(Path(text.split(":", 1)[1]))
+        return
+    if text.startswith("hf-hub:"):
+        if cfg.checkpoint_sha256:
+            raise ZsrError(f"checkpoint_sha256 cannot be checked for {text}: open_clip downloads it itself. Download "
+                           "the repository and name its folder as checkpoint, or drop checkpoint_sha256.")
+        return
+    path = Path(text).expanduser()
+    if _probe(path, option):  # a folder written by `zsrbench train` (or an open_clip local-dir)
+        check_model_folder(path)
+        return
+    if not _probe(path, option, what="file"):
+        raise ZsrError(f"Checkpoint file {path} does not exist. Name a .pt/.pth visual-encoder checkpoint, a folder "
+                       "written by `zsrbench train` or a published checkpoint name as checkpoint under [run].")
+    if cfg.checkpoint_sha256 is not None:
+        want, got = check_sha256_text(cfg.checkpoint_sha256), _file_sha(str(path))
+        if got != want:
+            raise ZsrError(f"Checkpoint {path} has sha256 {got}, but {want} was expected (checkpoint_sha256 under "
+                           "[run]): the file is not the one you named (corrupt or a different version). Download it "
+                           "again or drop checkpoint_sha256.")
 
 
 def _label(cfg: RunConfig) -> str:
@@ -243,9 +352,18 @@ def _check_unique(grid: Grid, jobs: Sequence[Job]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- skipping
-def skip_key(cfg: RunConfig) -> SkipKey:
+def _variant(cfg: RunConfig, protocol: Any, specs: Any, params: dict[str, dict[str, Any]]) -> str | None:
+    """The variant name `zsrbench run` gives ``cfg``'s records and entry (None: the protocol's standard settings)."""
+    from zsrbench.run_config import resolve_subset, run_variant
+
+    seed = protocol.seed if cfg.seed is None else cfg.seed
+    return run_variant(cfg, protocol, specs, params, seed, resolve_subset(cfg, protocol))
+
+
+def skip_key(cfg: RunConfig, variant: str | None = None) -> SkipKey:
     """What identifies the leaderboard entry ``cfg`` measures (the runner names it by its model's digest, known
-    only after the model is built: a job is matched by its defense, and its model and checkpoint if given)."""
+    only after the model is built: a job is matched by its defense, and its model and checkpoint if given; and by
+    its ``variant``, so a job with other settings is never taken for an experiment already measured)."""
     from zsrbench.attacks.base import eps_text
     from zsrbench.registry import ATTACKS, DEFENSES, PROTOCOLS
     from zsrbench.run_config import resolve_subset
@@ -255,7 +373,7 @@ def skip_key(cfg: RunConfig) -> SkipKey:
     eps = eps_text(cfg.eps if cfg.eps is not None else protocol.eps)
     datasets = frozenset(cfg.datasets or protocol.datasets)
     return SkipKey(protocol.name, protocol.version, DEFENSES.get(cfg.defense).name, suite, eps,
-                   resolve_subset(cfg, protocol), datasets, cfg.model, _checkpoint_sha(cfg))
+                   resolve_subset(cfg, protocol), datasets, cfg.model, _checkpoint_sha(cfg), variant)
 
 
 def _checkpoint_sha(cfg: RunConfig) -> str | None:
@@ -281,7 +399,7 @@ def measured_keys(jobs: Sequence[Job]) -> set[SkipKey]:
 
     found: set[SkipKey] = set()
     for root, protocol in {(j.cfg.leaderboard_dir, j.key.protocol) for j in jobs}:
-        if not Path(root).is_dir():
+        if not _probe(Path(root), "leaderboard_dir under [run]"):
             continue
         entries = [e.entry for e in load_store(root, protocol).entries if e.entry.kind == "measured"]
         found |= {j.key for j in jobs if j.cfg.leaderboard_dir == root and any(_holds(e, j.key) for e in entries)}
@@ -292,8 +410,8 @@ def _holds(entry: Any, key: SkipKey) -> bool:
     """Whether the measured ``entry`` is the one ``key``'s job would write, with all of its datasets."""
     p, m = entry.protocol, entry.model
     sha = (m.checkpoint_sha256 or "").lower().removeprefix("sha256:")
-    return ((p.name, p.version, m.defense, entry.suite, entry.eps_text, p.subset)
-            == (key.protocol, key.version, key.defense, key.suite, key.eps, key.subset)
+    return ((p.name, p.version, m.defense, entry.suite, entry.eps_text, p.subset, p.variant)
+            == (key.protocol, key.version, key.defense, key.suite, key.eps, key.subset, key.variant)
             and key.datasets <= set(entry.measured.datasets)
             and key.model in (None, m.architecture) and key.checkpoint_sha256 in (None, sha))
 

@@ -177,12 +177,13 @@ def check_model_folder(folder: Path) -> None:
             "an open_clip local-dir). Pass the folder `zsrbench train --out` wrote (open_clip_config.json, "
             "open_clip_model.safetensors, manifest.json), or a visual-encoder checkpoint file."
         )
-    from zsrbench.jsonio import read
+    from zsrbench.jsonio import UnreadableJSON, read
 
     try:
         cfg = read(cfg_path, "open_clip config")
-    except ZsrError as exc:
-        raise ZsrError(f"{exc} Restore it, or re-run `zsrbench train` to write the folder again.") from None
+    except UnreadableJSON as exc:
+        raise ZsrError(f"{cfg_path} is not readable JSON ({exc.reason}); restore it, or re-run `zsrbench train` to "
+                       "write the folder again.") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model_cfg"), dict):
         raise ZsrError(f"{cfg_path} has no 'model_cfg' (the open_clip architecture); restore it, or re-run "
                        "`zsrbench train` to write the folder again.")

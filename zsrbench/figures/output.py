@@ -36,6 +36,7 @@ def resolve_outputs(outs: Sequence[str | Path], formats: Sequence[str] | None = 
     """The files to write: each ``--out`` path with its format taken from its suffix (``.png``, ``.svg``), or,
     when ``formats`` is given, one file per format (a path without suffix gets it added). Each folder must be
     writable; nothing is created here."""
+    from zsrbench.leaderboard.atomic import probe
     from zsrbench.run_config import check_output_dir
 
     if not outs:
@@ -56,10 +57,10 @@ def resolve_outputs(outs: Sequence[str | Path], formats: Sequence[str] | None = 
                            "them agree, or drop the suffix (it is added per format).")
         result += [Output(p if suffix == f else p.with_name(p.name + "." + f), f) for f in formats]
     unique = list({o.path.absolute(): o for o in result}.values())
-    for o in unique:
-        if o.path.is_dir():
-            raise ZsrError(f"{option} {o.path} is a folder; name a file in it (e.g. {o.path / ('figure.' + o.format)}).")
+    for o in unique:  # (names and whole paths the filesystem cannot hold are refused before anything is looked up)
         check_output_dir(o.path.parent, option, "Output folder")
+        if probe(o.path, option=option):
+            raise ZsrError(f"{option} {o.path} is a folder; name a file in it (e.g. {o.path / ('figure.' + o.format)}).")
     return unique
 
 

@@ -43,9 +43,14 @@ def _inside(a: Path, b: Path) -> bool:
 
 
 def check_target(out: str | Path, leaderboard: str | Path | None = None) -> Path:
-    """The folder the site will replace (links resolved); a :class:`ZsrError` when it may not be written."""
+    """The folder the site will replace (links resolved); a :class:`ZsrError` when it may not be written (a name
+    or a whole path longer than the filesystem allows, under a file, not writable, not a site folder)."""
+    from zsrbench.leaderboard.atomic import probe
+    from zsrbench.run_config import check_output_dir
+
+    check_output_dir(out, "OUT (the site folder)", "Site folder")
     target = Path(os.path.realpath(Path(out).expanduser()))
-    if target.exists() and not target.is_dir():
+    if probe(target, option="OUT (the site folder)", what="file") and not target.is_dir():
         raise ZsrError(f"{out} is a file, not a folder: pass the folder the site should go to (a new one, an empty "
                        "one, or one an earlier `zsrbench site` made). Nothing was written.")
     if leaderboard is not None:
