@@ -12,7 +12,8 @@ from zsrbench.cli import app
 from zsrbench.eps import parse_eps
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.render import _new_lines
-from zsrbench.leaderboard.tables import merge_items, normalise_eps
+from zsrbench.eps import normalise_eps
+from zsrbench.leaderboard.rows import merge_items
 from zsrbench.run_summary import average_line, estimate_seconds
 
 runner = CliRunner()

@@ -255,7 +255,7 @@ def test_plot_svg_by_format(runs, tmp_path):
 
 def test_eps_series_are_the_entries_numbers(runs):
     from zsrbench.figures import plots
-    from zsrbench.leaderboard import tables
+    from zsrbench.leaderboard import rows
 
     _, _, board = runs
     entries, warnings = plots.load_entries(leaderboard_dir=board, protocol=PROTOCOL)
@@ -271,14 +271,14 @@ def test_eps_series_are_the_entries_numbers(runs):
     m = e4.measured.datasets["micro_size"]
     v = dict(by_label["clip"].points)[4.0]
     assert v.value == m.metrics.robust_accuracy
-    assert (v.lo, v.hi) == tables.dataset_interval(m, "robust")
+    assert (v.lo, v.hi) == rows.dataset_interval(m, "robust")
     assert dict(by_label["clip"].points)[0.0].value == m.metrics.clean_accuracy
     # the zero-shot average leaves out the source task and is normalised, as the tables' averages are
     avg, _ = plots.eps_series(chosen)
     cols = ["micro_color", "micro_size"]
     clip4 = dict(next(s for s in avg if s.label == "clip").points)[4.0]
     assert clip4.value == pytest.approx(np.mean([e4.measured.datasets[d].metrics.robust_normalised for d in cols]))
-    assert (clip4.lo, clip4.hi) == tables.average_interval([e4.measured.datasets[d] for d in cols], "robust", True)
+    assert (clip4.lo, clip4.hi) == rows.average_interval([e4.measured.datasets[d] for d in cols], "robust", True)
 
 
 def legend_texts(fig) -> list[str]:

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from zsrbench.cli import app
-from zsrbench.leaderboard import reading, store
+from zsrbench.leaderboard import board, reading, store
 from zsrbench.leaderboard.reported import import_reported, packaged_csv_dir, packaged_entries, reported_entries
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,16 +142,16 @@ def test_published_rows_join_the_protocols_a_folder_is_about(tmp_path):
     # a folder of micro entries shows no tga16 rows unless asked for them
     micro = next(d for d in store.entry_dirs(COMMITTED, "micro") if "__pgd__" in d.name)
     lb = _folder_with(tmp_path, f"micro/{micro.name}")
-    assert reading.packaged_protocols(lb) == []
-    assert reading.packaged_protocols(lb, "tga16") == ["tga16"]
-    assert reading.packaged_protocols(tmp_path / "nowhere") == ["tga16", "fare"]
-    assert reading.packaged_protocols(COMMITTED) == []  # the checkout has its own
-    shown = {le.entry.protocol.name for le in reading.load_leaderboard(lb).entries}
+    assert board.packaged_protocols(lb) == []
+    assert board.packaged_protocols(lb, "tga16") == ["tga16"]
+    assert board.packaged_protocols(tmp_path / "nowhere") == ["tga16", "fare"]
+    assert board.packaged_protocols(COMMITTED) == []  # the checkout has its own
+    shown = {le.entry.protocol.name for le in board.load_leaderboard(lb).entries}
     assert shown == {"micro"}
-    view = reading.load_leaderboard(lb, "tga16")
+    view = board.load_leaderboard(lb, "tga16")
     assert {le.entry.kind for le in view.entries} == {"reported"} and len(view.entries) == 36
     assert all(le.file is None for le in view.entries) and view.notes
-    assert reading.load_leaderboard(lb, "tga16", reported=False).entries == []
+    assert board.load_leaderboard(lb, "tga16", reported=False).entries == []
     assert list((tmp_path / "lb").rglob("reported__*")) == []
 
 
@@ -228,7 +228,7 @@ def test_installed_package_shows_reported_rows_from_an_empty_folder(tmp_path):
 def _tga16_tables():
     from zsrbench.leaderboard import tables
 
-    view = reading.load_leaderboard(COMMITTED, "tga16")
+    view = board.load_leaderboard(COMMITTED, "tga16")
     return tables.build_tables([le for le in view.entries if le.entry.kind != "audit"])
 
 
@@ -268,7 +268,7 @@ def test_table_frame_is_tidy_and_the_csv_is_its_pivot():
 
 def test_empty_tables_give_empty_frames():
     from zsrbench.leaderboard import frame
-    from zsrbench.leaderboard.tables import TableSet
+    from zsrbench.leaderboard.table_model import TableSet
 
     assert frame.table_frame(TableSet()).empty and frame.records_frame([]).empty
     assert frame.to_csv(TableSet()).splitlines() == [",".join([*frame.LINE_COLUMNS, "marks", "notes"])]

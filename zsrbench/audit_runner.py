@@ -25,6 +25,7 @@ from zsrbench.defenses.identity import provenance
 from zsrbench.attacks.base import eps_text
 from zsrbench.data.base import indices_digest, select_indices
 from zsrbench.errors import ZsrError
+from zsrbench.leaderboard.audits import check_verdicts
 from zsrbench.leaderboard.schema import AuditCheck, AuditData, EntryModel, EntryProtocol, LeaderboardEntry
 from zsrbench.models import make_classifier
 from zsrbench.registry import ATTACKS, DATASETS
@@ -146,7 +147,7 @@ def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> 
     env = environment(device)
     data = AuditData(verdict=verdict, randomised=randomised, failed=failed, warned=warned,
                      checks=checks, settings=settings, base_model=base_id, datasets={**carried, **datasets},
-                     dataset_verdicts=V.dataset_verdicts(checks),
+                     dataset_verdicts=check_verdicts(checks),
                      env={"python": env.python, "torch": env.torch, "device": env.device},
                      timing={"wall_s": round(time.perf_counter() - t_start, 3)})
     entry = audit_entry(protocol, mid, defense, parts, eps, data)

@@ -22,10 +22,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from zsrbench.leaderboard.schema import AuditCheck
+from zsrbench.leaderboard.schema import NA, AuditCheck, worst
 
-NA = "n/a"
-VERDICTS = (NA, "pass", "warn", "fail")  # from best to worst; n/a: nothing to judge
 
 # Thresholds (fractions unless named otherwise); every audit records them.
 THRESHOLDS: dict[str, float] = {
@@ -49,11 +47,6 @@ TITLES = {
     "autoattack_flags": "AutoAttack's own flags",
     "nonfinite": "non-finite outputs (NaN/inf logits)",
 }
-
-
-def worst(verdicts: Sequence[str]) -> str:
-    """The worst of ``verdicts`` (``n/a`` < ``pass`` < ``warn`` < ``fail``); ``n/a`` for none."""
-    return max(verdicts, key=VERDICTS.index, default=NA)
 
 
 def by_thresholds(value: float, warn: float, fail: float) -> str:
@@ -284,20 +277,3 @@ def summarise(checks: Sequence[AuditCheck]) -> tuple[str, list[str], list[str]]:
     return worst([c.verdict for c in checks]), failed, warned
 
 
-def dataset_verdicts(checks: Sequence[AuditCheck]) -> dict[str, str]:
-    """Each dataset's verdict: the worst of the checks' verdicts on it (``n/a`` where no check had data)."""
-    out: dict[str, list[str]] = {}
-    for c in checks:
-        for ds, row in c.per_dataset.items():
-            out.setdefault(ds, []).append(str(row.get("verdict", NA)))
-    return {ds: worst(vs) for ds, vs in out.items()}
-
-
-def failures_on(checks: Sequence[AuditCheck], datasets: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(failed, warned) check names counting only the rows of ``datasets``."""
-    failed, warned = [], []
-    for c in checks:
-        vs = [str(r.get("verdict", NA)) for ds, r in c.per_dataset.items() if ds in datasets]
-        w = worst(vs)
-        (failed if w == "fail" else warned if w == "warn" else []).append(c.name)
-    return failed, warned

@@ -75,7 +75,7 @@ def table(
 ) -> None:
     """Leaderboard tables: first the ranking (worst case over every suite, ranking rules, significance groups),
     then one table per attack suite; columns = datasets + averages, each with its 95% interval."""
-    from zsrbench.leaderboard import combine, reading, render, store, tables
+    from zsrbench.leaderboard import board, combine, reading, render, rows, store, table_model, tables
 
     fmts = [f for f, on in zip(FORMATS, (markdown, csv_, latex, html_, json_)) if on]
     if len(fmts) > 1:
@@ -92,7 +92,7 @@ def table(
     if results_dir is not None:
         view = store.entries_from_results(results_dir, protocol)
     else:
-        view = reading.load_leaderboard(leaderboard_dir, protocol, store.parse_as_of(as_of), reported=not no_reported)
+        view = board.load_leaderboard(leaderboard_dir, protocol, store.parse_as_of(as_of), reported=not no_reported)
     for path, reason in view.problems:
         _warn(f"{path}: {reason} — not shown; run `zsrbench validate` (nothing was changed)")
     for note in view.notes:
@@ -115,7 +115,7 @@ def table(
     evidence, _ = tables.select_version(tables.select(shown, protocol=protocol, eps=eps), version)
     # the default view starts with the ranking tables; --attack and --worst-of show just the tables asked for, and
     # number only the models the ranking rules rank (applied to every suite of the models, not just those shown)
-    ts = tables.build_tables(entries, metrics=tables.METRICS if metric == "both" else (metric,), audits=audits,
+    ts = tables.build_tables(entries, metrics=table_model.METRICS if metric == "both" else (metric,), audits=audits,
                              ranking=attack is None and worst_of is None, cache=cache, evidence=evidence)
     for w in [*warnings, *ts.warnings]:
         _warn(w)
@@ -281,12 +281,12 @@ def _locate(leaderboard_dir: Path, name: str) -> tuple[Path | None, int | None, 
     entries of its protocol)."""
     import re
 
-    from zsrbench.leaderboard import reading, reported, store
+    from zsrbench.leaderboard import board, reading, reported, store
 
     try:
         edir, revision = store.resolve_entry(leaderboard_dir, name)
     except reading.EntryNotFound:  # (several entries matching it stays an error)
-        e = reading.resolve_packaged(leaderboard_dir, name)
+        e = board.resolve_packaged(leaderboard_dir, name)
         if e is None:
             raise
         m = re.fullmatch(r"(.+)@r?(\d+)", name)

@@ -60,3 +60,15 @@ def eps_text(units: float) -> str:
 def _message(given: object, option: str) -> str:
     return (f"{option} takes a size in units of 1/255 (4), as a fraction of the pixel range (4/255) or as a "
             f"decimal of the pixel range (0.0157); got {given!r}.")
+
+
+def normalise_eps(text: str | None) -> str | None:
+    """``"1"``, ``"1/255"``, ``"1.0"``, ``"0.0039"`` -> ``"1/255"`` (a table's ``--eps``: any spelling of one ε)."""
+    if text is None:
+        return None
+    import math
+
+    units = parse_eps(text)
+    if units is None or not math.isfinite(units) or units < 0:
+        raise ZsrError(f"--eps takes a finite, non-negative ε such as 1, 4/255 or 0.0157; got {text!r}.")
+    return eps_text(units)

@@ -37,7 +37,7 @@ from zsrbench.defenses import attention as att
 from zsrbench.errors import ZsrError
 from zsrbench.figures.output import Output, figure_files, new_figure, resolve_outputs, write_files
 from zsrbench.figures.shift import attention_shift, summarise
-from zsrbench.figures.shift_record import (
+from zsrbench.leaderboard.shift_record import (
     AttentionShiftRecord, MapDefinition, ShiftProtocol, ShiftStats, shift_path, to_json,
 )
 from zsrbench.protocols import Protocol

@@ -78,7 +78,8 @@ def load_board(*, results_dir: str | Path | None = None, leaderboard_dir: str | 
     """The measured and audit entries of a leaderboard (newest revisions; None: the default folder,
     :func:`zsrbench.paths.leaderboard_dir`) or of a raw results folder (no audits), and warnings about files that
     could not be read (skipped, nothing changed)."""
-    from zsrbench.leaderboard.reading import entries_from_results, load_leaderboard
+    from zsrbench.leaderboard.board import load_leaderboard
+    from zsrbench.leaderboard.reading import entries_from_results
 
     if results_dir is not None and leaderboard_dir is not None:
         raise ZsrError("Pass either --results-dir or --leaderboard-dir, not both.")
@@ -242,7 +243,7 @@ def accuracy(e: LeaderboardEntry, metric: str, *, average: str = "zero-shot", da
     """``metric`` ("clean" or "robust") of entry ``e``: on one ``dataset`` (Wilson interval) or averaged over its
     protocol's datasets (normalised when the protocol averages normalised accuracies; stratified bootstrap
     interval). None when the entry lacks a dataset the number needs."""
-    from zsrbench.leaderboard import tables
+    from zsrbench.leaderboard import rows
 
     assert e.measured is not None
     ms = e.measured.datasets
@@ -250,14 +251,14 @@ def accuracy(e: LeaderboardEntry, metric: str, *, average: str = "zero-shot", da
         m = ms.get(dataset)
         if m is None:
             return None
-        return Value(getattr(m.metrics, f"{metric}_accuracy"), *tables.dataset_interval(m, metric))
+        return Value(getattr(m.metrics, f"{metric}_accuracy"), *rows.dataset_interval(m, metric))
     cols = average_datasets(e, average)
     if not cols or any(d not in ms for d in cols):
         return None
     norm = e.protocol.normalised_average
     attr = f"{metric}_normalised" if norm else f"{metric}_accuracy"
     value = sum(getattr(ms[d].metrics, attr) for d in cols) / len(cols)
-    return Value(value, *tables.average_interval([ms[d] for d in cols], metric, norm))
+    return Value(value, *rows.average_interval([ms[d] for d in cols], metric, norm))
 
 
 def metric_label(e: LeaderboardEntry, metric: str, *, average: str, dataset: str | None) -> str:
@@ -389,7 +390,7 @@ def eps_figure(chosen: Chosen, *, average: str = "zero-shot", dataset: str | Non
 def pick_eps(chosen: Chosen, eps: str | None) -> str:
     """The ε of a trade-off plot: the one asked for, the only one measured, else the protocol's own ε."""
     from zsrbench.eps import eps_text
-    from zsrbench.leaderboard.tables import normalise_eps
+    from zsrbench.eps import normalise_eps
     from zsrbench.registry import PROTOCOLS
 
     have = sorted({le.entry.eps_text for le in chosen.entries if le.entry.eps_text}, key=_eps_value)

@@ -7,13 +7,13 @@ audit whose checks and settings equal the newest revision's adds nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import zsrbench
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.entries import now_utc
 from zsrbench.leaderboard.reading import Previous
-from zsrbench.leaderboard.schema import AuditData, LeaderboardEntry
+from zsrbench.leaderboard.schema import NA, AuditCheck, AuditData, LeaderboardEntry, worst
 from zsrbench.leaderboard.store import _taken_numbers, _write_revision, newest_readable, writing_entry
 
 
@@ -93,7 +93,25 @@ def dataset_verdicts(audit: AuditData) -> dict[str, str]:
     without a verdict, in audits written before every check had per-dataset rules, counts as n/a)."""
     if audit.dataset_verdicts:
         return dict(audit.dataset_verdicts)
-    from zsrbench.audit_verdicts import dataset_verdicts as derive
-
-    out = derive(audit.checks)
+    out = check_verdicts(audit.checks)
     return {ds: out.get(ds, "n/a") for ds in [*audit.datasets, *out]}
+
+
+def check_verdicts(checks: Sequence[AuditCheck]) -> dict[str, str]:
+    """Each dataset's verdict: the worst of the checks' verdicts on it (``n/a`` where no check had data)."""
+    out: dict[str, list[str]] = {}
+    for c in checks:
+        for ds, row in c.per_dataset.items():
+            out.setdefault(ds, []).append(str(row.get("verdict", NA)))
+    return {ds: worst(vs) for ds, vs in out.items()}
+
+
+
+def failures_on(checks: Sequence[AuditCheck], datasets: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(failed, warned) check names counting only the rows of ``datasets``."""
+    failed, warned = [], []
+    for c in checks:
+        vs = [str(r.get("verdict", NA)) for ds, r in c.per_dataset.items() if ds in datasets]
+        w = worst(vs)
+        (failed if w == "fail" else warned if w == "warn" else []).append(c.name)
+    return failed, warned

@@ -1,6 +1,6 @@
 """Leaderboard tables and result records as tidy :class:`pandas.DataFrame` objects (public API).
 
-* :func:`table_frame`: a :class:`~zsrbench.leaderboard.tables.TableSet` (what ``zsrbench table`` shows), one
+* :func:`table_frame`: a :class:`~zsrbench.leaderboard.table_model.TableSet` (what ``zsrbench table`` shows), one
   row per table line × column (dataset or average) × metric, with the line's model, source, rank, status and
   audit, and the cell's value and 95% interval bounds; the group's ``proxy`` (what a proxy protocol is) and
   ``dataset_notes`` (``<dataset>: <note>`` joined by `` | ``); for a reported line the protocol its source used
@@ -31,7 +31,7 @@ import pandas as pd
 
 from zsrbench import stats
 from zsrbench.leaderboard.schema import ResultRecord
-from zsrbench.leaderboard.tables import Cell, Group, Row, TableSet
+from zsrbench.leaderboard.table_model import Cell, Group, Row, TableSet
 
 # a reported line's protocol as its source ran it (Row.reported_protocol): column -> key
 REPORTED_KEYS = {"reported_relation": "relation", "reported_attack": "attack_used", "reported_precision": "precision",

@@ -23,13 +23,13 @@ from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.reading import LoadedEntry
 from zsrbench.leaderboard.reported import NOT_STATED, SELF, THIRD_PARTY
 from zsrbench.leaderboard.schema import ReportedData, ReportedNumbers
+from zsrbench.leaderboard.table_model import AT_CHANCE, SATURATED, rank_value
 
 if TYPE_CHECKING:
-    from zsrbench.leaderboard.tables import Group, Row
+    from zsrbench.leaderboard.table_model import Group, Row
     from zsrbench.protocols import Protocol
 
 SATURATED_AT = 0.90  # robust accuracy of the undefended model from which a dataset is "saturated"
-SATURATED, AT_CHANCE = "saturated", "at chance"  # the tags of Group.dataset_notes (the notes start with them)
 LABEL_FACTS = (("attack", "attack_used"), ("precision", "precision"), ("datasets", "datasets"), ("samples", "samples"),
                ("baselines", "baselines"))  # (title, Row.reported_protocol key) of a reported row's status
 REPORTED_FOOTER = ("Reported rows are published numbers, listed after the measured rows and never numbered: per "
@@ -207,16 +207,3 @@ def reported_label(r: ReportedData, g: Group) -> dict:
             "vs_self_reported": None}
 
 
-def dataset_tag(note: str) -> str:
-    """The short tag of a dataset note (``saturated``, ``at chance``) for its column title."""
-    return next((t for t in (SATURATED, AT_CHANCE) if note.startswith(t)), "see note")
-
-
-def rank_value(row: Row) -> float:
-    """The number rows are ordered by: the robust average (or zero-shot average) of the row."""
-    cells = row.cells.get("robust", {})
-    for k in ("avg", "avg_zs"):
-        c = cells.get(k)
-        if c is not None and c.value is not None:
-            return c.value
-    return float("-inf")

@@ -34,11 +34,12 @@ import numpy as np
 
 from zsrbench import stats
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard import tables as T
+from zsrbench.leaderboard import rows as R
+from zsrbench.leaderboard import table_model as T
 from zsrbench.leaderboard.combine import Combined, FlagsCache, SampleMismatch, suite_order, worst_over_all
 from zsrbench.leaderboard.entries import code_key, rev_name
 from zsrbench.leaderboard.reading import LoadedEntry, history
-from zsrbench.leaderboard.schema import LeaderboardEntry
+from zsrbench.leaderboard.schema import LeaderboardEntry, worst
 
 AuditKey = tuple[str, int, str, "str | None"]  # protocol name, protocol version, model id, ε text
 MASKING = "gradient masking"
@@ -85,9 +86,7 @@ def audit_on(audit: LeaderboardEntry | None, datasets: Sequence[str]) -> AuditOn
     """The audit's verdict on ``datasets``: the worst of its newest per-dataset verdicts there."""
     if audit is None or audit.audit is None:
         return AuditOn(T.AUDIT_NONE, missing=list(datasets))
-    from zsrbench.audit_verdicts import failures_on, worst
-
-    from zsrbench.leaderboard.audits import dataset_verdicts
+    from zsrbench.leaderboard.audits import dataset_verdicts, failures_on
 
     dv = dataset_verdicts(audit.audit)
     have = [d for d in datasets if d in dv]
@@ -255,8 +254,8 @@ def _empty_row(parts: Sequence[LoadedEntry], g: T.Group) -> T.Row:
 def ranking_group(key: T.GroupKey, members: Sequence[LoadedEntry], audits: dict[AuditKey, LeaderboardEntry],
                   warnings: list[str], cache: FlagsCache) -> T.Group:
     """The ranking table of one (protocol, version, ε, subset): see the module docstring for the rules."""
-    g, zs = T.new_group(key, members, warnings)
-    notes = T.new_notes()
+    g, zs = R.new_group(key, members, warnings)
+    notes = R.new_notes()
     required = required_suites(g.protocol)
     by_model: dict[str, dict[str, LoadedEntry]] = {}
     for le in members:
@@ -281,7 +280,7 @@ def ranking_group(key: T.GroupKey, members: Sequence[LoadedEntry], audits: dict[
         if comb is None:
             row = _empty_row(parts, g)
         else:
-            row = T.measured_row(comb.loaded, g, zs, notes)
+            row = R.measured_row(comb.loaded, g, zs, notes)
             for n in comb.notes:
                 row.add_note(T.METRICS, n)
         row.suites = [p.entry.suite for p in parts]
@@ -315,7 +314,7 @@ def ranking_group(key: T.GroupKey, members: Sequence[LoadedEntry], audits: dict[
                 letter += 1
         r.group = group_letter(letter)
     _footer(g, required, untested, has_reported)
-    T.finish_footnotes(g, notes)
+    R.finish_footnotes(g, notes)
     return g
 
 

@@ -1,4 +1,4 @@
-"""Render :class:`~zsrbench.leaderboard.tables.TableSet` as markdown, CSV, LaTeX, HTML, JSON or a rich table.
+"""Render :class:`~zsrbench.leaderboard.table_model.TableSet` as markdown, CSV, LaTeX, HTML, JSON or a rich table.
 
 Values are accuracies in % with two decimals. Measured cells carry their 95% interval: ``±h`` (h = half the
 interval's width, in points) in markdown, HTML and LaTeX; ``<column>_lo`` / ``<column>_hi`` in CSV; ``lo`` /
@@ -19,7 +19,7 @@ import html
 import json
 from typing import Any
 
-from zsrbench.leaderboard.tables import DAGGER, DDAGGER, SECTION, STAR, Cell, Footnote, Group, Row, TableSet
+from zsrbench.leaderboard.table_model import DAGGER, DDAGGER, SECTION, STAR, Cell, Footnote, Group, Row, TableSet
 
 METRIC_TITLES = {"robust": "Robust accuracy (%)", "clean": "Clean accuracy (%)"}
 DATASET_NOTES_TITLE = "Datasets whose robust column says little about the models (tagged in the column titles):"

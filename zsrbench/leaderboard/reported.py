@@ -21,7 +21,7 @@ from one of the CSVs that the corrected CSVs no longer produce (e.g. rows moved 
 out. Importing again is a no-op.
 
 :func:`packaged_entries` builds the same entries in memory, nothing written: ``zsrbench table`` shows them for
-a protocol whose leaderboard folder holds no reported entries (:func:`zsrbench.leaderboard.reading.load_leaderboard`).
+a protocol whose leaderboard folder holds no reported entries (:func:`zsrbench.leaderboard.board.load_leaderboard`).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _eps(text: str) -> tuple[float | None, str | None]:
     t = (text or "").strip()
     if t in ("", "-"):
         return None, None
-    from zsrbench.leaderboard.tables import normalise_eps
+    from zsrbench.eps import normalise_eps
 
     et = normalise_eps(t)
     assert et is not None

@@ -7,7 +7,7 @@ Numbers are numbers, never strings. Accuracies are fractions in [0, 1].
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -238,6 +238,13 @@ class ReportedData(_Strict):
 
 
 Verdict = Literal["pass", "warn", "fail", "n/a"]  # n/a: the check had nothing to look at
+NA = "n/a"
+VERDICTS = (NA, "pass", "warn", "fail")  # from best to worst; n/a: nothing to judge
+
+
+def worst(verdicts: Sequence[str]) -> str:
+    """The worst of ``verdicts`` (``n/a`` < ``pass`` < ``warn`` < ``fail``); ``n/a`` for none."""
+    return max(verdicts, key=VERDICTS.index, default=NA)
 
 
 class AuditCheck(_Strict):

@@ -431,7 +431,7 @@ def _attention_shift_reasons(p: Path) -> list[str] | None:
     data = _raw_json(p)
     if not (isinstance(data, dict) and data.get("kind") == "attention_shift"):
         return None
-    from zsrbench.figures.shift_record import check_shift_file
+    from zsrbench.leaderboard.shift_record import check_shift_file
 
     return check_shift_file(p)
 

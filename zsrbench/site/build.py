@@ -52,9 +52,9 @@ class SiteResult:
 
 def load_view(leaderboard_dir: str | Path | None, protocol: str | None) -> StoreView:
     """The entries ``zsrbench table`` shows for this leaderboard (and protocol)."""
-    from zsrbench.leaderboard import reading
+    from zsrbench.leaderboard import board
 
-    view = reading.load_leaderboard(leaderboard_dir, protocol)
+    view = board.load_leaderboard(leaderboard_dir, protocol)
     if protocol is not None and not any(le.entry.protocol.name == protocol for le in view.entries):
         from zsrbench.registry import PROTOCOLS, load_builtins
 

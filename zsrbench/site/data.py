@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard import combine, ranking, records, tables
+from zsrbench.leaderboard import combine, ranking, records, table_model, tables
 from zsrbench.leaderboard.reading import LoadedEntry, StoreView
 from zsrbench.leaderboard.schema import LeaderboardEntry, ResultRecord
 from zsrbench.site import naming
@@ -23,11 +23,11 @@ class PageGroups:
     """The tables of one protocol page: the ranking group (None without measured entries) and the suites'."""
 
     key: PageKey
-    ranking: tables.Group | None = None
-    suites: list[tables.Group] = field(default_factory=list)
+    ranking: table_model.Group | None = None
+    suites: list[table_model.Group] = field(default_factory=list)
 
     @property
-    def groups(self) -> list[tables.Group]:
+    def groups(self) -> list[table_model.Group]:
         return ([self.ranking] if self.ranking else []) + self.suites
 
     @property
@@ -54,14 +54,14 @@ class PageGroups:
 class SiteData:
     title: str
     view: StoreView
-    tables: tables.TableSet
+    tables: table_model.TableSet
     pages: dict[PageKey, PageGroups]
     entries: dict[EntryKey, LoadedEntry]  # every entry shown, audits included
     records: dict[EntryKey, dict[str, ResultRecord | ZsrError]]  # measured entries: dataset -> record
     facts: dict[str, ModelFacts]  # measured model id -> what names it
     labels: dict[str, str]  # measured model id -> its label across the whole site
     audits: dict[ranking.AuditKey, LoadedEntry]  # the audit entry each ranking row's status comes from
-    suite_rows: dict[EntryKey, tables.Row]  # each entry's row in its own suite's table (its averages)
+    suite_rows: dict[EntryKey, table_model.Row]  # each entry's row in its own suite's table (its averages)
     warnings: list[str] = field(default_factory=list)
 
     def entry_of(self, protocol: str, slug: str) -> LoadedEntry | None:
@@ -83,7 +83,7 @@ class SiteData:
         pg = self.pages.get(k)
         return pg.title if pg is not None else naming.page_title(k)
 
-    def row_model(self, g: tables.Group, r: tables.Row) -> str | None:
+    def row_model(self, g: table_model.Group, r: table_model.Row) -> str | None:
         """The model a measured row is of (``Row.model_id``, else its entry's model); None for reported rows."""
         if r.kind != "measured":
             return None
@@ -99,7 +99,7 @@ def key(le: LoadedEntry) -> EntryKey:
     return (le.entry.protocol.name, le.entry.entry)
 
 
-def page_key(g: tables.Group) -> PageKey:
+def page_key(g: table_model.Group) -> PageKey:
     return (g.protocol, g.version, g.eps_text, g.subset, getattr(g, "variant", None))
 
 
@@ -140,7 +140,7 @@ def collect(view: StoreView, title: str) -> SiteData:
     cache = combine.FlagsCache()
     ts = tables.build_tables(shown, audits=audits, ranking=True, cache=cache)
     pages: dict[PageKey, PageGroups] = {}
-    suite_rows: dict[EntryKey, tables.Row] = {}
+    suite_rows: dict[EntryKey, table_model.Row] = {}
     for g in ts.groups:
         pg = pages.setdefault(page_key(g), PageGroups(page_key(g)))
         if g.is_ranking:

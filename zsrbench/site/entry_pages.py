@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard import tables
+from zsrbench.leaderboard import rows
 from zsrbench.leaderboard.audits import dataset_verdicts
 from zsrbench.leaderboard.entries import rev_name
 from zsrbench.leaderboard.reading import LoadedEntry, history
@@ -110,8 +110,8 @@ def _dataset_table(le: LoadedEntry, site: SiteData) -> str:
         train = " (train)" if ds == e.protocol.train_dataset else ""
         body.append(
             f"<tr><td class=\"l\">{esc(ds + train)}</td><td>{mt.n}</td><td>{_pct(mt.clean_accuracy)}</td>"
-            f"<td>{_interval(*tables.dataset_interval(m, 'clean'))}</td><td>{_pct(mt.robust_accuracy)}</td>"
-            f"<td>{_interval(*tables.dataset_interval(m, 'robust'))}</td><td class=\"l\">{esc(per)}</td>"
+            f"<td>{_interval(*rows.dataset_interval(m, 'clean'))}</td><td>{_pct(mt.robust_accuracy)}</td>"
+            f"<td>{_interval(*rows.dataset_interval(m, 'robust'))}</td><td class=\"l\">{esc(per)}</td>"
             f"<td>{_pct(mt.clean_normalised)}</td><td>{_pct(mt.robust_normalised)}</td>"
             f"<td class=\"l\">{esc('; '.join(notes)) or '–'}</td></tr>")
     row = site.suite_rows.get(key(le))

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from zsrbench.leaderboard import tables
+from zsrbench.leaderboard import table_model
 from zsrbench.leaderboard.ranking import RANKED
 from zsrbench.leaderboard.entries import rev_name
 from zsrbench.leaderboard.reading import LoadedEntry
@@ -44,8 +44,8 @@ class Column:
 
 @dataclass
 class TableRow:
-    row: tables.Row
-    group: tables.Group
+    row: table_model.Row
+    group: table_model.Group
     entry: LoadedEntry | None  # the entry the row's first number comes from
     label: str
     rank: int | None  # as shown: the number of a ranked model in its table; None for every other row
@@ -56,23 +56,23 @@ class TableRow:
         return self.rank is not None
 
 
-def shown_rank(r: tables.Row) -> int | None:
+def shown_rank(r: table_model.Row) -> int | None:
     """The rank a row shows: a number only for a measured row the ranking rules rank, never for another row."""
     if r.kind != "measured" or r.rank is None:
         return None
     return r.rank if (r.status or RANKED) == RANKED else None
 
 
-def avg_label(g: tables.Group, key: str) -> str:
+def avg_label(g: table_model.Group, key: str) -> str:
     return dict(g.avg_columns).get(key, key)
 
 
-def dataset_notes(g: tables.Group) -> dict[str, str]:
+def dataset_notes(g: table_model.Group) -> dict[str, str]:
     """Per dataset, why its column says little about the models (``Group.dataset_notes``; empty without)."""
     return dict(getattr(g, "dataset_notes", None) or {})
 
 
-def dataset_title(g: tables.Group, d: str, note: str | None) -> str:
+def dataset_title(g: table_model.Group, d: str, note: str | None) -> str:
     """A dataset's column title: ``(train)`` for the training dataset; when ``d`` is noted, the tables' own tag
     (``micro_background (saturated)``) and the mark ◊ of its footnote."""
     train = " (train)" if d == g.train_dataset else ""
@@ -82,13 +82,13 @@ def dataset_title(g: tables.Group, d: str, note: str | None) -> str:
     return (tagged(d) if callable(tagged) and d in dataset_notes(g) else d) + train + NOTE_MARK
 
 
-def dataset_column(g: tables.Group, d: str, note: str | None) -> Column:
+def dataset_column(g: table_model.Group, d: str, note: str | None) -> Column:
     """The robust accuracy on ``d``, its header marked (and its note in the tooltip) when the tables note ``d``."""
     title = f"robust accuracy on {d}" + (f" — {NOTE_MARK} {note}" if note else "")
     return Column(f"robust-{d}", dataset_title(g, d, note), "number", True, title)
 
 
-def columns(g: tables.Group, *, ranking: bool, compact: bool = False, reported_only: bool = False,
+def columns(g: table_model.Group, *, ranking: bool, compact: bool = False, reported_only: bool = False,
             notes: Mapping[str, str] | None = None) -> list[Column]:
     """The columns of a table of ``g``'s protocol: ranking (worst case over suites), one suite's table, or
     (``reported_only``: a page without a ranking) each row under its own attack. Audit and status come right after the
@@ -116,14 +116,14 @@ def columns(g: tables.Group, *, ranking: bool, compact: bool = False, reported_o
     return cols + [Column("source", "Evaluated with", "text")]
 
 
-def note_lines(g: tables.Group, notes: Mapping[str, str] | None = None) -> list[str]:
+def note_lines(g: table_model.Group, notes: Mapping[str, str] | None = None) -> list[str]:
     """The footnotes of the marked dataset columns: ``◊ dataset: why``."""
     marks = dataset_notes(g) if notes is None else dict(notes)
     return [f"{NOTE_MARK} {d}: {marks[d]}" for d in g.datasets if marks.get(d)]
 
 
 # ------------------------------------------------------------------------------------------------ cells
-def value_cell(cell: tables.Cell | None, *, reported: bool = False, ranking: bool = False) -> str:
+def value_cell(cell: table_model.Cell | None, *, reported: bool = False, ranking: bool = False) -> str:
     cls = "num ranking" if ranking else "num"
     if cell is None or cell.value is None:
         return f'<td class="{cls}">{DASH}</td>'
@@ -270,7 +270,7 @@ def table_html(rows: Sequence[TableRow], cols: Sequence[Column], site: SiteData,
 
 
 # ------------------------------------------------------------------------------------------------ rows
-def table_rows(g: tables.Group, site: SiteData, labels: dict[str, str]) -> list[TableRow]:
+def table_rows(g: table_model.Group, site: SiteData, labels: dict[str, str]) -> list[TableRow]:
     """The rows of ``g`` as shown: a number only for the models the ranking rules rank (:func:`shown_rank`)."""
     out = []
     for r in g.rows:
@@ -282,7 +282,7 @@ def table_rows(g: tables.Group, site: SiteData, labels: dict[str, str]) -> list[
     return out
 
 
-def main_rows(ranking: tables.Group | None, suites: Sequence[tables.Group], site: SiteData,
+def main_rows(ranking: table_model.Group | None, suites: Sequence[table_model.Group], site: SiteData,
               labels: dict[str, str]) -> list[TableRow]:
     """The page's leaderboard: the ranking group's rows (ranked, then the others with their reason), then every
     reported row of the page's suites (each result once, best first). A page without a ranking (published
@@ -296,7 +296,7 @@ def main_rows(ranking: tables.Group | None, suites: Sequence[tables.Group], site
                 seen.add(tr.row.entry)
                 tr.rank = None  # its place in its suite's table is no rank in the ranking
                 others.append(tr)
-    others.sort(key=lambda tr: (tr.row.kind != "measured", -tables.rank_value(tr.row), tr.label))
+    others.sort(key=lambda tr: (tr.row.kind != "measured", -table_model.rank_value(tr.row), tr.label))
     return rows + others
 
 
@@ -305,7 +305,7 @@ def row_notes(rows: Sequence[TableRow]) -> list[str]:
     it applies to."""
     who: dict[str, list[str]] = {}
     for tr in rows:
-        for n in (n for m in tables.METRICS for n in tr.row.notes.get(m, [])):
+        for n in (n for m in table_model.METRICS for n in tr.row.notes.get(m, [])):
             labels = who.setdefault(n, [])
             if tr.label not in labels:
                 labels.append(tr.label)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zsrbench.leaderboard import ranking, tables
+from zsrbench.leaderboard import ranking, table_model
 from zsrbench.leaderboard.entries import rev_name
 from zsrbench.leaderboard.schema import EntryModel, ModelInfo, ResultRecord
 from zsrbench.site import leaderboard_table as lt
@@ -184,12 +184,12 @@ def _audits(model_id: str, site: SiteData) -> str:
             "</table></section>")
 
 
-def table_name(g: tables.Group) -> str:
+def table_name(g: table_model.Group) -> str:
     """How a model card names one table of a page: the ranking, or one suite's table."""
     return "ranking (worst case over suites)" if g.is_ranking else f"suite {g.suite}"
 
 
-def place_row(pg: PageGroups, g: tables.Group, r: tables.Row) -> str:
+def place_row(pg: PageGroups, g: table_model.Group, r: table_model.Row) -> str:
     """One table the model is a row of: the page, the table, its rank there (– when not ranked), its robust
     average and its status (the reason when it is not ranked)."""
     rank = lt.shown_rank(r)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard import tables
+from zsrbench.leaderboard import table_model
 from zsrbench.site import leaderboard_table as lt
 from zsrbench.site import naming
 from zsrbench.site.data import PageGroups, SiteData
@@ -182,7 +182,7 @@ def leader_html(pg: PageGroups, leader: lt.TableRow | None) -> str:
         return f'{lt.DASH} <span class="muted">none announced: {esc(pg.key[0])} is {esc(pg.proxy)}</span>'
     if leader is None:
         return lt.DASH
-    return f"{esc(leader.label)} {esc(leader.row.cells['robust'].get('avg', tables.Cell(None)).number())}"
+    return f"{esc(leader.label)} {esc(leader.row.cells['robust'].get('avg', table_model.Cell(None)).number())}"
 
 
 def _overview_row(pg: PageGroups, site: SiteData) -> str:
