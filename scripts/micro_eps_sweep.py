@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zsrbench.attacks.pgd import pgd_attack
 from zsrbench.micro import tasks as T
-from zsrbench.micro.pretrained import local_dir_name
+from zsrbench.models.shipped import local_dir_name
 from zsrbench.micro.protocol import EPS_SWEEP, PGD_STEP_FRACTION, PGD_STEPS, choose_eps
-from zsrbench.models import build_clip, make_classifier
+from zsrbench.models.clip import build_clip
+from zsrbench.models.classifier import make_classifier
 
 
 def main() -> None:

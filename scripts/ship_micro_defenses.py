@@ -18,9 +18,9 @@ from pathlib import Path
 
 from zsrbench.defenses.base import LoadSpec, instantiate
 from zsrbench.defenses.identity import model_id
-from zsrbench.micro import shipped
+from zsrbench.models import shipped
 from zsrbench.registry import DEFENSES, PROTOCOLS, load_builtins
-from zsrbench.train import on_demand_key, train_defense
+from zsrbench.train import export_visual, on_demand_key, shipped_training, train_defense
 
 
 def ship(defense: str, proto, work: Path) -> dict:
@@ -28,10 +28,10 @@ def ship(defense: str, proto, work: Path) -> dict:
     out = work / defense
     result = train_defense(defense, protocol=proto, out_dir=out, seed=seed, device="cpu", resume=True,
                            keep_checkpoints=False, progress=True)
-    blob = shipped.export_visual(out)
+    blob = export_visual(out)
     target = shipped.SHIPPED_DIR / f"{defense}.safetensors"
     target.write_bytes(blob)
-    target.with_suffix(".json").write_text(json.dumps(shipped.shipped_training(result.manifest), indent=1,
+    target.with_suffix(".json").write_text(json.dumps(shipped_training(result.manifest), indent=1,
                                                       default=str) + "\n", encoding="utf-8")
     d = instantiate(DEFENSES.get(defense))
     parts = d.load(LoadSpec(model=proto.default_model, pretrained=proto.default_pretrained, checkpoint=str(target)))
@@ -53,7 +53,7 @@ def main() -> None:
     path = shipped.SHIPPED_DIR / shipped.MANIFEST
     manifest = json.loads(path.read_text()) if path.is_file() else {"defenses": {}}
     manifest["about"] = ("fine-tuned visual towers of the micro defenses the committed leaderboard evaluates; "
-                         "rebuilt by scripts/ship_micro_defenses.py, loaded by zsrbench.micro.shipped")
+                         "rebuilt by scripts/ship_micro_defenses.py, loaded by zsrbench.models.shipped")
     for name in args.defenses.split(","):
         manifest["defenses"][name] = ship(name, proto, Path(args.work))
         print(name, manifest["defenses"][name]["model_id"], manifest["defenses"][name]["sha256"][:16], flush=True)

@@ -23,7 +23,7 @@ def _cwd_outside_the_repository(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_parts():
-    from zsrbench.models import build_clip
+    from zsrbench.models.clip import build_clip
 
     torch.manual_seed(0)
     return build_clip("zsr-tiny")

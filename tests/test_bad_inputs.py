@@ -76,7 +76,7 @@ def checkpoint_files(t: Path) -> dict[str, str]:
     (t / "pickle.bin").write_bytes(pickle.dumps({"weights": Evil(t / "MARKER")}))
     (t / "folder").mkdir()
     (t / "folder" / "open_clip_pytorch_model.bin").write_bytes(pickle.dumps({"w": Evil(t / "MARKER")}))
-    from zsrbench.models import build_clip
+    from zsrbench.models.clip import build_clip
 
     torch.manual_seed(0)
     visual = build_clip("zsr-micro").model.visual.state_dict()

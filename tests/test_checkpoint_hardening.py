@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from zsrbench.cli import app
 from zsrbench.errors import ZsrError
-from zsrbench.models import _open_clip, build_clip, check_sha256_text, sha256_file
+from zsrbench.models.clip import _open_clip, build_clip
+from zsrbench.models.weights import check_sha256_text, sha256_file
 
 cli = CliRunner()
 RUN = ["run", "--defense", "clip", "--protocol", "synthetic", "--attack", "pgd", "--steps", "1", "--quiet"]
@@ -293,7 +294,7 @@ def no_model(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was built before the training settings were validated")
 
-    monkeypatch.setattr("zsrbench.models.build_clip", forbidden)
+    monkeypatch.setattr("zsrbench.models.clip.build_clip", forbidden)
 
 
 @pytest.mark.parametrize("args, text", [

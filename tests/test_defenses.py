@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from zsrbench.defenses import attention as att
-from zsrbench.defenses import catalogue
+from zsrbench.models import catalogue
 from zsrbench.defenses.base import Adversary, Defense, LoadSpec, LossOutput, TrainBatch, TrainHparams
 from zsrbench.defenses.comp_tga import comp_tga_loss
 from zsrbench.defenses.fare import fare_loss
@@ -43,7 +43,8 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def tiny():
     """A random-init zsr-tiny CLIP, the synthetic shapes set, and the class/non-class text heads."""
-    from zsrbench.models import build_clip, text_head
+    from zsrbench.models.clip import build_clip
+    from zsrbench.models.classifier import text_head
 
     load_builtins()
     torch.manual_seed(0)
@@ -58,7 +59,7 @@ def tiny():
 
 
 def classifiers(tiny, logit_scale=100.0):
-    from zsrbench.models import ZeroShotClassifier
+    from zsrbench.models.classifier import ZeroShotClassifier
 
     parts, x, y, head, non = tiny
     visual = copy.deepcopy(parts.visual)
@@ -527,7 +528,8 @@ def test_catalogue_download_cache_and_sha256(monkeypatch, tmp_path, tiny):
     """A fake hub repo holding a tiny open_clip folder: downloaded once, then loaded from the cache offline."""
     from safetensors.torch import save_file
 
-    from zsrbench.models import _open_clip, sha256_file
+    from zsrbench.models.clip import _open_clip
+    from zsrbench.models.weights import sha256_file
 
     parts = tiny[0]
     repo = tmp_path / "hub"

@@ -237,7 +237,7 @@ def test_a_check_without_data_says_na():
 
 # ------------------------------------------------------------------------------------------------ weights
 def _train_digest(tmp_path, threads: int) -> str:
-    from zsrbench.models import sha256_state
+    from zsrbench.models.weights import sha256_state
     from zsrbench.train import train_defense
 
     before = torch.get_num_threads()
@@ -258,7 +258,7 @@ def test_training_gives_the_same_weights_on_one_and_two_threads(tmp_path):
 
 
 def test_the_shipped_micro_defenses_are_the_committed_models():
-    from zsrbench.micro import shipped
+    from zsrbench.models import shipped
 
     protocol = PROTOCOLS.get("micro")
     committed = {p.name.split("__")[0]: p.name.split("__")[2] for p in (REPO / "leaderboards" / "micro").iterdir()
@@ -277,11 +277,11 @@ def test_the_shipped_micro_defenses_are_the_committed_models():
 def test_training_reproduces_a_shipped_file_bit_identically(tmp_path):
     import hashlib
 
-    from zsrbench.micro import shipped
-    from zsrbench.train import train_defense
+    from zsrbench.models import shipped
+    from zsrbench.train import export_visual, train_defense
 
     r = train_defense("tecoa", protocol="micro", out_dir=tmp_path / "tecoa", seed=0, keep_checkpoints=False)
-    blob = shipped.export_visual(r.out_dir)
+    blob = export_visual(r.out_dir)
     ship = shipped.by_name("zsrbench:micro-v3/tecoa-s0")
     assert blob == ship.path.read_bytes() and hashlib.sha256(blob).hexdigest() == ship.sha256
 

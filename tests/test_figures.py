@@ -146,7 +146,7 @@ def test_recorded_shift_equals_the_shift_of_maps_computed_here(attention_run):
     from zsrbench.data.base import indices_digest, select_indices
     from zsrbench.defenses import attention as att
     from zsrbench.evaluate import batch_seed
-    from zsrbench.models import make_classifier
+    from zsrbench.models.classifier import make_classifier
     from zsrbench.registry import ATTACKS, DATASETS
     from zsrbench.runner import RunConfig, prepare_model
 

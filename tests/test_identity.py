@@ -34,7 +34,7 @@ def resave_differently(folder: Path) -> None:
     keep the manifest consistent with the new file (so only the file's bytes differ)."""
     from safetensors.torch import load_file, save_file
 
-    from zsrbench.models import sha256_file
+    from zsrbench.models.weights import sha256_file
 
     wfile = folder / "open_clip_model.safetensors"
     state = load_file(str(wfile))
@@ -57,7 +57,8 @@ def two_trainings(tmp_path_factory):
 
 
 def test_same_tensors_in_a_different_file_have_one_digest(two_trainings):
-    from zsrbench.models import build_clip, sha256_file, sha256_state
+    from zsrbench.models.clip import build_clip
+    from zsrbench.models.weights import sha256_file, sha256_state
 
     a, b = two_trainings
     wa, wb = a / "open_clip_model.safetensors", b / "open_clip_model.safetensors"
@@ -97,7 +98,7 @@ def test_two_trainings_are_one_model_and_one_leaderboard_entry(two_trainings, tm
 
 def test_on_demand_fine_tune_is_named_by_its_cache_path(tmp_path):
     """A folder in zsrbench's cache is recorded as cache:<path>; the architecture is the base one; the name loads."""
-    from zsrbench.models import cache_dir
+    from zsrbench.paths import cache_dir
 
     res = tmp_path / "r"
     invoke("run", "--defense", "tecoa", "--results-dir", res, "--no-leaderboard", *FAST)
@@ -114,7 +115,7 @@ def test_on_demand_fine_tune_is_named_by_its_cache_path(tmp_path):
 
 def test_ids_of_pretrained_and_random_models_name_their_tensors(tmp_path):
     from zsrbench.defenses.base import LoadSpec
-    from zsrbench.models import build_clip
+    from zsrbench.models.clip import build_clip
     from zsrbench.registry import DEFENSES, load_builtins
     from zsrbench.runner import model_id
 

@@ -210,12 +210,8 @@ def test_splits_and_protocol():
 
 
 def test_shipped_weights_match_manifest_and_load():
-    from zsrbench.micro.pretrained import (
-        resolve_micro_weights,
-        resolve_pretrained,
-        verify_weights,
-    )
-    from zsrbench.models import CONFIG_DIR, build_clip
+    from zsrbench.models.shipped import resolve_micro_weights, resolve_pretrained, verify_weights
+    from zsrbench.models.clip import CONFIG_DIR, build_clip
 
     folder = resolve_micro_weights()
     manifest = verify_weights()  # sha256 of the file == manifest
@@ -238,8 +234,9 @@ def test_shipped_weights_match_manifest_and_load():
 
 
 def test_shipped_model_beats_chance_on_a_held_out_task():
-    from zsrbench.micro.pretrained import local_dir_name
-    from zsrbench.models import build_clip, make_classifier
+    from zsrbench.models.shipped import local_dir_name
+    from zsrbench.models.clip import build_clip
+    from zsrbench.models.classifier import make_classifier
 
     parts = build_clip(local_dir_name())
     task = T.TASKS["micro_background"]

@@ -3,15 +3,9 @@ import pytest
 import torch
 
 from zsrbench.errors import ZsrError
-from zsrbench.models import (
-    ZeroShotClassifier,
-    build_clip,
-    extract_visual_state,
-    load_visual_checkpoint,
-    make_classifier,
-    resolve_arch,
-    sha256_file,
-)
+from zsrbench.models.classifier import ZeroShotClassifier, make_classifier
+from zsrbench.models.clip import build_clip, resolve_arch
+from zsrbench.models.weights import extract_visual_state, load_visual_checkpoint, sha256_file
 
 
 def test_openai_weights_get_quickgelu():
@@ -99,7 +93,7 @@ def test_text_head_cache_hit_on_second_run(tmp_path, tiny_parts):
 
 @pytest.mark.parametrize("tamper", ["rolled", "rolled-with-digest", "plain-tensor", "nan"])
 def test_a_changed_cached_text_head_is_never_used(tmp_path, tiny_parts, tamper, caplog):
-    from zsrbench.models import head_sha256
+    from zsrbench.models.classifier import head_sha256
 
     prompts = [[f"a photo of a {c}"] for c in ("cat", "dog", "bird", "car", "ship")]
     clf1, info1 = make_classifier(tiny_parts, prompts, cache=tmp_path)

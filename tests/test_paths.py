@@ -42,7 +42,7 @@ def test_defaults_are_the_current_folder_and_home_moves_them(env, tmp_path):
 
 
 def test_cache_precedence(env, tmp_path):
-    from zsrbench.models import cache_dir
+    from zsrbench.paths import cache_dir
 
     assert paths.cache_dir() == tmp_path / "home" / ".cache" / "zsrbench" == cache_dir()
     env.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as the XDG rules say
@@ -108,7 +108,7 @@ def test_help_names_the_defaults(env):
 # ------------------------------------------------------------------------------------------ cache paths in records
 def test_portable_names_recognise_the_xdg_cache(env, tmp_path):
     from zsrbench.leaderboard.maintain import portable_name
-    from zsrbench.models import portable_path, resolve_portable
+    from zsrbench.paths import portable_path, resolve_portable
 
     xdg = tmp_path / "xdg"
     env.setenv("XDG_CACHE_HOME", str(xdg))

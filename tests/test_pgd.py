@@ -53,7 +53,7 @@ def test_known_answer_linear_model(loss):
 
 
 def test_box_and_ball_constraints_and_determinism(tiny_parts):
-    from zsrbench.models import make_classifier
+    from zsrbench.models.classifier import make_classifier
 
     clf, _ = make_classifier(tiny_parts, [["a photo of a cat"], ["a photo of a dog"], ["a photo of a car"]], cache=False)
     x = torch.rand(6, 3, 16, 16)
@@ -250,7 +250,7 @@ def test_early_stop_lands_on_the_last_iterate_whatever_the_number_of_steps(steps
 def test_early_stop_is_bit_identical_on_the_tiny_clip(tiny_parts, step):
     """The papers' setting (step = ε = 1/255, 100 steps) and a step below ε, on a transformer CLIP: rows leave
     the batch as they finish, and the rest must take exactly the steps they take in the full batch."""
-    from zsrbench.models import make_classifier
+    from zsrbench.models.classifier import make_classifier
 
     clf, _ = make_classifier(tiny_parts, [[f"a photo of a {c}"] for c in ("cat", "dog", "car", "tree")], cache=False)
     x = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(1))
@@ -264,7 +264,8 @@ def test_early_stop_is_bit_identical_on_the_tiny_clip(tiny_parts, step):
 def test_early_stop_is_bit_identical_on_the_micro_clip():
     """The shipped micro CLIP on its source task, PGD-100 at step = ε = 1/255: a problem with broken and unbroken
     samples, where rows leave the batch early."""
-    from zsrbench.models import build_clip, make_classifier
+    from zsrbench.models.clip import build_clip
+    from zsrbench.models.classifier import make_classifier
     from zsrbench.registry import DATASETS
 
     load_builtins()

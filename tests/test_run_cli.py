@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from zsrbench.cli import app
 from zsrbench.leaderboard.records import metrics_from_flags, read_flags, read_record
-from zsrbench.models import resolve_portable
+from zsrbench.paths import resolve_portable
 
 runner = CliRunner()
 FAST = ["--protocol", "synthetic", "--steps", "3", "--quiet"]

@@ -97,7 +97,9 @@ def trained(tmp_path_factory):
 
 
 def test_outputs_load_back_bit_identically_and_evaluate(trained):
-    from zsrbench.models import build_clip, make_classifier, sha256_file
+    from zsrbench.models.clip import build_clip
+    from zsrbench.models.classifier import make_classifier
+    from zsrbench.models.weights import sha256_file
 
     result, out = trained
     m = result.manifest

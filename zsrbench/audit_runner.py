@@ -27,7 +27,7 @@ from zsrbench.data.base import indices_digest, select_indices
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.audits import check_verdicts
 from zsrbench.leaderboard.schema import AuditCheck, AuditData, EntryModel, EntryProtocol, LeaderboardEntry
-from zsrbench.models import make_classifier
+from zsrbench.models.classifier import make_classifier
 from zsrbench.registry import ATTACKS, DATASETS
 from zsrbench.runner import RunConfig, check_config, model_id, prepare_model, resolve_device
 

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from zsrbench.attacks.pgd import project, random_start
 from zsrbench.data.base import DatasetInfo, EvalSet, TensorImageDataset, select_indices
 from zsrbench.errors import ZsrError
-from zsrbench.models import CLIPParts, build_clip, make_classifier
+from zsrbench.models.clip import CLIPParts, build_clip
+from zsrbench.models.classifier import make_classifier
 from zsrbench.registry import ATTACKS, DATASETS, PROTOCOLS, load_builtins
 
 BENCH_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # tf32: fp32 with TF32 matmuls/convolutions (CUDA), set here

@@ -32,8 +32,8 @@ def pretrain(
     """Pretrain the micro CLIP on generated captioned scenes (CPU, minutes) and write weights + manifest."""
 
     from zsrbench.micro import pretrain as P
-    from zsrbench.micro.pretrained import WEIGHTS_DIR
-    from zsrbench.models import cache_dir
+    from zsrbench.models.shipped import WEIGHTS_DIR
+    from zsrbench.paths import cache_dir
 
     console = make_console()
     try:

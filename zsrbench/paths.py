@@ -74,3 +74,27 @@ def cache_roots() -> list[Path]:
         if r not in out:
             out.append(r)
     return out
+
+
+def portable_path(path: str | Path) -> str:
+    """A machine-independent name for a file or folder, as result records store it.
+
+    Inside zsrbench's cache (:func:`cache_dir`): ``cache:<path relative to the cache>`` (a folder fine-tuned on
+    demand, a downloaded checkpoint); any other absolute path (or ``~/…``): its file or folder name only (the
+    sha256 next to it identifies the file); a relative path as given. ``Defense.load`` accepts ``cache:…``.
+    """
+    text = str(path)
+    if text.startswith("cache:"):
+        return text
+    p = Path(text).expanduser()
+    try:
+        return f"cache:{p.resolve().relative_to(cache_dir().resolve()).as_posix()}"
+    except (ValueError, OSError):
+        pass
+    return p.name if (p.is_absolute() or text.startswith("~")) else text
+
+
+
+def resolve_portable(text: str) -> str:
+    """The local path a :func:`portable_path` ``cache:<path>`` name stands for (anything else unchanged)."""
+    return str(cache_dir() / text.split(":", 1)[1]) if text.startswith("cache:") else text

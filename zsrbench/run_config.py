@@ -299,7 +299,7 @@ def _check_datasets(cfg: RunConfig, protocol: Protocol) -> tuple[str, ...]:
 
 
 def _check_model_source(cfg: RunConfig) -> None:
-    from zsrbench.micro import shipped
+    from zsrbench.models import shipped
 
     if cfg.checkpoint is not None and cfg.checkpoint.startswith(shipped.PREFIX):
         shipped.by_name(cfg.checkpoint)  # a model the package ships (pinned by its own sha256)
@@ -308,7 +308,7 @@ def _check_model_source(cfg: RunConfig) -> None:
     if cfg.checkpoint is None:
         raise ZsrError("--checkpoint-sha256 checks the file given with --checkpoint, but no --checkpoint was given; "
                        "pass both, or drop --checkpoint-sha256.")
-    from zsrbench.models import check_sha256_text
+    from zsrbench.models.weights import check_sha256_text
 
     check_sha256_text(cfg.checkpoint_sha256)
 

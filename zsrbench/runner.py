@@ -31,7 +31,8 @@ from zsrbench.defenses.identity import model_id, provenance
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.records import metrics_from_flags, read_record, write_result
 from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, ModelInfo, ProtocolInfo, ResultRecord
-from zsrbench.models import LOGIT_SCALE, CLIPParts, make_classifier
+from zsrbench.models.clip import CLIPParts, LOGIT_SCALE
+from zsrbench.models.classifier import make_classifier
 from zsrbench.protocols import Protocol
 from zsrbench.registry import DATASETS, DEFENSES
 from zsrbench.units import UnitResult, UnitStore, assemble, settings_key, unit_bounds
@@ -169,7 +170,7 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
     """The defense, its loaded model and the checkpoint it came from (fine-tuned on demand where the protocol
     allows it and no checkpoint was given)."""
     from zsrbench.defenses.base import LoadSpec, instantiate
-    from zsrbench.micro import shipped
+    from zsrbench.models import shipped
 
     defense = instantiate(DEFENSES.get(cfg.defense), cfg.defense_params)
     checkpoint = cfg.checkpoint
@@ -201,7 +202,7 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
 def shipped_weights(defense: str, protocol: Protocol, seed: int) -> Any:
     """The weights the package ships for ``defense`` fine-tuned under the protocol's recipe and ``seed`` (None:
     none ship, or the recipe, base model or training loop changed since; then it is fine-tuned on demand)."""
-    from zsrbench.micro import shipped
+    from zsrbench.models import shipped
     from zsrbench.train import on_demand_key
 
     return shipped.lookup(defense, protocol.name, protocol.version, seed, on_demand_key(defense, protocol, seed))

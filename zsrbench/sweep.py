@@ -297,11 +297,11 @@ def check_checkpoint(cfg: RunConfig) -> None:
     ``local-dir:`` or ``zsrbench train`` folder, an ``hf-hub:`` id or a weights file, with its sha256 when one is
     given), so a sweep never submits a job that would stop at its first step. (:func:`check_config` checked the
     names of shipped models.)"""
-    from zsrbench.defenses import catalogue
-    from zsrbench.micro import shipped
-    from zsrbench.models import resolve_portable
+    from zsrbench.models import catalogue
+    from zsrbench.models import shipped
+    from zsrbench.paths import resolve_portable
     from zsrbench.registry import DEFENSES
-    from zsrbench.weights_io import check_model_folder, check_sha256_text
+    from zsrbench.models.weights import check_model_folder, check_sha256_text
 
     if cfg.checkpoint is None or cfg.checkpoint.startswith(shipped.PREFIX):
         return
@@ -388,7 +388,7 @@ def _checkpoint_sha(cfg: RunConfig) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def _file_sha(path: str) -> str:
-    from zsrbench.models import sha256_file
+    from zsrbench.models.weights import sha256_file
 
     return sha256_file(path)
 

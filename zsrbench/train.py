@@ -281,7 +281,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def _read_train_checkpoint(path: Path) -> dict[str, Any]:
     """The state a training checkpoint holds (read with weights_only=True); a damaged one is a ZsrError."""
-    from zsrbench.weights_io import TORCH_LOAD_ERRORS, short_error
+    from zsrbench.models.weights import TORCH_LOAD_ERRORS, short_error
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -295,7 +295,7 @@ def _read_train_checkpoint(path: Path) -> dict[str, Any]:
 
 def model_config(parts: Any) -> dict[str, Any]:
     """The open_clip ``model_cfg`` of the model that was fine-tuned (written next to the weights)."""
-    from zsrbench.models import _open_clip
+    from zsrbench.models.clip import _open_clip
 
     oc = _open_clip()
     name = parts.name
@@ -334,7 +334,7 @@ def _digest(obj: Any) -> str:
 
 
 def _state_digest(module: nn.Module) -> str:
-    from zsrbench.models import sha256_state
+    from zsrbench.models.weights import sha256_state
 
     return sha256_state(module.state_dict())
 
@@ -571,9 +571,10 @@ def _train_defense(
                     stale.unlink()
 
     # model ------------------------------------------------------------------------------------------
-    from zsrbench.defenses import catalogue
+    from zsrbench.models import catalogue
     from zsrbench.defenses.base import TrainBatch, same_kernels
-    from zsrbench.models import ZeroShotClassifier, build_clip, text_head
+    from zsrbench.models.classifier import ZeroShotClassifier, text_head
+    from zsrbench.models.clip import build_clip
 
     torch.manual_seed(int(seed))  # random-init configs (zsr-tiny) are then reproducible
     entry = catalogue.lookup(model_name)
@@ -800,7 +801,7 @@ def _manifest(*, defense, hp, proto, fingerprint, parts, train_set, prompt_sets,
 def _write_outputs(out: Path, parts: Any, visual: nn.Module, manifest: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
-    from zsrbench.models import sha256_file, sha256_state
+    from zsrbench.models.weights import sha256_file, sha256_state
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in parts.model.state_dict().items()}
@@ -827,11 +828,12 @@ def on_demand_key(defense_name: str, proto: Any, seed: int) -> str:
     defense, the protocol and its version, the shared recipe, the base model and its weights' sha256, the seed,
     the training loop's revision). Shipped weights carry the key they were trained under."""
     from zsrbench.data.base import digest_json
-    from zsrbench.models import SHIPPED_TAG, sha256_file
+    from zsrbench.models.clip import SHIPPED_TAG
+    from zsrbench.models.weights import sha256_file
 
     base_weights = None
     if proto.default_pretrained == SHIPPED_TAG:  # re-trained when the shipped base model changes
-        from zsrbench.micro.pretrained import resolve_pretrained
+        from zsrbench.models.shipped import resolve_pretrained
 
         base_weights = sha256_file(resolve_pretrained(proto.default_model, SHIPPED_TAG))
     return digest_json({"defense": defense_name, "protocol": proto.name, "version": proto.version,
@@ -842,7 +844,7 @@ def on_demand_key(defense_name: str, proto: Any, seed: int) -> str:
 
 def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
     """The cache folder of a defense fine-tuned on demand under ``proto`` (keyed by :func:`on_demand_key`)."""
-    from zsrbench.models import cache_dir
+    from zsrbench.paths import cache_dir
 
     key = on_demand_key(defense_name, proto, seed)
     return cache_dir() / "defenses" / f"{proto.name}-v{proto.version}" / f"{defense_name}-s{seed}-{key}"
@@ -870,4 +872,29 @@ def ensure_trained(defense_name: str, protocol: str | Any, *, seed: int = 0, dev
                            device=device, resume=True, progress=progress, keep_checkpoints=False)
     if not result.completed:  # pragma: no cover - only a callback can stop it
         raise ZsrError(f"Fine-tuning {defense_name} did not finish; run the command again to resume it.")
+    return out
+
+
+# machine- and run-specific fields of a training manifest, left out of the shipped copy
+UNSHIPPED_FIELDS = ("created_at", "argv", "elapsed_s_last_run", "weights_file", "weights_sha256")
+
+
+
+def export_visual(folder: str | Path) -> bytes:
+    """:func:`visual_bytes` of the visual tower of a folder written by ``zsrbench train``."""
+    from safetensors.torch import load_file
+
+    from zsrbench.models.shipped import visual_bytes
+
+    full = load_file(str(Path(folder) / WEIGHTS_FILE))
+    return visual_bytes({k.removeprefix("visual."): v for k, v in full.items() if k.startswith("visual.")})
+
+
+
+def shipped_training(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A training manifest without its machine- and run-specific fields (what ships next to the weights)."""
+    out = {k: v for k, v in manifest.items() if k not in UNSHIPPED_FIELDS}
+    det = dict(out.get("determinism") or {})
+    det.pop("machine_threads", None)
+    out["determinism"] = det
     return out

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from zsrbench.errors import ZsrError
-from zsrbench.models import CLIPParts, build_clip, sha256_file
+from zsrbench.models.clip import CLIPParts, build_clip
+from zsrbench.models.weights import sha256_file
 from zsrbench.params import Params
-from zsrbench.weights_io import check_model_folder, check_sha256_text
+from zsrbench.models.weights import check_model_folder, check_sha256_text
 
 TECOA_TEMPLATE = "This is a photo of a {}"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -377,17 +378,17 @@ class Defense:
         """The model to evaluate: the base CLIP with this defense's visual weights (if a checkpoint is given).
 
         ``checkpoint`` may be a published checkpoint's catalogue name (``fare2-clip``, see
-        :mod:`zsrbench.defenses.catalogue`; downloaded on first use, cached, sha256 checked), a folder written by
+        :mod:`zsrbench.models.catalogue`; downloaded on first use, cached, sha256 checked), a folder written by
         ``zsrbench train`` (or ``local-dir:<folder>``), an ``hf-hub:`` id, or a visual-encoder state-dict file; a
         ``cache:<path>`` name (as result records write a folder in zsrbench's cache) is that path in the cache.
         """
         model, checkpoint = spec.model, spec.checkpoint
         if checkpoint is not None and str(checkpoint).startswith("cache:"):
-            from zsrbench.models import resolve_portable
+            from zsrbench.paths import resolve_portable
 
             checkpoint = resolve_portable(str(checkpoint))
         if checkpoint is not None:
-            from zsrbench.defenses import catalogue
+            from zsrbench.models import catalogue
 
             entry = catalogue.lookup(str(checkpoint))
             if entry is not None:

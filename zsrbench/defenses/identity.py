@@ -16,7 +16,7 @@ import hashlib
 import json
 from typing import Any
 
-from zsrbench.models import CLIPParts
+from zsrbench.models.clip import CLIPParts
 
 
 def identity_digest(tensors_sha256: str, inference: dict[str, Any] | None) -> str:

@@ -277,7 +277,7 @@ def measure(plan: AttentionPlan, m: _Loaded, evalset: Any, indices: Sequence[int
     """Attack ``m`` on the ``indices`` images in batches (seeded as the runner seeds them) and measure its maps;
     keep the maps of the ``drawn`` ones. Returns the maps and the text head's info."""
     from zsrbench.evaluate import batch_seed
-    from zsrbench.models import make_classifier, text_head
+    from zsrbench.models.classifier import make_classifier, text_head
     from zsrbench.units import unit_bounds
 
     device, spec = plan.device, plan.spec

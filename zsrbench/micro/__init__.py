@@ -6,8 +6,3 @@ or loaded until used).
 """
 
 from zsrbench.micro import protocol, tasks  # noqa: F401
-from zsrbench.micro.pretrained import (  # noqa: F401
-    local_dir_name,
-    resolve_micro_weights,
-    resolve_pretrained,
-)

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 from zsrbench.micro import generator as G
 from zsrbench.micro import tasks as T
-from zsrbench.micro.pretrained import ARCH, MANIFEST_FILE, WEIGHTS_FILE
-from zsrbench.models import CLIP_MEAN, CLIP_STD
+from zsrbench.models.shipped import ARCH, MANIFEST_FILE, WEIGHTS_FILE
+from zsrbench.models.clip import CLIP_MEAN, CLIP_STD
 
 DEFAULT_STEPS = 6000
 DEFAULT_BATCH = 128
@@ -41,7 +41,7 @@ CONFIG_FILE = "open_clip_config.json"
 
 
 def model_config() -> dict[str, Any]:
-    from zsrbench.models import CONFIG_DIR
+    from zsrbench.models.clip import CONFIG_DIR
 
     return json.loads((CONFIG_DIR / f"{ARCH}.json").read_text())
 
@@ -68,7 +68,7 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
 def zero_shot_accuracy(model: torch.nn.Module, tokenizer: Any, *, split: str = "test",
                        task_names: tuple[str, ...] | None = None, batch_size: int = 250) -> dict[str, dict[str, float]]:
     """Clean zero-shot accuracy of an open_clip ``model`` on a split of the micro tasks (via ZeroShotClassifier)."""
-    from zsrbench.models import ZeroShotClassifier, compute_text_head
+    from zsrbench.models.classifier import ZeroShotClassifier, compute_text_head
 
     was_training = model.training
     model.eval()
@@ -125,7 +125,7 @@ def evaluate_into_manifest(folder: str | Path, manifest: dict[str, Any] | None =
     Evaluation does not touch the weights, so re-running it after a change of the test-set sizes keeps the
     manifest what ``zsrbench pretrain`` would now write.
     """
-    from zsrbench.models import build_clip
+    from zsrbench.models.clip import build_clip
 
     folder = Path(folder)
     if manifest is None:
@@ -160,7 +160,8 @@ def pretrain_micro(
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train ``zsr-micro`` from scratch and write ``out_dir`` (config, fp16 weights, manifest). Returns the manifest."""
-    from zsrbench.models import _open_clip, sha256_file
+    from zsrbench.models.clip import _open_clip
+    from zsrbench.models.weights import sha256_file
 
     oc = _open_clip()
     if threads:

@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from zsrbench.micro import tasks as T
-from zsrbench.micro.pretrained import ARCH, PRETRAINED_TAG
+from zsrbench.models.shipped import ARCH, PRETRAINED_TAG
 from zsrbench.protocols import Protocol
 from zsrbench.registry import PROTOCOLS
 

@@ -32,7 +32,7 @@ def _catalogue(checkpoint: str | None) -> Any:
     if not checkpoint:
         return None
     try:
-        from zsrbench.defenses import catalogue
+        from zsrbench.models import catalogue
     except ImportError:  # pragma: no cover
         return None
     for name in (checkpoint, checkpoint.rstrip("/").rsplit("/", 1)[-1]):

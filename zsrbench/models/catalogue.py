@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from zsrbench.errors import ZsrError
-from zsrbench.models import CLIPParts, build_clip, cache_dir, sha256_file
-from zsrbench.weights_io import check_sha256_text
+from zsrbench.models.clip import CLIPParts, build_clip
+from zsrbench.paths import cache_dir
+from zsrbench.models.weights import sha256_file
+from zsrbench.models.weights import check_sha256_text
 
 CONFIG_FILE = "open_clip_config.json"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")

@@ -4,12 +4,13 @@ Every weights file zsrbench is handed (full CLIP weights, a ``local-dir`` model 
 checkpoint) is read here: a .safetensors file, or a torch pickle with ``weights_only=True`` unless the user
 trusts it. Whatever makes the weights unusable (a damaged or truncated file, pickled objects besides tensors, a
 folder without config or weights, NaN/inf tensors, a state dict that does not fit the encoder, a malformed
-user-given sha256) becomes a :class:`ZsrError` that names the file and says what to do; :mod:`zsrbench.models`
-builds CLIP from what passes.
+user-given sha256) becomes a :class:`ZsrError` that names the file and says what to do; :mod:`zsrbench.models.clip`
+builds CLIP from what passes, and :func:`load_visual_checkpoint` puts a visual checkpoint into it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch import nn
 
 from zsrbench.errors import ZsrError
 
@@ -221,3 +223,78 @@ def check_state_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor
             f"Checkpoint {path} does not fit the visual encoder of this architecture ({'; '.join(parts)}). "
             "Check --model matches the architecture the checkpoint was trained with."
         )
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+
+def sha256_state(tensors: dict[str, torch.Tensor]) -> str:
+    """Digest of a state dict's names, shapes, dtypes and bytes (independent of device)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+
+VISUAL_KEYS = ("vision_encoder_state_dict", "visual_state_dict", "state_dict", "model_state_dict", "model")
+
+
+
+def extract_visual_state(obj: Any, path: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The visual state dict from the formats published defenses use.
+
+    Accepts a raw visual state dict; a dict holding it under ``vision_encoder_state_dict`` (or ``state_dict``,
+    ``model``); ``module.`` (DataParallel) prefixes; a full CLIP state dict (``visual.`` prefix kept only).
+    """
+    if isinstance(obj, dict):
+        for key in VISUAL_KEYS:
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ZsrError(
+            f"The checkpoint{f' {path}' if path else ''} holds no state dict of tensors; expected a visual-encoder "
+            f"state dict (alone, or under one of {', '.join(VISUAL_KEYS)}). Pass such a file, or a folder written "
+            "by `zsrbench train`."
+        )
+    state = {str(k).removeprefix("module."): v for k, v in obj.items()}
+    if any(k.startswith("visual.") for k in state):
+        state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
+    return state
+
+
+
+def _verify_digest(path: Path, expected_sha256: str | None) -> str:
+    want = check_sha256_text(expected_sha256) if expected_sha256 else None
+    digest = sha256_file(path)
+    if want and digest != want:
+        raise ZsrError(
+            f"Checkpoint {path} has sha256 {digest}, but {want} was expected: the file is not the one "
+            "you named (corrupt or a different version). Download it again or drop --checkpoint-sha256."
+        )
+    return digest
+
+
+
+def load_visual_checkpoint(
+    model: nn.Module, path: str | Path, *, expected_sha256: str | None = None, trust: bool = False
+) -> dict[str, Any]:
+    """Load a visual-encoder checkpoint into ``model.visual`` strictly; return its provenance."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZsrError(f"Checkpoint file {path} does not exist. Pass the path of a .pt/.pth visual-encoder checkpoint.")
+    digest = _verify_digest(path, expected_sha256)
+    state = extract_visual_state(read_weights(path, trust=trust), path)
+    refuse_nonfinite(state, f"Checkpoint {path}")
+    check_state_fits(model.visual.state_dict(), state, path)
+    model.visual.load_state_dict(state, strict=True)
+    return {"checkpoint": str(path), "checkpoint_sha256": digest, "checkpoint_trusted": bool(trust)}

@@ -1,21 +1,31 @@
-"""The micro defenses that ship with the package: exact, sha256-pinned visual-tower weights.
+"""Weights that ship inside the package, and how names resolve to them (all under ``zsrbench/micro/weights/``).
 
-The committed micro leaderboard evaluates one fine-tuned model per trainable defense. Those models ship inside
-the package, so that ``zsrbench run --defense comp_tga`` under ``micro`` evaluates *the* committed model (same
-model id) without fine-tuning, on any machine::
+**The micro CLIP** (pretrained tag ``zsrbench``), an open_clip ``local-dir:`` folder::
+
+    zsrbench/micro/weights/zsr-micro/
+        open_clip_config.json        (model_cfg = zsrbench/model_configs/zsr-micro.json, CLIP mean/std)
+        open_clip_model.safetensors  (fp16)
+        manifest.json                (seed, steps, sha256, accuracies, the command that rebuilds it)
+
+Both ``build_clip("local-dir:" + str(resolve_micro_weights()))`` and ``build_clip("zsr-micro", "zsrbench")`` load
+it (:func:`resolve_pretrained` maps the tag).
+
+**The micro defenses** the committed leaderboard evaluates: exact, sha256-pinned visual towers, so that
+``zsrbench run --defense comp_tga`` under ``micro`` evaluates *the* committed model (same model id) without
+fine-tuning, on any machine::
 
     zsrbench/micro/weights/defenses/
         manifest.json            one entry per defense: its file and sha256, the on-demand key it was trained
-                                 under (zsrbench.train.on_demand_key), the model id and tensor digest it gives
+                                 under (zsrbench.training.on_demand.on_demand_key), the model id and tensor digest
         <defense>.safetensors    the fine-tuned visual tower (fp32 state dict, canonical safetensors bytes)
         <defense>.json           the training manifest: recipe, hyper-parameters, seed, loss curve, versions,
                                  determinism settings (machine-specific fields left out)
 
-A shipped model is named ``zsrbench:micro-v<version>/<defense>-s<seed>`` (what result records write as its
+A shipped defense is named ``zsrbench:micro-v<version>/<defense>-s<seed>`` (what result records write as its
 checkpoint). It is used only when its key equals the key the protocol, the shipped base CLIP and the seed give
-now; otherwise the defense is fine-tuned on demand as before. ``zsrbench train --protocol micro --defense D``
-reproduces each file bit-identically (training runs on one intra-op thread; see zsrbench.train.pinned_threads);
-``python scripts/ship_micro_defenses.py`` rebuilds them.
+now; otherwise the defense is fine-tuned on demand. ``zsrbench train --protocol micro --defense D`` reproduces
+each file bit-identically (training runs on one intra-op thread); ``python scripts/ship_micro_defenses.py``
+rebuilds them.
 """
 
 from __future__ import annotations
@@ -27,11 +37,60 @@ from typing import Any
 
 from zsrbench.errors import ZsrError
 
-SHIPPED_DIR = Path(__file__).parent / "weights" / "defenses"
+WEIGHTS_ROOT = Path(__file__).resolve().parent.parent / "micro" / "weights"
+
+ARCH = "zsr-micro"
+PRETRAINED_TAG = "zsrbench"
+WEIGHTS_DIR = WEIGHTS_ROOT / ARCH
+WEIGHTS_FILE = "open_clip_model.safetensors"
+MANIFEST_FILE = "manifest.json"
+REBUILD_HINT = "Rebuild them with `zsrbench pretrain --protocol micro --out {dir}` (see manifest.json for the seed and steps)."
+
+
+def resolve_micro_weights() -> Path:
+    """The folder of the shipped micro CLIP (an open_clip ``local-dir:`` model)."""
+    if not (WEIGHTS_DIR / WEIGHTS_FILE).is_file():
+        raise ZsrError(f"The micro CLIP weights are missing from {WEIGHTS_DIR}. " + REBUILD_HINT.format(dir=WEIGHTS_DIR))
+    return WEIGHTS_DIR
+
+
+def local_dir_name() -> str:
+    """``local-dir:<path>``: the model name build_clip accepts for the shipped micro CLIP."""
+    return f"local-dir:{resolve_micro_weights()}"
+
+
+def resolve_pretrained(arch: str, tag: str | None) -> str | None:
+    """The weights file for ``(arch, tag)`` when zsrbench ships it, else None (leave the tag to open_clip).
+
+    ``("zsr-micro", "zsrbench")`` -> ``.../zsrbench/micro/weights/zsr-micro/open_clip_model.safetensors``,
+    a path open_clip's ``create_model(arch, pretrained=<file>)`` loads strictly.
+    """
+    if tag != PRETRAINED_TAG:
+        return None
+    if arch != ARCH:
+        raise ZsrError(f"Pretrained tag '{PRETRAINED_TAG}' exists only for {ARCH}, not {arch}.")
+    return str(resolve_micro_weights() / WEIGHTS_FILE)
+
+
+def manifest() -> dict[str, Any]:
+    return json.loads((resolve_micro_weights() / MANIFEST_FILE).read_text())
+
+
+def verify_weights() -> dict[str, Any]:
+    """Check the shipped weights against their manifest's sha256; return the manifest."""
+    from zsrbench.models.weights import sha256_file
+
+    m = manifest()
+    digest = sha256_file(WEIGHTS_DIR / WEIGHTS_FILE)
+    if digest != m["weights_sha256"]:
+        raise ZsrError(f"{WEIGHTS_DIR / WEIGHTS_FILE} has sha256 {digest}, the manifest says {m['weights_sha256']}. "
+                       + REBUILD_HINT.format(dir=WEIGHTS_DIR))
+    return m
+
+
+SHIPPED_DIR = WEIGHTS_ROOT / "defenses"
 MANIFEST = "manifest.json"
 PREFIX = "zsrbench:"
-# machine- and run-specific fields of a training manifest, left out of the shipped copy
-UNSHIPPED_FIELDS = ("created_at", "argv", "elapsed_s_last_run", "weights_file", "weights_sha256")
 
 
 @dataclass(frozen=True)
@@ -94,22 +153,3 @@ def visual_bytes(state: dict[str, Any]) -> bytes:
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in sorted(state.items())}
     return save(tensors, metadata={"format": "pt"})
-
-
-def export_visual(folder: str | Path) -> bytes:
-    """:func:`visual_bytes` of the visual tower of a folder written by ``zsrbench train``."""
-    from safetensors.torch import load_file
-
-    from zsrbench.train import WEIGHTS_FILE
-
-    full = load_file(str(Path(folder) / WEIGHTS_FILE))
-    return visual_bytes({k.removeprefix("visual."): v for k, v in full.items() if k.startswith("visual.")})
-
-
-def shipped_training(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A training manifest without its machine- and run-specific fields (what ships next to the weights)."""
-    out = {k: v for k, v in manifest.items() if k not in UNSHIPPED_FIELDS}
-    det = dict(out.get("determinism") or {})
-    det.pop("machine_threads", None)
-    out["determinism"] = det
-    return out
