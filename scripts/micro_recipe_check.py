@@ -18,7 +18,7 @@ from pathlib import Path
 
 from zsrbench.registry import PROTOCOLS, load_builtins
 from zsrbench.runner import RunConfig, run
-from zsrbench.train import train_defense
+from zsrbench.training import train_defense
 
 
 def held_out_summary(results, protocol) -> dict[str, float]:

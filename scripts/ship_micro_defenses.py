@@ -20,7 +20,9 @@ from zsrbench.defenses.base import LoadSpec, instantiate
 from zsrbench.defenses.identity import model_id
 from zsrbench.models import shipped
 from zsrbench.registry import DEFENSES, PROTOCOLS, load_builtins
-from zsrbench.train import export_visual, on_demand_key, shipped_training, train_defense
+from zsrbench.training.outputs import export_visual, shipped_training
+from zsrbench.training.on_demand import on_demand_key
+from zsrbench.training import train_defense
 
 
 def ship(defense: str, proto, work: Path) -> dict:

@@ -55,7 +55,7 @@ def deep_record(t: Path, monkeypatch) -> dict[str, str]:
 
 def deep_manifest(t: Path, monkeypatch) -> dict[str, str]:
     """A `zsrbench train` folder whose manifest.json nests 100,000 levels."""
-    from zsrbench.train import train_defense
+    from zsrbench.training import train_defense
 
     out = t / "trained"
     train_defense("tecoa", protocol="synthetic", out_dir=out, steps=1, batch_size=8, seed=0, warmup_steps=1,
@@ -65,7 +65,7 @@ def deep_manifest(t: Path, monkeypatch) -> dict[str, str]:
 
 
 def duplicate_key_config(t: Path, monkeypatch) -> dict[str, str]:
-    from zsrbench.train import train_defense
+    from zsrbench.training import train_defense
 
     out = t / "trained"
     train_defense("tecoa", protocol="synthetic", out_dir=out, steps=1, batch_size=8, seed=0, warmup_steps=1,

@@ -78,7 +78,7 @@ def test_template_gives_each_dataset_its_own_root(tmp_path):
 def test_run_and_train_checks_accept_a_template(tmp_path):
     from zsrbench.protocols import PROTOCOLS
     from zsrbench.run_config import RunConfig, check_config
-    from zsrbench.train import _check_train_data
+    from zsrbench.training.setup import check_train_data
 
     make_cifar10(tmp_path / "cifar10")
     cfg = dict(defense="clip", protocol="tga16", attacks=("pgd",), device="cpu", datasets=("cifar10",))
@@ -89,9 +89,9 @@ def test_run_and_train_checks_accept_a_template(tmp_path):
         check_config(RunConfig(**cfg, data_root=str(tmp_path / "{name}")))
     proto = PROTOCOLS.get("tga16")
     (tmp_path / "tinyimagenet").mkdir()
-    _check_train_data(proto, str(tmp_path / "{dataset}"))  # resolves to tmp/tinyimagenet, which exists
+    check_train_data(proto, str(tmp_path / "{dataset}"))  # resolves to tmp/tinyimagenet, which exists
     with pytest.raises(ZsrError, match=f"Data root {tmp_path / 'tinyimagenet' / 'x'} is not an existing folder"):
-        _check_train_data(proto, str(tmp_path / "{dataset}" / "x"))
+        check_train_data(proto, str(tmp_path / "{dataset}" / "x"))
 
 
 def test_cli_check_with_a_template(tmp_path):

@@ -238,7 +238,7 @@ def test_a_check_without_data_says_na():
 # ------------------------------------------------------------------------------------------------ weights
 def _train_digest(tmp_path, threads: int) -> str:
     from zsrbench.models.weights import sha256_state
-    from zsrbench.train import train_defense
+    from zsrbench.training import train_defense
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -278,7 +278,8 @@ def test_training_reproduces_a_shipped_file_bit_identically(tmp_path):
     import hashlib
 
     from zsrbench.models import shipped
-    from zsrbench.train import export_visual, train_defense
+    from zsrbench.training.outputs import export_visual
+    from zsrbench.training import train_defense
 
     r = train_defense("tecoa", protocol="micro", out_dir=tmp_path / "tecoa", seed=0, keep_checkpoints=False)
     blob = export_visual(r.out_dir)

@@ -15,7 +15,10 @@ import torch
 from zsrbench.defenses.base import LoadSpec
 from zsrbench.errors import ZsrError
 from zsrbench.registry import DATASETS, DEFENSES, load_builtins
-from zsrbench.train import StopTraining, WarmupCosine, _precision, batches_per_epoch, epoch_order, lr_at, train_defense
+from zsrbench.training import StopTraining, train_defense
+from zsrbench.training.schedule import WarmupCosine, lr_at
+from zsrbench.training.setup import precision_of
+from zsrbench.training.batches import batches_per_epoch, epoch_order
 
 TRAINED = ("tecoa", "pmg_aft", "fare", "tga_zsr", "comp_tga")
 # learning rates large enough for a random-init tiny model to move in a few steps
@@ -61,21 +64,21 @@ def test_warmup_cosine_schedule():
 
 
 def test_data_loader_leaves_global_rng_alone():
-    from zsrbench.train import _epoch_loader
+    from zsrbench.training.batches import epoch_loader
 
     order = epoch_order(10, 0, 0)
     before = torch.get_rng_state()
-    batches = [ib.tolist() for _, _, ib in _epoch_loader([(torch.zeros(1), 0)] * 10, order, 4, 1, 3, 0, False)]
+    batches = [ib.tolist() for _, _, ib in epoch_loader([(torch.zeros(1), 0)] * 10, order, 4, 1, 3, 0, False)]
     assert torch.equal(before, torch.get_rng_state())
     assert batches == [order[4:8].tolist(), order[8:].tolist()]  # resumes at the batch position
 
 
 def test_precision_choice(monkeypatch):
-    assert _precision("amp", torch.device("cpu"))[0] == "fp32"
+    assert precision_of("amp", torch.device("cpu"))[0] == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert _precision("amp", torch.device("cuda")) == ("amp-bf16", torch.bfloat16, False)
-    assert _precision("amp-fp16", torch.device("cuda")) == ("amp-fp16", torch.float16, True)
-    assert _precision("fp32", torch.device("cuda"))[0] == "fp32"
+    assert precision_of("amp", torch.device("cuda")) == ("amp-bf16", torch.bfloat16, False)
+    assert precision_of("amp-fp16", torch.device("cuda")) == ("amp-fp16", torch.float16, True)
+    assert precision_of("fp32", torch.device("cuda"))[0] == "fp32"
 
 
 # --- training ----------------------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ def test_train_on_tinyimagenet_layout_with_the_crop_pipeline(tmp_path):
     from PIL import Image
 
     from fake_layouts import make_tinyimagenet
-    from zsrbench.train import train_transform
+    from zsrbench.training.batches import train_transform
 
     im = Image.new("RGB", (64, 64), (255, 0, 0))
     im.paste((0, 0, 255), (4, 4, 60, 60))  # a red frame: the 256/224 centre crop cuts most of it, resize-crop none

@@ -1,4 +1,4 @@
-"""``zsrbench train``: a thin typer command over :func:`zsrbench.train.train_defense`.
+"""``zsrbench train``: a thin typer command over :func:`zsrbench.training.train_defense`.
 
 The lead mounts it on the main app (``app.command("train")(train)``). User errors (:class:`ZsrError`) are
 printed without a traceback and exit with status 2.
@@ -52,7 +52,7 @@ def train(
 ) -> None:
     """Adversarially fine-tune CLIP's visual encoder with a defense; writes an open_clip folder + manifest."""
     from zsrbench.eps import parse_eps
-    from zsrbench.train import train_defense
+    from zsrbench.training import train_defense
 
     try:
         overrides = _parse_sets(sets)

@@ -16,6 +16,7 @@ that changes the variables sees the change. This module imports nothing heavy (n
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 HOME_ENV = "ZSRBENCH_HOME"
@@ -94,7 +95,79 @@ def portable_path(path: str | Path) -> str:
     return p.name if (p.is_absolute() or text.startswith("~")) else text
 
 
-
 def resolve_portable(text: str) -> str:
     """The local path a :func:`portable_path` ``cache:<path>`` name stands for (anything else unchanged)."""
     return str(cache_dir() / text.split(":", 1)[1]) if text.startswith("cache:") else text
+
+
+@dataclass(frozen=True)
+class OutputDirProblem:
+    """Why a folder cannot be written into: ``kind`` is ``name`` (one name longer than ``limit``), ``path`` (the
+    whole path, ``size`` bytes, too close to ``limit``), ``file`` (the path or an ancestor is a file) or
+    ``unwritable``; ``probe`` is its nearest existing ancestor."""
+
+    kind: str
+    path: Path
+    probe: Path
+    name: str = ""
+    limit: int = 0
+    size: int = 0
+
+
+def output_dir_problem(path: str | Path) -> OutputDirProblem | None:
+    """What stops ``path`` from being (made) a writable folder, checked without writing; None when nothing does."""
+    p = Path(path).expanduser().absolute()
+    probe = _nearest_existing(p)
+    try:
+        longest = int(os.pathconf(probe, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        longest = 255
+    long_names = [part for part in p.parts if len(os.fsencode(part)) > longest]
+    if long_names:
+        return OutputDirProblem("name", p, probe, name=long_names[0], limit=longest)
+    try:
+        path_max = int(os.pathconf(probe, "PC_PATH_MAX"))
+    except (OSError, ValueError):
+        path_max = 4096
+    size = len(os.fsencode(str(p)))
+    if size + longest >= path_max:  # the files written inside need room too
+        return OutputDirProblem("path", p, probe, limit=path_max, size=size)
+    if not probe.is_dir():
+        return OutputDirProblem("file", p, probe)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return OutputDirProblem("unwritable", p, probe)
+    return None
+
+
+def check_output_dir(path: str | Path, flag: str, what: str) -> Path | None:
+    """``path`` is (or can be made) a writable folder (:func:`output_dir_problem`), checked before anything runs,
+    so a long evaluation never ends in an unwritable folder; a :class:`ZsrError` naming ``what`` and ``flag``
+    otherwise. Returns the topmost folder that writing into ``path`` creates (None: it exists)."""
+    from zsrbench.errors import ZsrError
+
+    bad = output_dir_problem(path)
+    p = Path(path).expanduser().absolute()
+    if bad is None:
+        probe = _nearest_existing(p)
+        return None if probe == p else probe / p.relative_to(probe).parts[0]
+    if bad.kind == "name":
+        raise ZsrError(f"{what} {p}: the name '{bad.name[:40]}…' is too long ({len(bad.name)} characters; this "
+                       f"filesystem allows {bad.limit}). Choose a shorter path with {flag}.")
+    if bad.kind == "path":
+        raise ZsrError(f"{what} {p}: the path is too long ({bad.size} bytes; this filesystem allows {bad.limit - 1} "
+                       f"for a whole path, and the files inside need room). Choose a shorter path with {flag}.")
+    if bad.kind == "file" and bad.probe == p:
+        raise ZsrError(f"{what} {p} is a file, not a folder. Choose another with {flag}.")
+    raise ZsrError(f"{what} {p} is not writable (under {bad.probe}). Choose another with {flag}.")
+
+
+def _nearest_existing(p: Path) -> Path:
+    """``p`` or its closest ancestor that exists."""
+    while p.parent != p:
+        try:
+            if p.exists():
+                return p
+        except OSError:  # e.g. a name too long to look up
+            pass
+        p = p.parent
+    return p

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from zsrbench import paths
+from zsrbench.paths import check_output_dir
 from zsrbench.attacks.base import AttackSpec, validate_eps
 from zsrbench.errors import ZsrError
 from zsrbench.protocols import Protocol
@@ -378,47 +379,6 @@ def _check_data(cfg: RunConfig, protocol: Protocol, datasets: Sequence[str]) -> 
 
 def check_results_dir(path: str | Path) -> None:
     check_output_dir(path, "--results-dir", "Results directory")
-
-
-def check_output_dir(path: str | Path, flag: str, what: str) -> None:
-    """``path`` is (or can be made) a writable folder: each name short enough, its nearest existing ancestor a
-    writable folder. Checked before anything runs, so a long evaluation never ends in an unwritable folder."""
-    import os
-
-    p = Path(path).expanduser().absolute()
-    probe = _nearest_existing(p)
-    try:
-        longest = int(os.pathconf(probe, "PC_NAME_MAX"))
-    except (OSError, ValueError):
-        longest = 255
-    long_names = [part for part in p.parts if len(os.fsencode(part)) > longest]
-    if long_names:
-        raise ZsrError(f"{what} {p}: the name '{long_names[0][:40]}…' is too long ({len(long_names[0])} characters; "
-                       f"this filesystem allows {longest}). Choose a shorter path with {flag}.")
-    try:
-        path_max = int(os.pathconf(probe, "PC_PATH_MAX"))
-    except (OSError, ValueError):
-        path_max = 4096
-    size = len(os.fsencode(str(p)))
-    if size + longest >= path_max:  # the files written inside need room too
-        raise ZsrError(f"{what} {p}: the path is too long ({size} bytes; this filesystem allows {path_max - 1} for a "
-                       f"whole path, and the files inside need room). Choose a shorter path with {flag}.")
-    if probe == p and not p.is_dir():
-        raise ZsrError(f"{what} {p} is a file, not a folder. Choose another with {flag}.")
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ZsrError(f"{what} {p} is not writable (under {probe}). Choose another with {flag}.")
-
-
-def _nearest_existing(p: Path) -> Path:
-    """``p`` or its closest ancestor that exists."""
-    while p.parent != p:
-        try:
-            if p.exists():
-                return p
-        except OSError:  # e.g. a name too long to look up
-            pass
-        p = p.parent
-    return p
 
 
 def resolve_subset(cfg: RunConfig, protocol: Protocol) -> str | None:

@@ -178,7 +178,7 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
     if checkpoint is None and getattr(defense, "trainable", False):
         ship = shipped_weights(defense.name, protocol, seed)
         if ship is None:
-            from zsrbench.train import ensure_trained  # (check_config made sure the protocol trains on demand)
+            from zsrbench.training.on_demand import ensure_trained
 
             checkpoint = str(ensure_trained(defense.name, protocol, seed=seed, device=device, progress=progress,
                                             log=log))
@@ -203,7 +203,7 @@ def shipped_weights(defense: str, protocol: Protocol, seed: int) -> Any:
     """The weights the package ships for ``defense`` fine-tuned under the protocol's recipe and ``seed`` (None:
     none ship, or the recipe, base model or training loop changed since; then it is fine-tuned on demand)."""
     from zsrbench.models import shipped
-    from zsrbench.train import on_demand_key
+    from zsrbench.training.on_demand import on_demand_key
 
     return shipped.lookup(defense, protocol.name, protocol.version, seed, on_demand_key(defense, protocol, seed))
 

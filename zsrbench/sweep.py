@@ -25,7 +25,8 @@ from submitit.core.utils import DelayedSubmission
 from zsrbench import paths
 from zsrbench.eps import parse_eps
 from zsrbench.errors import ZsrError
-from zsrbench.run_config import RunConfig, check_config, check_output_dir
+from zsrbench.paths import check_output_dir
+from zsrbench.run_config import RunConfig, check_config
 
 EXECUTORS = ("slurm", "local", "debug")
 LISTS = ("defenses", "attacks", "protocols", "eps")
@@ -500,7 +501,7 @@ def _train_first(cfg: RunConfig) -> None:
 
     from zsrbench.registry import DEFENSES, PROTOCOLS, load_builtins
     from zsrbench.run_config import check_device
-    from zsrbench.train import ensure_trained, on_demand_dir
+    from zsrbench.training.on_demand import ensure_trained, on_demand_dir
 
     load_builtins()  # (a fresh process)
     defense, protocol = DEFENSES.get(cfg.defense), PROTOCOLS.get(cfg.protocol)

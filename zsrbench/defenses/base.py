@@ -1,7 +1,7 @@
 """The defense interface: how a defense is loaded for evaluation and, for trained ones, what it optimises.
 
 A trained defense declares its hyper-parameters as a frozen dataclass (a subclass of :class:`TrainHparams`, the
-settings the one training loop in :mod:`zsrbench.train` reads: optimiser, schedule, training adversary,
+settings the one training loop in :mod:`zsrbench.training` reads: optimiser, schedule, training adversary,
 precision) and implements :meth:`Defense.loss`, a pure function of the batch, the model being fine-tuned, the
 frozen original and the training adversary. The loop never knows a defense by name.
 """

@@ -37,7 +37,7 @@ def resolve_outputs(outs: Sequence[str | Path], formats: Sequence[str] | None = 
     when ``formats`` is given, one file per format (a path without suffix gets it added). Each folder must be
     writable; nothing is created here."""
     from zsrbench.leaderboard.atomic import probe
-    from zsrbench.run_config import check_output_dir
+    from zsrbench.paths import check_output_dir
 
     if not outs:
         raise ZsrError(f"No output file given: pass {option} FILE.png or {option} FILE.svg.")

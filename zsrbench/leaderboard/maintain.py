@@ -41,7 +41,7 @@ _DEFAULT_CACHE = re.compile(r"(?:^|/)\.cache/zsrbench/(.+)$")
 # a cache under another machine's $XDG_CACHE_HOME (<xdg>/zsrbench/…): recognised by the cache's own layout below it
 # (checkpoints downloaded by the catalogue, models pretrained by `zsrbench pretrain`)
 _XDG_CACHE = re.compile(r"(?:^|/)zsrbench/((?:checkpoints/models--[^/]+|pretrained/[^/]+)(?:/.*)?)$")
-# a folder fine-tuned on demand (zsrbench.train.on_demand_dir) in any cache
+# a folder fine-tuned on demand (zsrbench.training.on_demand.on_demand_dir) in any cache
 _ON_DEMAND = re.compile(r"(?:^|/)(defenses/[^/]+-v\d+/[^/]+-s\d+-[0-9a-f]{12})/*$")
 MODEL_PATH_FIELDS = ("checkpoint", "pretrained")
 

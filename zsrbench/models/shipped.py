@@ -99,7 +99,7 @@ class ShippedDefense:
     defense: str
     path: Path
     sha256: str  # of the file's bytes
-    key: str  # zsrbench.train.on_demand_key at the time it was trained
+    key: str  # zsrbench.training.on_demand.on_demand_key at the time it was trained
     model_id: str
     tensors_sha256: str
 

@@ -46,7 +46,7 @@ def check_target(out: str | Path, leaderboard: str | Path | None = None) -> Path
     """The folder the site will replace (links resolved); a :class:`ZsrError` when it may not be written (a name
     or a whole path longer than the filesystem allows, under a file, not writable, not a site folder)."""
     from zsrbench.leaderboard.atomic import probe
-    from zsrbench.run_config import check_output_dir
+    from zsrbench.paths import check_output_dir
 
     check_output_dir(out, "OUT (the site folder)", "Site folder")
     target = Path(os.path.realpath(Path(out).expanduser()))
