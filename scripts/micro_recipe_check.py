@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from zsrbench.registry import PROTOCOLS, load_builtins
-from zsrbench.runner import RunConfig, run
+from zsrbench.evaluation.config import RunConfig
+from zsrbench.evaluation.runner import run
 from zsrbench.training import train_defense
 
 

@@ -17,11 +17,11 @@ import torch
 from typer.testing import CliRunner
 
 from linear_model import Around
-from zsrbench.audit_runner import AuditConfig, run_audit
+from zsrbench.audit.runner import AuditConfig, run_audit
 from zsrbench.cli import app
 from zsrbench.defenses.base import Defense
 from zsrbench.registry import DEFENSES, PROTOCOLS, load_builtins
-from zsrbench.runner import RunConfig
+from zsrbench.evaluation.config import RunConfig
 
 cli = CliRunner()
 TASKS = ("micro_color", "micro_size", "micro_count")

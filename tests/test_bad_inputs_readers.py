@@ -136,9 +136,10 @@ def test_a_unit_file_longer_than_its_unit_is_evaluated_again(tmp_path, monkeypat
     """A unit file with the right index but arrays of another length is not taken by --resume."""
     import numpy as np
 
-    from zsrbench import runner
-    from zsrbench.runner import RunConfig, run
-    from zsrbench.units import UnitResult
+    from zsrbench.evaluation import runner
+    from zsrbench.evaluation.config import RunConfig
+    from zsrbench.evaluation.runner import run
+    from zsrbench.evaluation.units import UnitResult
 
     cfg = RunConfig(protocol="synthetic", datasets=("synthetic_shapes",), attacks=("pgd",), attack_params={"steps": 2},
                     n_samples=24, batch_size=8, leaderboard_dir=None, device="cpu", jobs=1)

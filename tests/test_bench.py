@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from zsrbench.bench import run_benchmark
+from zsrbench.evaluation.bench import run_benchmark
 from zsrbench.errors import ZsrError
 
 

@@ -14,7 +14,7 @@ from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.render import _new_lines
 from zsrbench.eps import normalise_eps
 from zsrbench.leaderboard.rows import merge_items
-from zsrbench.run_summary import average_line, estimate_seconds
+from zsrbench.evaluation.summary import average_line, estimate_seconds
 
 runner = CliRunner()
 FAST = ["--protocol", "synthetic", "--steps", "2", "--n-samples", "8", "--jobs", "1"]

@@ -77,7 +77,7 @@ def test_template_gives_each_dataset_its_own_root(tmp_path):
 
 def test_run_and_train_checks_accept_a_template(tmp_path):
     from zsrbench.protocols import PROTOCOLS
-    from zsrbench.run_config import RunConfig, check_config
+    from zsrbench.evaluation.config import RunConfig, check_config
     from zsrbench.training.setup import check_train_data
 
     make_cifar10(tmp_path / "cifar10")

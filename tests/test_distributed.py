@@ -11,9 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from zsrbench.distributed import parse_jobs, resolve_jobs
+from zsrbench.evaluation.ranks import parse_jobs, resolve_jobs
 from zsrbench.errors import ZsrError
-from zsrbench.runner import RunConfig, run
+from zsrbench.evaluation.config import RunConfig
+from zsrbench.evaluation.runner import run
 
 
 def test_parse_jobs():
@@ -26,8 +27,8 @@ def test_parse_jobs():
 
 def test_resolve_jobs(monkeypatch):
     monkeypatch.delenv("ZSRBENCH_JOBS", raising=False)
-    monkeypatch.setattr("zsrbench.distributed.usable_cores", lambda: 8)
-    monkeypatch.setattr("zsrbench.distributed.available_memory", lambda: 10**12)
+    monkeypatch.setattr("zsrbench.evaluation.ranks.usable_cores", lambda: 8)
+    monkeypatch.setattr("zsrbench.evaluation.ranks.available_memory", lambda: 10**12)
     assert resolve_jobs(None, "cpu", 16) == 8  # one per core
     assert resolve_jobs(None, "cpu", 3) == 3  # never more than work units
     assert resolve_jobs(None, "cpu", 1) == 1
@@ -35,7 +36,7 @@ def test_resolve_jobs(monkeypatch):
     assert resolve_jobs(5, "cpu", 16) == 5
     with pytest.raises(ZsrError, match="more processes than the run has work units"):
         resolve_jobs(5, "cpu", 2)
-    monkeypatch.setattr("zsrbench.distributed.available_memory", lambda: 10 * 8 * 10**9)
+    monkeypatch.setattr("zsrbench.evaluation.ranks.available_memory", lambda: 10 * 8 * 10**9)
     assert resolve_jobs(None, "cpu", 16, model_bytes=10**9) == 8
     assert resolve_jobs(None, "cpu", 16, model_bytes=4 * 10**9) == 2  # free memory caps auto
     monkeypatch.setenv("ZSRBENCH_JOBS", "3")

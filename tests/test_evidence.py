@@ -20,8 +20,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from test_leaderboard import T0, T1, make, write
-from zsrbench import audit_verdicts as V
-from zsrbench.audit_runner import AuditConfig, run_audit
+from zsrbench.audit import verdicts as V
+from zsrbench.audit.runner import AuditConfig, run_audit
 from linear_model import Around
 from zsrbench.cli import app
 from zsrbench.defenses.base import Defense
@@ -30,7 +30,9 @@ from zsrbench.leaderboard import store
 from zsrbench.leaderboard.audits import dataset_verdicts
 from zsrbench.params import Params
 from zsrbench.registry import DEFENSES, PROTOCOLS, load_builtins
-from zsrbench.runner import RunConfig, model_id, prepare_model
+from zsrbench.evaluation.config import RunConfig
+from zsrbench.defenses.identity import model_id
+from zsrbench.evaluation.model import prepare_model
 
 cli = CliRunner()
 REPO = Path(__file__).resolve().parents[1]

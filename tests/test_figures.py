@@ -145,10 +145,11 @@ def test_recorded_shift_equals_the_shift_of_maps_computed_here(attention_run):
     zsrbench.defenses.attention: the recorded per-image shifts are the pure function of those maps."""
     from zsrbench.data.base import indices_digest, select_indices
     from zsrbench.defenses import attention as att
-    from zsrbench.evaluate import batch_seed
+    from zsrbench.evaluation.unit import batch_seed
     from zsrbench.models.classifier import make_classifier
     from zsrbench.registry import ATTACKS, DATASETS
-    from zsrbench.runner import RunConfig, prepare_model
+    from zsrbench.evaluation.config import RunConfig
+    from zsrbench.evaluation.model import prepare_model
 
     _, results, _ = attention_run
     rec = _records(results)["clip"]
@@ -222,7 +223,8 @@ def test_attention_bad_input_exits_2_and_writes_nothing(tmp_path, args, words):
 def runs(tmp_path_factory):
     """clip at ε = 1, 2, 4 and comp_tga at ε = 1, 4 (PGD-2, 12 images per task) into a results folder and a
     leaderboard."""
-    from zsrbench.runner import RunConfig, run
+    from zsrbench.evaluation.config import RunConfig
+    from zsrbench.evaluation.runner import run
 
     root = tmp_path_factory.mktemp("plots")
     results, board = root / "results", root / "leaderboards"

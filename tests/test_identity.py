@@ -117,7 +117,7 @@ def test_ids_of_pretrained_and_random_models_name_their_tensors(tmp_path):
     from zsrbench.defenses.base import LoadSpec
     from zsrbench.models.clip import build_clip
     from zsrbench.registry import DEFENSES, load_builtins
-    from zsrbench.runner import model_id
+    from zsrbench.defenses.identity import model_id
 
     load_builtins()
     torch.manual_seed(0)

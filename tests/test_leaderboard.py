@@ -506,7 +506,8 @@ def test_rerun_with_the_same_flags_adds_no_revision(tmp_path):
 
 
 def test_runner_reproducing_an_entry_says_so(tmp_path):
-    from zsrbench.runner import RunConfig, run
+    from zsrbench.evaluation.config import RunConfig
+    from zsrbench.evaluation.runner import run
 
     lb = tmp_path / "lb"
     cfg = RunConfig(protocol="synthetic", attacks=("pgd",), attack_params={"steps": 2}, leaderboard_dir=str(lb),

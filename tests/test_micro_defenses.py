@@ -9,7 +9,8 @@ accuracy over the held-out tasks above the undefended model's, without collapsin
 import pytest
 
 from zsrbench.registry import PROTOCOLS, load_builtins
-from zsrbench.runner import RunConfig, run
+from zsrbench.evaluation.config import RunConfig
+from zsrbench.evaluation.runner import run
 
 
 def held_out(results, protocol):
@@ -46,7 +47,7 @@ def test_defense_transfers_robustness_to_held_out_tasks(defense, micro, undefend
 @pytest.mark.parametrize("defense", ["tecoa", "fare"])
 def test_audit_raises_no_false_alarm_on_fine_tuned_defenses(defense, micro):
     """The audit's checks pass (or at most warn) on real defenses: a smaller audit of the models trained above."""
-    from zsrbench.audit_runner import AuditConfig, run_audit
+    from zsrbench.audit.runner import AuditConfig, run_audit
 
     cfg = AuditConfig(run=RunConfig(protocol="micro", defense=defense, leaderboard_dir=None,
                                     datasets=("micro_color", "micro_pattern", "micro_size")),

@@ -1,7 +1,7 @@
 """Non-finite logits (NaN/inf) count against the model: not correct clean, not robust under an attack.
 
 The models are small ``nn.Module``s on the synthetic protocol's generated images (48 images, 3 classes), evaluated
-through :func:`zsrbench.runner.evaluate_dataset`; their flags go through the leaderboard's own consistency check.
+through :func:`zsrbench.evaluation.unit.evaluate_dataset`; their flags go through the leaderboard's own consistency check.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from zsrbench.leaderboard import records, store
 from zsrbench.leaderboard.records import metrics_from_flags
 from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, ModelInfo, ProtocolInfo, ResultRecord
 from zsrbench.registry import ATTACKS, DATASETS, load_builtins
-from zsrbench.runner import evaluate_dataset
+from zsrbench.evaluation.unit import evaluate_dataset
 
 NOTE = "sample(s) with non-finite logits (NaN/inf): counted neither correct nor robust"
 
@@ -184,7 +184,7 @@ def test_inf_clean_logits_are_not_correct(shapes):
 def test_nan_on_every_perturbed_point_is_never_robust_under_autoattack():
     """AutoAttack returns the clean point for a sample whose gradients are NaN: the points it tried judge it."""
     from linear_model import make_linear_problem
-    from zsrbench.evaluate import evaluate_unit
+    from zsrbench.evaluation.unit import evaluate_unit
     from zsrbench.registry import ATTACKS
 
     model, x, y, _ = make_linear_problem(n=30, n_classes=10, eps=4 / 255, seed=3)

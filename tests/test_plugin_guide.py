@@ -256,7 +256,8 @@ def test_bad_set_is_one_paragraph_exit_2_and_writes_nothing(tmp_path, args, need
 
 
 def test_set_reaches_each_attack_of_a_suite_and_attack_dot_key_one():
-    from zsrbench.run_config import RunConfig, check_config, parse_attack_sets
+    from zsrbench.evaluation.config import RunConfig, check_config
+    from zsrbench.evaluation.params import parse_attack_sets
 
     sets = parse_attack_sets(("pgd", "cw", "aa-lite"), ["kappa=10", "cw.steps=4", "n_iter=7", "pgd.criterion=any",
                                                         "step=2/255"], given={"steps": 2})
@@ -273,7 +274,7 @@ def test_set_reaches_each_attack_of_a_suite_and_attack_dot_key_one():
 def test_variant_names_distinguish_every_value():
     from zsrbench.attacks.base import AttackSpec
     from zsrbench.protocols import Protocol
-    from zsrbench.run_config import RunConfig, run_variant
+    from zsrbench.evaluation.config import RunConfig, run_variant
 
     spec = AttackSpec(name="toy", fn=lambda *a, **k: None, description="", defaults={"w": 0.3, "mode": "a"},
                       per255=())

@@ -257,7 +257,7 @@ def test_eot_option_is_recorded(tmp_path):
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "2"])
 def test_check_config_validates_eot(bad):
     from zsrbench.errors import ZsrError
-    from zsrbench.runner import RunConfig, check_config
+    from zsrbench.evaluation.config import RunConfig, check_config
 
     with pytest.raises(ZsrError, match="--eot must be a whole number ≥ 1"):
         check_config(RunConfig(protocol="synthetic", attacks=("pgd",), attack_params={"eot": bad}))
@@ -265,7 +265,7 @@ def test_check_config_validates_eot(bad):
 
 def test_eot_applies_to_pgd_and_cw_only():
     from zsrbench.errors import ZsrError
-    from zsrbench.runner import RunConfig, check_config
+    from zsrbench.evaluation.config import RunConfig, check_config
 
     _, _, _, params = check_config(RunConfig(protocol="synthetic", attacks=("pgd", "aa-lite"),
                                              attack_params={"eot": 3}))

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from zsrbench.cli import app
-from zsrbench.run_config import RunConfig
-from zsrbench.sweep import SweepJob, executor_parameters, first_line
+from zsrbench.evaluation.config import RunConfig
+from zsrbench.evaluation.sweep import SweepJob, executor_parameters, first_line
 
 runner = CliRunner()
 
@@ -135,7 +135,7 @@ def _big_grid(tmp_path):
 
 def test_a_large_sweep_asks_and_is_not_submitted_without_a_yes(tmp_path, monkeypatch):
     import zsrbench.cli_sweep as cli_sweep
-    import zsrbench.sweep as sw
+    import zsrbench.evaluation.sweep as sw
 
     submitted = []
     monkeypatch.setattr(sw, "submit", lambda plan: submitted.append(len(plan.todo)) or [])
@@ -182,7 +182,7 @@ def test_first_line_of_a_failed_job():
 def test_a_job_with_other_settings_than_an_entry_is_not_skipped(tmp_path):
     """An entry of steps = 2 is skipped by a grid of steps = 2, never taken for a job of other settings (its
     variant: steps, seed, precision, ... make an entry of their own)."""
-    from zsrbench.runner import run
+    from zsrbench.evaluation.runner import run
 
     run(RunConfig(defense="clip", protocol="synthetic", attacks=("pgd",), attack_params={"steps": 2}, jobs=1,
                   results_dir=str(tmp_path / "results"), leaderboard_dir=str(tmp_path / "board")), progress=False)

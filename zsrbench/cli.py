@@ -106,9 +106,10 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no progress lines"),
 ) -> None:
     """Evaluate a defense under an attack suite and write per-dataset result records."""
-    from zsrbench.distributed import parse_jobs
+    from zsrbench.evaluation.ranks import parse_jobs
     from zsrbench.eps import parse_eps
-    from zsrbench.runner import RunConfig, run
+    from zsrbench.evaluation.config import RunConfig
+    from zsrbench.evaluation.runner import run
 
     attack_params, defense_params = _run_params(attack, defense, sets, {
         "step": parse_eps(step, "--step"), "steps": steps, "restarts": restarts, "eot": eot, "kappa": kappa,
@@ -137,7 +138,7 @@ def run_cmd(
 
 def _say_average(results: list[Any], protocol: str) -> None:
     from zsrbench.protocols import get_protocol
-    from zsrbench.run_summary import average_line
+    from zsrbench.evaluation.summary import average_line
 
     proto = get_protocol(protocol)
     line = average_line([r.record for r in results], proto.normalised_average, proto.train_dataset)
@@ -151,7 +152,7 @@ def _run_params(attack: str, defense: str, sets: Optional[list[str]],
     defense's inference parameters (--set DEFENSE.KEY=VALUE)."""
     if not sets:
         return options, {}
-    from zsrbench.run_config import parse_sets
+    from zsrbench.evaluation.params import parse_sets
 
     attack_params, defense_params = parse_sets(_csv(attack) or (), sets, given=options, defense=defense)
     return {**options, **attack_params}, defense_params
@@ -206,9 +207,9 @@ def bench_cmd(
     """Measure the runner's PGD throughput beside the papers' evaluation structure and the device's matmul peak."""
     import json
 
-    from zsrbench.bench import as_dict, run_benchmark
+    from zsrbench.evaluation.bench import as_dict, run_benchmark
     from zsrbench.eps import parse_eps
-    from zsrbench.run_config import check_device
+    from zsrbench.evaluation.config import check_device
 
     res = as_dict(run_benchmark(
         defense=defense, protocol=protocol, dataset=dataset, model=model, pretrained=pretrained, data_root=data_root,

@@ -1,4 +1,4 @@
-"""``zsrbench audit``: a thin typer command over :func:`zsrbench.audit_runner.run_audit`.
+"""``zsrbench audit``: a thin typer command over :func:`zsrbench.audit.runner.run_audit`.
 
 Exit status: 0 when no check fails (warnings allowed), 1 when one fails, 2 on a user error.
 """
@@ -48,10 +48,10 @@ def audit(
 ) -> None:
     """Check that an evaluation is valid: gradient masking, randomness, ε behaviour, convergence, black-box and
     transfer consistency. Exit 0 when no check fails, 1 when one does."""
-    from zsrbench.audit_runner import AuditConfig, run_audit
+    from zsrbench.audit.runner import AuditConfig, run_audit
     from zsrbench.cli import _csv, _default_protocol
     from zsrbench.eps import parse_eps
-    from zsrbench.runner import RunConfig
+    from zsrbench.evaluation.config import RunConfig
 
     run = RunConfig(defense=defense, protocol=protocol or _default_protocol(), attacks=("pgd",), eps=parse_eps(eps),
                     model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,

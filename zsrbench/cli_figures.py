@@ -83,7 +83,7 @@ def attention(
     outs: tuple[str, ...] = () if no_figure else tuple(out or ("attention.png",))
     params: dict[str, Any] = {"step": parse_eps(step, "--step"), "steps": steps, "restarts": restarts}
     if sets:
-        from zsrbench.run_config import parse_attack_sets
+        from zsrbench.evaluation.params import parse_attack_sets
 
         params.update(parse_attack_sets((attack,), sets, given=params))
     cfg = AttentionConfig(

@@ -1,4 +1,4 @@
-"""``zsrbench sweep GRID.toml``: a grid of `zsrbench run` jobs submitted through submitit (:mod:`zsrbench.sweep`).
+"""``zsrbench sweep GRID.toml``: a grid of `zsrbench run` jobs submitted through submitit (:mod:`zsrbench.evaluation.sweep`).
 
 Exit status: 0 when every job waited for is done (or nothing was waited for), 1 when one failed or a large sweep
 was not confirmed (nothing submitted), 2 on a user error (then nothing is submitted or written).
@@ -74,7 +74,7 @@ def _confirmed(count: int, limit: int, name: str) -> bool:
 
 
 def _show_plan(plan: Any, dry_run: bool) -> None:
-    from zsrbench.sweep import CONFIRM_ABOVE
+    from zsrbench.evaluation.sweep import CONFIRM_ABOVE
 
     total = len(plan.todo) + len(plan.skipped)
     verb = "to submit" if dry_run else "submitted"

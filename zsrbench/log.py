@@ -58,4 +58,21 @@ def info(message: str) -> None:
     LOG.info(message)
 
 
+def progress_display(enabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
 
+    class Rate(TextColumn):
+        def __init__(self) -> None:
+            super().__init__("")
+
+        def render(self, task):  # type: ignore[override]
+            from rich.text import Text
+
+            elapsed = task.finished_time if task.finished else task.elapsed
+            speed = task.completed / elapsed if elapsed else 0.0
+            return Text(f"{speed:.1f} img/s" if speed else "- img/s")
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                    Rate(), TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False,
+                    console=make_console(stderr=True))  # progress is not a result: standard error

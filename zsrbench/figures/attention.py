@@ -1,7 +1,7 @@
 """`zsrbench attention`: text-guided attention maps of the base CLIP and of defenses, clean and under attack, as a
 figure; and the attention shift ``‖A(x′) − A(x)‖₂`` per model and dataset, recorded under the results folder.
 
-Models are loaded exactly as ``zsrbench run`` loads them (:func:`zsrbench.runner.prepare_model`: trainable
+Models are loaded exactly as ``zsrbench run`` loads them (:func:`zsrbench.evaluation.model.prepare_model`: trainable
 defenses of a protocol that allows it are fine-tuned on demand and cached); the frozen base CLIP is the
 protocol's undefended model (``Protocol.base_model``, loaded with the protocol's defaults, as the audit's
 transfer check loads it). Each model is attacked white-box: ``x′`` is the chosen attack (the registry's, with
@@ -41,7 +41,7 @@ from zsrbench.leaderboard.shift_record import (
     AttentionShiftRecord, MapDefinition, ShiftProtocol, ShiftStats, shift_path, to_json,
 )
 from zsrbench.protocols import Protocol
-from zsrbench.run_config import RunConfig, check_config, check_results_dir, run_variant
+from zsrbench.evaluation.config import RunConfig, check_config, check_results_dir, run_variant
 
 DEFAULT_N_IMAGES = 3
 DEFAULT_N_SHIFT = 64
@@ -154,7 +154,7 @@ def make_attention_plan(cfg: AttentionConfig) -> AttentionPlan:
     outputs = tuple(resolve_outputs(cfg.outs, cfg.formats)) if cfg.outs else ()
     if cfg.results_dir is not None:
         check_results_dir(cfg.results_dir)
-    from zsrbench.run_config import check_device
+    from zsrbench.evaluation.config import check_device
 
     seed = protocol.seed if cfg.seed is None else cfg.seed
     base = run_variant(run_config(cfg, cfg.defenses[0], dataset), protocol, specs, params, seed, None)
@@ -242,7 +242,8 @@ def load_models(plan: AttentionPlan, log: Callable[[str], None] | None = None,
                 progress: bool = False) -> tuple[list[_Loaded], list[str]]:
     """The protocol's base model (when it has one) and each defense, loaded as `zsrbench run` loads them; a
     defense whose model is the base model (the same tensors) is shown once, as the base."""
-    from zsrbench.runner import model_id, prepare_model
+    from zsrbench.defenses.identity import model_id
+    from zsrbench.evaluation.model import prepare_model
 
     cfg, protocol = plan.cfg, plan.protocol
     loaded: list[_Loaded] = []
@@ -276,9 +277,9 @@ def measure(plan: AttentionPlan, m: _Loaded, evalset: Any, indices: Sequence[int
             drawn: Sequence[int]) -> tuple[ModelMaps, dict[str, Any]]:
     """Attack ``m`` on the ``indices`` images in batches (seeded as the runner seeds them) and measure its maps;
     keep the maps of the ``drawn`` ones. Returns the maps and the text head's info."""
-    from zsrbench.evaluate import batch_seed
+    from zsrbench.evaluation.unit import batch_seed
     from zsrbench.models.classifier import make_classifier, text_head
-    from zsrbench.units import unit_bounds
+    from zsrbench.evaluation.units import unit_bounds
 
     device, spec = plan.device, plan.spec
     clf, head_info = make_classifier(m.parts, evalset.info.prompts(), device=device)
@@ -337,7 +338,7 @@ def shift_record(plan: AttentionPlan, m: _Loaded, maps: ModelMaps, evalset: Any,
     """The attention-shift record of one model on the plan's dataset."""
     from zsrbench.data.base import indices_digest
     from zsrbench.leaderboard.schema import AttackConfig
-    from zsrbench.runner import environment, git_sha, model_info
+    from zsrbench.evaluation.records import environment, git_sha, model_info
 
     info = evalset.info
     template = nonclass_template(m.defense)
@@ -370,7 +371,7 @@ def run_attention(cfg: AttentionConfig, *, log: Callable[[str], None] | None = N
     write the records (unless ``cfg.results_dir`` is None) and the figure files, all or nothing."""
     from zsrbench.data.base import select_indices
     from zsrbench.registry import DATASETS
-    from zsrbench.runner import set_matmul_precision
+    from zsrbench.evaluation.config import set_matmul_precision
 
     plan = make_attention_plan(cfg)
     set_matmul_precision("fp32")

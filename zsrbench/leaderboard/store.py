@@ -220,7 +220,7 @@ def add_measured(leaderboard_root: str | Path, results: Sequence[tuple[Path, Res
                  now: str | None = None, replace: bool = False) -> AddedRevisions:
     """Add the runner's results as new revisions of their leaderboard entries; returns the revision files.
 
-    ``results`` are ``(record_path, record)`` pairs as returned by :func:`zsrbench.runner.run`
+    ``results`` are ``(record_path, record)`` pairs as returned by :func:`zsrbench.evaluation.runner.run`
     (``[(r.path, r.record) for r in run(cfg)]``). Records are grouped into entries (model × suite × ε × protocol
     version × subset × variant: an experiment never writes into the standard evaluation's entry); each entry gets
     one new revision holding copies of the records and their flags. The datasets of the newest revision that are

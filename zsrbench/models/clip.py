@@ -30,7 +30,6 @@ log = logging.getLogger("zsrbench")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-LOGIT_SCALE = 100.0
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 SHIPPED_TAG = "zsrbench"  # pretrained tag of the weights that ship inside the package
 

@@ -8,7 +8,7 @@ writes each to disk as it finishes; rank 0 gathers every rank's units, writes th
 store in a private file and every socket on the loopback interface (see :func:`launch_local`).
 
 Results do not depend on the number of ranks: a unit's flags depend only on its samples and settings (see
-:mod:`zsrbench.units`).
+:mod:`zsrbench.evaluation.units`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch.distributed as dist
 from zsrbench.errors import ZsrError
 
 if TYPE_CHECKING:
-    from zsrbench.run_config import RunConfig
+    from zsrbench.evaluation.config import RunConfig
 
 ENV_VAR = "ZSRBENCH_JOBS"
 JOBS_RANK = "ZSRBENCH_JOBS_RANK"  # set in the ranks `--jobs` starts (their launching process already reported)
@@ -128,7 +128,7 @@ class Progress:
 
     def __enter__(self) -> "Progress":
         if self.enabled:
-            from zsrbench.runner import progress_display
+            from zsrbench.log import progress_display
 
             self._bar = progress_display(True)
             self._bar.__enter__()
@@ -262,11 +262,12 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _rank_entry(cfg: "RunConfig", threads: int, verbose: bool, progress: bool, errors: str) -> list[str]:
-    """What each rank started by :func:`launch_local` runs: the same run, as one rank of the group. A user error
-    is left in ``errors`` (a folder) for the launching process to show, then the rank fails."""
+def _rank_entry(run: Callable[..., Any], cfg: "RunConfig", threads: int, verbose: bool, progress: bool,
+                errors: str) -> list[str]:
+    """What each rank started by :func:`launch_local` runs: ``run(cfg)`` (the launching run's own entry point),
+    as one rank of the group. A user error is left in ``errors`` (a folder) for the launching process to show,
+    then the rank fails."""
     from zsrbench.log import info, setup_logging
-    from zsrbench.runner import run
 
     torch.set_num_threads(threads)
     os.environ[JOBS_RANK] = "1"
@@ -282,8 +283,11 @@ def _rank_entry(cfg: "RunConfig", threads: int, verbose: bool, progress: bool, e
         raise
 
 
-def launch_local(cfg: "RunConfig", jobs: int, *, verbose: bool, progress: bool) -> list[str]:
-    """Run ``cfg`` as ``jobs`` ranks on this machine (torch's elastic launch); rank 0's record paths.
+def launch_local(run: Callable[..., Any], cfg: "RunConfig", jobs: int, *, verbose: bool,
+                 progress: bool) -> list[str]:
+    """Run ``run(cfg)`` as ``jobs`` ranks on this machine (torch's elastic launch); rank 0's record paths.
+    ``run`` is a module-level function (each spawned rank imports it by name); it is handed down so that this
+    layer never imports the runner above it.
 
     Nothing of the run listens on a network interface: the rendezvous store and the ranks' store are files in a
     private temporary folder (no TCPStore), and gloo binds to the loopback interface (see above)."""
@@ -303,7 +307,7 @@ def launch_local(cfg: "RunConfig", jobs: int, *, verbose: bool, progress: bool) 
                               start_method="spawn")
         try:
             with _environ(TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1"):  # the agent hosts no TCP store for the ranks
-                out = elastic_launch(config, _rank_entry)(replace(cfg, jobs=1), threads, verbose, progress, errors)
+                out = elastic_launch(config, _rank_entry)(run, replace(cfg, jobs=1), threads, verbose, progress, errors)
         except ChildFailedError as exc:
             raise ZsrError(_failure_text(exc, Path(errors))) from None
     return list(out[0])

@@ -2,7 +2,7 @@
 
 A unit is one batch of the run's batch size (the protocol's unless ``--batch-size`` says otherwise): positions
 ``[k·B, (k+1)·B)`` of the dataset's selected samples. Its attack seeds depend only on the run's seed, the attack
-and the unit's first position (see :func:`zsrbench.runner.batch_seed`), so a unit's flags do not depend on which
+and the unit's first position (see :func:`zsrbench.evaluation.unit.batch_seed`), so a unit's flags do not depend on which
 process evaluates it or how many processes there are.
 
 While a dataset is evaluated, each finished unit is written atomically to ``<record>.units/<key>/u00042.npz``

@@ -8,40 +8,29 @@ flags go to a sidecar next to each record.
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
-import sys
 from collections import deque
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Subset
 
-import zsrbench
 from zsrbench.attacks.base import eps_text
-from zsrbench import distributed
-from zsrbench.evaluate import evaluate_dataset, evaluate_unit, to_device, unit_loader  # noqa: F401
 from zsrbench.data.base import EvalSet, indices_digest, select_indices
 from zsrbench.defenses.identity import model_id, provenance
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard.records import metrics_from_flags, read_record, write_result
-from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, ModelInfo, ProtocolInfo, ResultRecord
-from zsrbench.models.clip import CLIPParts, LOGIT_SCALE
+from zsrbench.evaluation import ranks
+from zsrbench.evaluation.config import Plan, RunConfig, make_plan, set_matmul_precision
+from zsrbench.evaluation.model import prepare_model
+from zsrbench.evaluation.records import _done_line, _record, environment
+from zsrbench.evaluation.unit import evaluate_unit, to_device, unit_loader
+from zsrbench.evaluation.units import UnitResult, UnitStore, assemble, settings_key, unit_bounds
+from zsrbench.leaderboard.records import read_record, write_result
+from zsrbench.leaderboard.schema import AttackConfig, ResultRecord
+from zsrbench.models.clip import CLIPParts
 from zsrbench.models.classifier import make_classifier
-from zsrbench.protocols import Protocol
-from zsrbench.registry import DATASETS, DEFENSES
-from zsrbench.units import UnitResult, UnitStore, assemble, settings_key, unit_bounds
-from zsrbench.run_config import (  # noqa: F401  (RunConfig, check_config, ... are part of this module's API)
-    PRECISIONS, Plan, RunConfig, check_config, check_device, check_results_dir, default_device, make_plan,
-    resolve_subset, run_variant,
-)
-
-resolve_device = check_device  # the name older callers use
+from zsrbench.registry import DATASETS
 
 
 @dataclass
@@ -50,42 +39,8 @@ class DatasetResult:
     record: ResultRecord
 
 
-def package_versions() -> dict[str, str | None]:
-    def v(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {"torch": torch.__version__, "open_clip": v("open_clip_torch"), "pyautoattack": v("pyautoattack")}
-
-
-def git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(zsrbench.__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def environment(device: str, compiled: bool = False) -> Env:
-    vers = package_versions()
-    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else platform.processor() or "cpu"
-    return Env(python=sys.version.split()[0], torch=vers["torch"] or "", open_clip=vers["open_clip"],
-               pyautoattack=vers["pyautoattack"], device=f"{device} ({name})", platform=platform.platform(),
-               compiled=compiled)
-
-
-def set_matmul_precision(precision: str) -> None:
-    """TF32 matrix products only under ``tf32``: ``fp32`` is exact float32 (cuDNN's TF32 default turned off)."""
-    tf32 = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-
-
 def _say_plan(plan: Plan, log: Callable[[str], None]) -> None:
-    from zsrbench.run_summary import estimate_seconds, plan_lines
+    from zsrbench.evaluation.summary import estimate_seconds, plan_lines
 
     estimate = estimate_seconds(plan.cfg.results_dir, plan.protocol.name, plan.suite, plan.eps, plan.datasets,
                                 plan.n_samples)
@@ -105,8 +60,8 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     """
     plan = make_plan(cfg)
     set_matmul_precision(cfg.precision)
-    world = distributed.launched()
-    if log and world.main and not os.environ.get(distributed.JOBS_RANK):  # (--jobs: said once)
+    world = ranks.launched()
+    if log and world.main and not os.environ.get(ranks.JOBS_RANK):  # (--jobs: said once)
         _say_plan(plan, log)
     if world.size > 1:
         return _run_as_rank(plan, world, progress=progress, log=log)
@@ -114,12 +69,12 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
                                                progress=progress, log=log)
     n_units = sum(len(j.bounds) for j in _jobs(plan, None, parts.image_size, None))
     model_bytes = sum(p.numel() * p.element_size() for p in parts.model.parameters())
-    jobs = distributed.resolve_jobs(cfg.jobs, plan.device, n_units, model_bytes)
+    jobs = ranks.resolve_jobs(cfg.jobs, plan.device, n_units, model_bytes)
     if jobs > 1:  # the weights are resolved (trained, downloaded) and loadable: the ranks only load them
         del parts
         if log:
             log(f"evaluating {n_units} work units in {jobs} processes (--jobs; torch.distributed, gloo)")
-        paths = distributed.launch_local(replace(cfg, checkpoint=checkpoint, device=plan.device), jobs,
+        paths = ranks.launch_local(run, replace(cfg, checkpoint=checkpoint, device=plan.device), jobs,
                                          verbose=log is not None, progress=progress)
         return [DatasetResult(path=Path(p), record=read_record(p)) for p in paths]
     results = _evaluate_datasets(plan, parts, defense, checkpoint, world=world, progress=progress, log=log)
@@ -128,27 +83,27 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     return results
 
 
-def _run_as_rank(plan: Plan, world: distributed.World, *, progress: bool,
+def _run_as_rank(plan: Plan, world: ranks.World, *, progress: bool,
                  log: Callable[[str], None] | None) -> list[DatasetResult]:
     """One rank of a torch.distributed run: rank 0 prepares the weights first (it may fine-tune them), then all
     evaluate their units; rank 0 writes the records and the leaderboard."""
-    device = distributed.join(world, plan.device)
+    device = ranks.join(world, plan.device)
     plan = replace(plan, device=device)
     try:
         if world.main:  # (a --jobs rank: the launching process has said where the weights come from)
             defense, parts, checkpoint = prepare_model(plan.cfg, plan.protocol, device=device, seed=plan.seed,
                                                        progress=progress,
-                                                       log=None if os.environ.get(distributed.JOBS_RANK) else log)
-        distributed.barrier(world)
+                                                       log=None if os.environ.get(ranks.JOBS_RANK) else log)
+        ranks.barrier(world)
         if not world.main:
             defense, parts, checkpoint = prepare_model(plan.cfg, plan.protocol, device=device, seed=plan.seed)
         results = _evaluate_datasets(plan, parts, defense, checkpoint, world=world, progress=progress,
                                      log=log if world.main else None)
         if world.main and plan.cfg.leaderboard_dir is not None and results:
             _add_to_leaderboard(plan.cfg.leaderboard_dir, results, log, plan.cfg.replace_entry)
-        distributed.barrier(world)
+        ranks.barrier(world)
     finally:
-        distributed.leave(world)
+        ranks.leave(world)
     return results
 
 
@@ -163,66 +118,6 @@ def _add_to_leaderboard(root: str, results: Sequence[DatasetResult], log: Callab
                 "no new revision)")
         elif log:
             log(f"leaderboard: {rev}" + (" (unchanged: the same records)" if outcome == "unchanged" else ""))
-
-
-def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int, progress: bool = False,
-                  log: Callable[[str], None] | None = None) -> tuple[Any, CLIPParts, str | None]:
-    """The defense, its loaded model and the checkpoint it came from (fine-tuned on demand where the protocol
-    allows it and no checkpoint was given)."""
-    from zsrbench.defenses.base import LoadSpec, instantiate
-    from zsrbench.models import shipped
-
-    defense = instantiate(DEFENSES.get(cfg.defense), cfg.defense_params)
-    checkpoint = cfg.checkpoint
-    ship = shipped.by_name(checkpoint) if checkpoint and checkpoint.startswith(shipped.PREFIX) else None
-    if checkpoint is None and getattr(defense, "trainable", False):
-        ship = shipped_weights(defense.name, protocol, seed)
-        if ship is None:
-            from zsrbench.training.on_demand import ensure_trained
-
-            checkpoint = str(ensure_trained(defense.name, protocol, seed=seed, device=device, progress=progress,
-                                            log=log))
-    torch.manual_seed(seed)  # a model without pretrained weights is initialised from the run's seed
-    model_name = cfg.model or protocol.default_model
-    pretrained = cfg.pretrained if cfg.pretrained is not None else (protocol.default_pretrained if cfg.model is None else None)
-    if ship is not None:  # the exact model the committed leaderboard evaluates, pinned by sha256
-        if log:
-            log(f"{defense.name}: the shipped {ship.name} = {ship.model_id} (sha256 {ship.sha256[:12]}…; no "
-                "fine-tuning)")
-        parts = defense.load(LoadSpec(model=model_name, pretrained=pretrained, checkpoint=str(ship.path),
-                                      checkpoint_sha256=ship.sha256), device=device)
-        _record_shipped(parts, ship)
-        return defense, parts, ship.name
-    parts = defense.load(LoadSpec(model=model_name, pretrained=pretrained, checkpoint=checkpoint,
-                                  checkpoint_sha256=cfg.checkpoint_sha256, trust_checkpoint=cfg.trust_checkpoint),
-                         device=device)
-    return defense, parts, checkpoint
-
-
-def shipped_weights(defense: str, protocol: Protocol, seed: int) -> Any:
-    """The weights the package ships for ``defense`` fine-tuned under the protocol's recipe and ``seed`` (None:
-    none ship, or the recipe, base model or training loop changed since; then it is fine-tuned on demand)."""
-    from zsrbench.models import shipped
-    from zsrbench.training.on_demand import on_demand_key
-
-    return shipped.lookup(defense, protocol.name, protocol.version, seed, on_demand_key(defense, protocol, seed))
-
-
-def _record_shipped(parts: CLIPParts, ship: Any) -> None:
-    """Name the shipped model in the records (not a local path) with its training choices, and make sure it is
-    the model the package says it is."""
-    from zsrbench.defenses.base import _record_training
-
-    if parts.tensors_sha256() != ship.tensors_sha256:
-        raise ZsrError(f"The shipped {ship.name} loads as tensors {parts.tensors_sha256()[:12]}…, not the "
-                       f"{ship.tensors_sha256[:12]}… the package pins: the installation is damaged. Reinstall zsrbench.")
-    parts.source["catalogue"] = ship.name
-    _record_training(parts, {**ship.training(), "weights_sha256": ship.sha256})
-
-
-def _done_line(record: ResultRecord, path: Path) -> str:
-    m = record.metrics
-    return f"{record.protocol.dataset}: clean {m.clean_accuracy:.2%}  robust {m.robust_accuracy:.2%}  -> {path}"
 
 
 @dataclass
@@ -287,7 +182,7 @@ def _resume(plan: Plan, mid: str, jobs: Sequence[_Job], log: Callable[[str], Non
 
 
 def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: str | None, *,
-                       world: distributed.World, progress: bool,
+                       world: ranks.World, progress: bool,
                        log: Callable[[str], None] | None) -> list[DatasetResult]:
     """Evaluate the units of the plan's datasets not yet done, spread over the ranks of ``world`` (one queue),
     each written to disk as it finishes; then (rank 0) write and return the datasets' records."""
@@ -295,10 +190,10 @@ def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: s
     if world.main:
         _check_leaderboard(plan, mid, defense)
     jobs = _jobs(plan, mid, parts.image_size, log)
-    distributed.check_world(world, sum(len(job.bounds) for job in jobs))
+    ranks.check_world(world, sum(len(job.bounds) for job in jobs))
     if world.main:
         _resume(plan, mid, jobs, log)
-    pending = distributed.broadcast(world, [(j, k) for j, job in enumerate(jobs) if job.result is None
+    pending = ranks.broadcast(world, [(j, k) for j, job in enumerate(jobs) if job.result is None
                                             for k in range(len(job.bounds)) if k not in job.done])
     heads: dict[int, tuple[torch.nn.Module, dict[str, Any]]] = {}
 
@@ -316,10 +211,10 @@ def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: s
     for j, k in pending:
         totals[jobs[j].name] = totals.get(jobs[j].name, 0) + jobs[j].bounds[k][1] - jobs[j].bounds[k][0]
     title = (lambda name: f"{name} [{plan.suite} ε={eps_text(plan.eps)}]")
-    with distributed.Progress(world, totals, progress, title) as bar:  # open until every rank is done
+    with ranks.Progress(world, totals, progress, title) as bar:  # open until every rank is done
         mine = _evaluate_units(plan, jobs, pending, head, bar, world=world,
                                on_complete=finish if world.size == 1 else None)
-        gathered = distributed.gather(world, mine)
+        gathered = ranks.gather(world, mine)
     if not world.main:
         return []
     for units in gathered or []:
@@ -345,11 +240,11 @@ def _check_leaderboard(plan: Plan, mid: str, defense: Any) -> None:
 
 
 def _evaluate_units(plan: Plan, jobs: Sequence[_Job], pending: Sequence[tuple[int, int]], head: Callable[[int], Any],
-                    bar: distributed.Progress, *, world: distributed.World,
+                    bar: ranks.Progress, *, world: ranks.World,
                     on_complete: Callable[[int], None] | None) -> list[tuple[int, UnitResult]]:
     """This rank's share of ``pending`` (taken from the run's one queue), each unit saved as it finishes."""
     cfg = plan.cfg
-    queue = distributed.Queue(world, len(pending))
+    queue = ranks.Queue(world, len(pending))
     taken: deque[tuple[int, int]] = deque()
 
     def batches():
@@ -418,49 +313,6 @@ def _build(plan: Plan, name: str, image_size: int, log: Callable[[str], None] | 
     return evalset
 
 
-def model_info(mid: str, defense: Any, parts: CLIPParts, checkpoint: str | None,
-               text_tower_sha256: str | None) -> ModelInfo:
-    """What a record says of the evaluated model: its id, weights, the defense's code and settings, notes."""
-    notes = list(dict.fromkeys([*parts.source.get("notes", []), *getattr(defense, "notes", ())]))
-    return ModelInfo(id=mid, defense=defense.name, architecture=parts.portable_architecture(),
-                     pretrained=parts.portable_pretrained(),
-                     checkpoint=parts.portable_checkpoint(checkpoint),  # no machine-local paths
-                     checkpoint_sha256=parts.source.get("checkpoint_sha256"),
-                     weights_sha256=parts.source.get("weights_sha256"), tensors_sha256=parts.tensors_sha256(),
-                     text_tower_sha256=text_tower_sha256, image_size=parts.image_size,
-                     hparams=parts.source.get("hparams", {}), notes=notes, origin=provenance(defense),
-                     inference=defense.inference_identity())
-
-
-def _record(plan: Plan, name: str, evalset: EvalSet, indices: Sequence[int], mid: str, defense: Any,
-            parts: CLIPParts, checkpoint: str | None, head_info: dict[str, Any], flags: dict[str, np.ndarray],
-            infos: dict[str, list[str]], timing: dict[str, float], env: Env) -> ResultRecord:
-    """The result record of one evaluated dataset: what was evaluated, how, on what, and what it measured."""
-    info, specs, wall = evalset.info, plan.specs, timing["wall_s"]
-    return ResultRecord(
-        zsrbench_version=zsrbench.__version__, git_sha=git_sha(),
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        model=model_info(mid, defense, parts, checkpoint, head_info["text_tower_sha256"]),
-        protocol=ProtocolInfo(
-            name=plan.protocol.name, version=plan.protocol.version, dataset=name, split=info.split,
-            n_total=len(evalset), n_samples=len(indices), seed=plan.seed, indices_digest=indices_digest(indices),
-            templates=info.prompts(), templates_digest=info.templates_digest(), input_mode=info.input_mode,
-            input_size=parts.image_size, logit_scale=LOGIT_SCALE, eps=plan.eps / 255.0, eps_text=eps_text(plan.eps),
-            suite=plan.suite, attacks=[AttackConfig(name=s.name, family=s.family, params=plan.params[s.name])
-                                       for s in specs],
-            precision=plan.cfg.precision,
-            success_criterion=str(plan.params[specs[0].name].get("criterion", "any misclassified output")),
-            batch_size=plan.batch_size, subset=plan.subset, settings=plan.protocol.settings(), variant=plan.variant,
-            skipped_files=list(evalset.skipped),
-            text_head={"sha256": head_info["text_head_sha256"], "source": head_info["text_head_source"]}),
-        metrics=metrics_from_flags(flags, info.num_classes, [s.name for s in specs]),
-        flags=Flags(**infos),
-        env=env,
-        timing={"wall_s": round(wall, 3), "images_per_s": round(len(indices) / wall, 3) if wall > 0 else 0.0,
-                **{k: round(v, 3) for k, v in timing.items() if k != "wall_s"}},
-    )
-
-
 def _resumable(plan: Plan, mid: str, dataset: str, indices: Sequence[int]) -> DatasetResult | None:
     """The existing record of exactly this evaluation, if one is on disk: the same samples, attacks and their
     parameters, ε, seed, batch and precision (everything that changes the per-sample flags)."""
@@ -482,23 +334,3 @@ def _resumable(plan: Plan, mid: str, dataset: str, indices: Sequence[int]) -> Da
     return DatasetResult(path=path, record=rec) if same else None
 
 
-def progress_display(enabled: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    from zsrbench.log import make_console
-
-    class Rate(TextColumn):
-        def __init__(self) -> None:
-            super().__init__("")
-
-        def render(self, task):  # type: ignore[override]
-            from rich.text import Text
-
-            elapsed = task.finished_time if task.finished else task.elapsed
-            speed = task.completed / elapsed if elapsed else 0.0
-            return Text(f"{speed:.1f} img/s" if speed else "- img/s")
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    Rate(), TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False,
-                    console=make_console(stderr=True))  # progress is not a result: standard error

@@ -43,7 +43,7 @@ def _weights(defense: str, proto: Any, seed: int) -> str | None:
 
     if not getattr(DEFENSES.get(defense), "trainable", False) or not proto.train_on_demand:
         return None
-    from zsrbench.runner import shipped_weights
+    from zsrbench.evaluation.model import shipped_weights
 
     ship = shipped_weights(defense, proto, seed)
     return f"shipped {ship.name} = {ship.model_id} (no fine-tuning)" if ship else "fine-tuned on demand (cached)"

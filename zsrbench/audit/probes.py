@@ -2,7 +2,7 @@
 
 The checks follow the practice of Carlini et al., *On Evaluating Adversarial Robustness* (2019), Tramèr et al.,
 *On Adaptive Attacks to Adversarial Example Defenses* (2020) and AutoAttack's own flags. Each one is measured on
-a seeded subset of a protocol's test sets (``zsrbench.audit_runner`` loads the models and data) and judged by
+a seeded subset of a protocol's test sets (``zsrbench.audit.runner`` loads the models and data) and judged by
 the fixed rules below; nothing here changes a measurement.
 
 ==================  ===========================================================================================
@@ -27,7 +27,7 @@ check               measured on the clean-correct samples of each dataset, judge
 ==================  ===========================================================================================
 
 The verdicts (per dataset, ``n/a`` where a check had nothing to look at, one sample of slack, tolerances widened
-by a randomised model's own prediction noise) are :mod:`zsrbench.audit_verdicts`; this module measures.
+by a randomised model's own prediction noise) are :mod:`zsrbench.audit.verdicts`; this module measures.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 import zsrbench
-from zsrbench import audit as A
-from zsrbench import audit_verdicts as V
+from zsrbench.audit import probes as A
+from zsrbench.audit import verdicts as V
 from zsrbench.defenses.identity import provenance
 from zsrbench.attacks.base import eps_text
 from zsrbench.data.base import indices_digest, select_indices
@@ -29,7 +29,9 @@ from zsrbench.leaderboard.audits import check_verdicts
 from zsrbench.leaderboard.schema import AuditCheck, AuditData, EntryModel, EntryProtocol, LeaderboardEntry
 from zsrbench.models.classifier import make_classifier
 from zsrbench.registry import ATTACKS, DATASETS
-from zsrbench.runner import RunConfig, check_config, model_id, prepare_model, resolve_device
+from zsrbench.evaluation.config import RunConfig, check_config, check_device
+from zsrbench.defenses.identity import model_id
+from zsrbench.evaluation.model import prepare_model
 
 DEFAULT_SAMPLES = 256  # per dataset, for protocols without a "quick" subset
 SQUARE_QUERIES = 1000
@@ -99,7 +101,7 @@ def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> 
     code and rules) are carried over with their verdicts, so a narrower re-audit never drops evidence.
     """
     protocol, eps = check_audit_config(cfg)
-    device = resolve_device(cfg.run.device)
+    device = check_device(cfg.run.device)
     seed = protocol.seed if cfg.run.seed is None else cfg.run.seed
     t_start = time.perf_counter()
     defense, parts, _ = prepare_model(cfg.run, protocol, device=device, seed=seed, log=log)
@@ -142,7 +144,7 @@ def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> 
                 "restarts": RESTARTS, "square_queries": cfg.square_queries, "noise_draws": cfg.noise_draws,
                 "eot": cfg.eot if randomised else 1, "batch_size": bs, "thresholds": dict(V.THRESHOLDS),
                 "rules": RULES_VERSION, "datasets": list(datasets)}
-    from zsrbench.runner import environment
+    from zsrbench.evaluation.records import environment
 
     env = environment(device)
     data = AuditData(verdict=verdict, randomised=randomised, failed=failed, warned=warned,

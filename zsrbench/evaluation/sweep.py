@@ -1,4 +1,4 @@
-"""Sweeps: a TOML grid of defenses × attack suites × ε × protocols, one :func:`zsrbench.runner.run` per job,
+"""Sweeps: a TOML grid of defenses × attack suites × ε × protocols, one :func:`zsrbench.evaluation.runner.run` per job,
 submitted through submitit (a slurm cluster, local processes, or this process with ``debug``).
 
 The whole grid is checked before anything is submitted or written (each job as `zsrbench run` checks it before
@@ -26,7 +26,7 @@ from zsrbench import paths
 from zsrbench.eps import parse_eps
 from zsrbench.errors import ZsrError
 from zsrbench.paths import check_output_dir
-from zsrbench.run_config import RunConfig, check_config
+from zsrbench.evaluation.config import RunConfig, check_config
 
 EXECUTORS = ("slurm", "local", "debug")
 LISTS = ("defenses", "attacks", "protocols", "eps")
@@ -355,7 +355,7 @@ def _check_unique(grid: Grid, jobs: Sequence[Job]) -> None:
 # ---------------------------------------------------------------------------------------------------- skipping
 def _variant(cfg: RunConfig, protocol: Any, specs: Any, params: dict[str, dict[str, Any]]) -> str | None:
     """The variant name `zsrbench run` gives ``cfg``'s records and entry (None: the protocol's standard settings)."""
-    from zsrbench.run_config import resolve_subset, run_variant
+    from zsrbench.evaluation.config import resolve_subset, run_variant
 
     seed = protocol.seed if cfg.seed is None else cfg.seed
     return run_variant(cfg, protocol, specs, params, seed, resolve_subset(cfg, protocol))
@@ -367,7 +367,7 @@ def skip_key(cfg: RunConfig, variant: str | None = None) -> SkipKey:
     its ``variant``, so a job with other settings is never taken for an experiment already measured)."""
     from zsrbench.attacks.base import eps_text
     from zsrbench.registry import ATTACKS, DEFENSES, PROTOCOLS
-    from zsrbench.run_config import resolve_subset
+    from zsrbench.evaluation.config import resolve_subset
 
     protocol = PROTOCOLS.get(cfg.protocol)
     suite = "+".join(ATTACKS.get(a).name for a in cfg.attacks)
@@ -473,7 +473,7 @@ class SweepJob(submitit.helpers.Checkpointable):
         self.cfg = cfg
 
     def __call__(self) -> list[str]:
-        from zsrbench.runner import run
+        from zsrbench.evaluation.runner import run
 
         _export_ranks()
         _train_first(self.cfg)
@@ -500,7 +500,7 @@ def _train_first(cfg: RunConfig) -> None:
     from filelock import FileLock
 
     from zsrbench.registry import DEFENSES, PROTOCOLS, load_builtins
-    from zsrbench.run_config import check_device
+    from zsrbench.evaluation.config import check_device
     from zsrbench.training.on_demand import ensure_trained, on_demand_dir
 
     load_builtins()  # (a fresh process)

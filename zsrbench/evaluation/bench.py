@@ -2,7 +2,7 @@
 
 One call measures, on the same model, data and attack (PGD, last iterate judged):
 
-- ``runner``: :func:`zsrbench.runner.evaluate_dataset`, what `zsrbench run` does per dataset: the class texts
+- ``runner``: :func:`zsrbench.evaluation.unit.evaluate_dataset`, what `zsrbench run` does per dataset: the class texts
   encoded once, only clean-correct samples attacked, each sample's attack stopped early once its iterates cycle;
 - ``papers``: the structure of the papers' evaluation code, as a plain loop (:func:`papers_loop`): for every batch
   the class texts encoded again, a clean pass, then every sample attacked for every step (no early exit, no
@@ -168,9 +168,9 @@ def _counting(spec: Any, counts: dict[str, int]) -> Any:
 
 def runner_path(setup: Setup, *, eps: float, step: float, steps: int, batch_size: int, seed: int, device: str,
                 precision: str) -> tuple[float, dict[str, np.ndarray], dict[str, int]]:
-    """(seconds, the runner's flags, its counted passes) for :func:`zsrbench.runner.evaluate_dataset`, the class
+    """(seconds, the runner's flags, its counted passes) for :func:`zsrbench.evaluation.unit.evaluate_dataset`, the class
     texts encoded once (timed too)."""
-    from zsrbench.runner import evaluate_dataset
+    from zsrbench.evaluation.unit import evaluate_dataset
 
     counts = {"passes": 0, "attacked": 0}
     spec = _counting(ATTACKS.get("pgd"), counts)
@@ -195,9 +195,9 @@ def _amp(device: str, precision: str):
 def _batch_seed(seed: int, attack: str, start: int) -> int:
     """The runner's attack seed of the batch that starts at position ``start``."""
     try:
-        from zsrbench.evaluate import batch_seed
-    except ImportError:  # the runner before its evaluation loop moved to zsrbench.evaluate
-        from zsrbench.runner import batch_seed
+        from zsrbench.evaluation.unit import batch_seed
+    except ImportError:  # the runner before its evaluation loop moved to zsrbench.evaluation.unit
+        from zsrbench.evaluation.unit import batch_seed
     return batch_seed(seed, attack, start)
 
 
@@ -242,7 +242,8 @@ def setup_defense(defense: str, protocol: str, *, dataset: str | None, model: st
                   data_root: str | None, device: str, seed: int, n_images: int) -> Setup:
     """A defense's model as `zsrbench run` loads it (fine-tuned on demand and cached where the protocol allows),
     on ``n_images`` seeded samples of one of the protocol's datasets (default: its first)."""
-    from zsrbench.runner import RunConfig, prepare_model
+    from zsrbench.evaluation.config import RunConfig
+    from zsrbench.evaluation.model import prepare_model
 
     load_builtins()
     proto = PROTOCOLS.get(protocol)

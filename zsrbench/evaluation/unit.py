@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from zsrbench.attacks.base import AttackSpec
 from zsrbench.data.base import EvalSet
-from zsrbench.units import UnitResult, assemble, unit_bounds
+from zsrbench.evaluation.units import UnitResult, assemble, unit_bounds
 
 
 def batch_seed(seed: int, attack: str, start: int) -> int:
