@@ -257,7 +257,7 @@ def test_deep_check_reports_broken_images(fakes, tmp_path):
     assert str(files[10]) in deep.message and "and 2 more" in deep.message and "--skip-broken-images" in deep.message
 
     runner = CliRunner()
-    from zsrbench.cli_data import data_app
+    from zsrbench.cli.data import data_app
 
     result = runner.invoke(data_app, ["check", "--data-root", str(root), "--datasets", "imagenet", "--deep"])
     assert result.exit_code == 1 and "broken" in result.output and "5 of 1000 images" in result.output
@@ -323,7 +323,7 @@ def test_missing_or_broken_without_a_root_or_with_a_file(tmp_path):
     with pytest.raises(DataMissingError, match="data.tar is a file, not a folder. Pass --data-root"):
         missing_or_broken(a_file, ["cifar10", "micro_shape"])
     assert missing_or_broken(a_file, ["micro_shape"]) == []
-    from zsrbench.cli_data import data_app
+    from zsrbench.cli.data import data_app
 
     result = CliRunner().invoke(data_app, ["check", "--data-root", str(a_file)])
     assert result.exit_code == 2 and "is a file, not a folder" in result.output

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import zsrbench.data  # noqa: F401  (registers the datasets)
 from fake_layouts import MAKERS, good_archive, imagenet_wnids, layout_archive, make_cifar10, make_dtd, save_jpeg
-from zsrbench.cli_data import data_app
+from zsrbench.cli.data import data_app
 from zsrbench.data import imagenet_val as iv
 from zsrbench.data import prepare as pr
 from zsrbench.data.archives import UnsafeArchiveError

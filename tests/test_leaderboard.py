@@ -35,7 +35,7 @@ cli = CliRunner()
 
 
 def _app() -> typer.Typer:
-    from zsrbench.cli_leaderboard import register
+    from zsrbench.cli.leaderboard import register
 
     app = typer.Typer()
     register(app)

@@ -134,7 +134,7 @@ def _big_grid(tmp_path):
 
 
 def test_a_large_sweep_asks_and_is_not_submitted_without_a_yes(tmp_path, monkeypatch):
-    import zsrbench.cli_sweep as cli_sweep
+    from zsrbench.cli import sweep as cli_sweep
     import zsrbench.evaluation.sweep as sw
 
     submitted = []

@@ -21,7 +21,7 @@ from fake_layouts import (
     make_tinyimagenet,
     stl10_image,
 )
-from zsrbench.cli_data import data_app
+from zsrbench.cli.data import data_app
 from zsrbench.data import naming
 from zsrbench.data.check import FOUND, MISSING, WRONG_LAYOUT, check_data_root
 from zsrbench.data.layout import DataLayoutError, DataMissingError

@@ -274,7 +274,7 @@ def test_user_errors_are_zsr_errors(tmp_path):
 def app():
     import typer
 
-    from zsrbench.cli_train import train
+    from zsrbench.cli.train import train
 
     a = typer.Typer()
     a.command("train")(train)

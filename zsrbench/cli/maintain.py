@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from zsrbench import paths
-from zsrbench.cli_common import make_console, user_errors
+from zsrbench.cli.common import make_console, user_errors
 
 
 def migrate_paths(

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zsrbench.cli_common import info, user_errors
+from zsrbench.cli.common import info, user_errors
 from zsrbench.log import LOG
 
 

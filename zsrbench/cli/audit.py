@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from zsrbench import paths
-from zsrbench.cli_common import console, info, user_errors
+from zsrbench.cli.common import console, info, user_errors
 from zsrbench.errors import ZsrError
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "n/a": "dim"}
@@ -49,13 +49,13 @@ def audit(
     """Check that an evaluation is valid: gradient masking, randomness, ε behaviour, convergence, black-box and
     transfer consistency. Exit 0 when no check fails, 1 when one does."""
     from zsrbench.audit.runner import AuditConfig, run_audit
-    from zsrbench.cli import _csv, _default_protocol
+    from zsrbench.cli import csv_names, default_protocol
     from zsrbench.eps import parse_eps
     from zsrbench.evaluation.config import RunConfig
 
-    run = RunConfig(defense=defense, protocol=protocol or _default_protocol(), attacks=("pgd",), eps=parse_eps(eps),
+    run = RunConfig(defense=defense, protocol=protocol or default_protocol(), attacks=("pgd",), eps=parse_eps(eps),
                     model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
-                    trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, seed=seed,
+                    trust_checkpoint=trust_checkpoint, datasets=csv_names(datasets), data_root=data_root, seed=seed,
                     device=device, leaderboard_dir=None if no_leaderboard else leaderboard_dir)
     expected_id = None
     if entry is not None:

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zsrbench.cli_common import fail, make_console
+from zsrbench.cli.common import fail, make_console
 from zsrbench.errors import ZsrError
 
 if TYPE_CHECKING:  # the dataset code (and torch) is imported only when a data command runs

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
-from zsrbench.cli_common import console, user_errors
+from zsrbench.cli.common import console, user_errors
 from zsrbench.errors import ZsrError
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, NoReturn, Optional
 
 import typer
 from rich.markup import escape
@@ -69,3 +69,18 @@ def _leave(code: int, standalone_mode: bool) -> Any:
     if standalone_mode:
         sys.exit(code)
     return code
+
+
+def default_protocol() -> str:
+    """The protocol commands use when none is given: micro (shipped with the package), else synthetic."""
+    from zsrbench.registry import PROTOCOLS, load_builtins
+
+    load_builtins()
+    return "micro" if "micro" in PROTOCOLS else "synthetic"
+
+
+def csv_names(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    """A comma-separated option as names (None: not given)."""
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())  # () when given but naming nothing (refused)

@@ -1,60 +1,18 @@
-"""The `zsrbench` command line: a thin layer over the Python API.
-
-Errors a user can cause are :class:`zsrbench.errors.ZsrError`: printed as one paragraph, exit code 2.
-"""
+"""``zsrbench run`` and ``zsrbench bench``: thin commands over :func:`zsrbench.evaluation.runner.run` and
+:func:`zsrbench.evaluation.bench.run_benchmark`."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
 from zsrbench import paths
-from zsrbench.cli_common import ZsrGroup, console, err_console, fail, info, setup_logging, user_errors  # noqa: F401
+from zsrbench.cli.common import console, csv_names, default_protocol, info, setup_logging, user_errors
 from zsrbench.errors import ZsrError
 
-app = typer.Typer(cls=ZsrGroup, rich_markup_mode=None, no_args_is_help=False, invoke_without_command=True,
-                  context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Zero-shot adversarial robustness benchmark for CLIP-like models.")
-def _default_protocol() -> str:
-    from zsrbench.registry import PROTOCOLS, load_builtins
 
-    load_builtins()
-    return "micro" if "micro" in PROTOCOLS else "synthetic"
-
-
-def _csv(value: Optional[str]) -> Optional[tuple[str, ...]]:
-    if value is None:
-        return None
-    return tuple(v.strip() for v in value.split(",") if v.strip())  # () when given but naming nothing (refused)
-
-
-def _version(value: bool) -> None:
-    if value:
-        import zsrbench
-
-        typer.echo(f"zsrbench {zsrbench.__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="also print debugging lines"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings and errors (no progress lines)"),
-    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
-                                 help="print zsrbench's version and exit"),
-) -> None:
-    """With no command, `zsrbench` runs the default evaluation (`zsrbench run`)."""
-    setup_logging(verbose=verbose, quiet=quiet)
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(run_cmd)
-
-
-@app.command("run")
-@user_errors
 def run_cmd(
     defense: str = typer.Option("clip", "--defense", "-d", help="defense to evaluate (zsrbench list defenses)"),
     attack: str = typer.Option("pgd", "--attack", "-a", help="attack or comma-separated suite, e.g. pgd,cw"),
@@ -115,10 +73,10 @@ def run_cmd(
         "step": parse_eps(step, "--step"), "steps": steps, "restarts": restarts, "eot": eot, "kappa": kappa,
         "criterion": criterion})
     cfg = RunConfig(
-        defense=defense, protocol=protocol or _default_protocol(), attacks=_csv(attack) or (), eps=parse_eps(eps),
+        defense=defense, protocol=protocol or default_protocol(), attacks=csv_names(attack) or (), eps=parse_eps(eps),
         attack_params=attack_params, defense_params=defense_params,
         model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
-        trust_checkpoint=trust_checkpoint, datasets=_csv(datasets), data_root=data_root, download=download,
+        trust_checkpoint=trust_checkpoint, datasets=csv_names(datasets), data_root=data_root, download=download,
         skip_broken_images=skip_broken_images,
         n_samples=n_samples, subset=subset, seed=seed, batch_size=batch_size, device=device, precision=precision,
         compile=compile_,
@@ -154,7 +112,7 @@ def _run_params(attack: str, defense: str, sets: Optional[list[str]],
         return options, {}
     from zsrbench.evaluation.params import parse_sets
 
-    attack_params, defense_params = parse_sets(_csv(attack) or (), sets, given=options, defense=defense)
+    attack_params, defense_params = parse_sets(csv_names(attack) or (), sets, given=options, defense=defense)
     return {**options, **attack_params}, defense_params
 
 
@@ -181,8 +139,6 @@ def show_results(results: list[Any]) -> None:
     console.print(table)
 
 
-@app.command("bench")
-@user_errors
 def bench_cmd(
     defense: Optional[str] = typer.Option(None, "--defense", "-d", help="defense whose model is measured, loaded as "
                                           "`zsrbench run` loads it (default: clip, unless only --model is given)"),
@@ -233,56 +189,9 @@ def bench_cmd(
     console.print(table)
 
 
-LISTS = ("defenses", "attacks", "datasets", "protocols")
 
 
-@app.command("list")
-@user_errors
-def list_cmd(what: str = typer.Argument("defenses", help="defenses | attacks | datasets | protocols")) -> None:
-    """List registered defenses, attacks, datasets or protocols, with where each came from."""
-    from zsrbench import catalog
-
-    if what not in LISTS:
-        raise ZsrError(f"Cannot list '{what}'; choose one of: {', '.join(LISTS)}.")
-    rows = catalog.describe_entries(what)
-    table = Table(title=f"zsrbench {what}")
-    for col in rows[0].keys() if rows else ("name",):
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*[str(v) for v in row.values()])
-    console.print(table)
-
-
-def _mount_commands() -> None:
-    """Mount the commands that live in their own modules (each module's ``register(app)``)."""
-    from zsrbench.cli_data import data_app
-    from zsrbench.cli_pretrain import pretrain
-    from zsrbench.cli_train import train
-
-    app.add_typer(data_app, name="data")
-    app.command("train")(user_errors(train))
-    app.command("pretrain")(user_errors(pretrain))
-    for module in ("cli_leaderboard",  # table, compare, show, history, validate
-                   "cli_maintain",  # migrate-paths
-                   "cli_audit",  # audit
-                   "cli_sweep",  # sweep GRID.toml
-                   "cli_figures",  # attention, plot eps|tradeoff|bars
-                   "cli_site"):  # site OUT: the static website
-        __import__(f"zsrbench.{module}", fromlist=["register"]).register(app)
-
-
-_mount_commands()
-
-
-def main() -> None:
-    try:
-        app()
-    except ZsrError as exc:  # raised outside a command (e.g. while mounting)
-        try:
-            fail(str(exc))
-        except typer.Exit as e:
-            sys.exit(e.exit_code)
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    """Add ``run`` and ``bench`` to ``app``."""
+    app.command("run")(user_errors(run_cmd))
+    app.command("bench")(user_errors(bench_cmd))

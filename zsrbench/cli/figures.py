@@ -13,23 +13,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from zsrbench import paths
-from zsrbench.cli_common import console, info, user_errors
+from zsrbench.cli.common import console, info, user_errors
 from zsrbench.log import LOG
 
 plot_app = typer.Typer(add_completion=False, no_args_is_help=True,
                        help="Plots of recorded results: robust accuracy vs ε, clean vs robust, per-dataset bars.")
 
 
-def _csv(value: Optional[str]) -> tuple[str, ...]:
-    from zsrbench.cli import _csv as split
+def csv_names(value: Optional[str]) -> tuple[str, ...]:
+    from zsrbench.cli import csv_names as split
 
     return split(value) or ()
 
 
 def _protocol(name: Optional[str]) -> str:
-    from zsrbench.cli import _default_protocol
+    from zsrbench.cli import default_protocol
 
-    return name or _default_protocol()
+    return name or default_protocol()
 
 
 def _warn(text: str) -> None:
@@ -87,7 +87,7 @@ def attention(
 
         params.update(parse_attack_sets((attack,), sets, given=params))
     cfg = AttentionConfig(
-        defenses=_csv(defense), protocol=_protocol(protocol), dataset=dataset, attack=attack, eps=parse_eps(eps),
+        defenses=csv_names(defense), protocol=_protocol(protocol), dataset=dataset, attack=attack, eps=parse_eps(eps),
         attack_params=params, model=model, pretrained=pretrained,
         checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256, trust_checkpoint=trust_checkpoint,
         data_root=data_root, download=download, n_images=n_images, n_shift=n_shift, seed=seed, norm=norm,
@@ -147,7 +147,7 @@ def _chosen(protocol: Optional[str], results_dir: Optional[str], leaderboard_dir
     for w in board.warnings:
         _warn(w)
     sel = plots.Selection(protocol=_protocol(protocol), version=version, subset=subset, attack=attack,
-                          models=_csv(models))
+                          models=csv_names(models))
     return plots.choose(board.entries, sel, where=_where(results_dir, leaderboard_dir), audits=board.audits)
 
 

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from zsrbench import paths
-from zsrbench.cli_common import make_console, user_errors
+from zsrbench.cli.common import make_console, user_errors
 from zsrbench.log import LOG
 from zsrbench.errors import ZsrError
 
@@ -75,7 +75,7 @@ def table(
 ) -> None:
     """Leaderboard tables: first the ranking (worst case over every suite, ranking rules, significance groups),
     then one table per attack suite; columns = datasets + averages, each with its 95% interval."""
-    from zsrbench.leaderboard import board, combine, reading, render, rows, store, table_model, tables
+    from zsrbench.leaderboard import board, combine, render, store, table_model, tables
 
     fmts = [f for f, on in zip(FORMATS, (markdown, csv_, latex, html_, json_)) if on]
     if len(fmts) > 1:
@@ -268,7 +268,7 @@ def show(
             for note in nums.notes:
                 c.print(f"  note: {escape(note)}", highlight=False)
     if e.audit is not None:
-        from zsrbench.cli_audit import print_audit
+        from zsrbench.cli.audit import print_audit
 
         print_audit(e, c)
     if not shipped:

@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from zsrbench import paths
-from zsrbench.cli_common import fail, make_console
+from zsrbench.cli.common import fail, make_console
 from zsrbench.errors import ZsrError
 
 console = make_console(stderr=True)

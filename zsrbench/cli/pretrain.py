@@ -1,7 +1,7 @@
 """``zsrbench pretrain``: pretrain a protocol's own CLIP from scratch (only ``micro`` has one).
 
 The lead mounts :func:`pretrain` on the main app (``app.command("pretrain")(pretrain)``); the module also runs
-alone: ``python -m zsrbench.cli_pretrain --protocol micro --steps 1000``.
+alone: ``python -m zsrbench.cli.pretrain --protocol micro --steps 1000``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from zsrbench.cli_common import fail, make_console
+from zsrbench.cli.common import fail, make_console
 from zsrbench.errors import ZsrError
 
 
