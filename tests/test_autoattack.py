@@ -16,7 +16,8 @@ try:  # tests/ as a package, or as a plain folder on sys.path (pytest's default 
     from tests.linear_model import GradientNoise, InputNoise, l1_margin_ratios, make_linear_problem
 except ImportError:  # pragma: no cover
     from linear_model import GradientNoise, InputNoise, l1_margin_ratios, make_linear_problem
-from zsrbench.attacks.autoattack import PROTOCOL_ATTACKS, plan_attacks, pyautoattack_version
+from zsrbench.attacks.autoattack_official import pyautoattack_version
+from zsrbench.attacks.autoattack_plan import PROTOCOL_ATTACKS, plan_attacks
 from zsrbench.errors import ZsrError
 import zsrbench.attacks  # noqa: F401  (registers the attacks)
 from zsrbench.registry import ATTACKS

@@ -118,7 +118,7 @@ def test_malformed_sha256_is_a_format_error_not_a_mismatch(dirs, tmp_path, visua
 
 
 def test_malformed_sha256_for_a_folder_is_a_format_error(tmp_path, full_state):
-    from zsrbench.defenses.base import _load_folder
+    from zsrbench.defenses.loading import _load_folder
 
     folder = model_folder(tmp_path / "m", full_state)
     with pytest.raises(ZsrError, match="64 hexadecimal"):

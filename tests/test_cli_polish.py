@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from zsrbench.cli import app
 from zsrbench.eps import parse_eps
 from zsrbench.errors import ZsrError
-from zsrbench.leaderboard.render import _new_lines
+from zsrbench.leaderboard.render_terminal import _new_lines
 from zsrbench.eps import normalise_eps
 from zsrbench.leaderboard.rows import merge_items
 from zsrbench.evaluation.summary import average_line, estimate_seconds

@@ -53,7 +53,7 @@ def build(key: str, root: Path | None, **kw):
 
 def copy_of(fakes: Path, tmp_path: Path, key: str) -> Path:
     """A copy of one fake dataset under ``tmp_path`` (the data root to damage)."""
-    from zsrbench.data.tga16 import SOURCES
+    from zsrbench.data.tga16_table import SOURCES
 
     top = SOURCES[key].folder.split("/")[0]
     shutil.copytree(fakes / top, tmp_path / top)

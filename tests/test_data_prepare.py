@@ -27,7 +27,7 @@ from zsrbench.data import prepare as pr
 from zsrbench.data.archives import UnsafeArchiveError
 from zsrbench.data.check import FOUND, MISSING, WRONG_LAYOUT, check_data_root, check_dataset
 from zsrbench.data.layout import LAYOUTS, dataset_root, is_root_template, layout_lines
-from zsrbench.data.tga16 import SOURCES, TGA16_KEYS
+from zsrbench.data.tga16_table import SOURCES, TGA16_KEYS
 from zsrbench.errors import ZsrError
 from zsrbench.registry import DATASETS
 

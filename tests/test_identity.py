@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from zsrbench.cli import app
 from zsrbench.leaderboard import store
+from zsrbench.leaderboard.machine_local import local_paths
 from zsrbench.leaderboard.records import read_record
-from zsrbench.leaderboard.validate import local_paths, validate_path
+from zsrbench.leaderboard.validate import validate_path
 
 cli = CliRunner()
 FAST = ["--protocol", "synthetic", "--steps", "3", "--quiet"]

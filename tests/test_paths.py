@@ -57,7 +57,7 @@ def test_cache_precedence(env, tmp_path):
 
 def test_run_config_and_sweep_defaults_follow_home(env, tmp_path):
     from zsrbench.evaluation.config import RunConfig
-    from zsrbench.evaluation.sweep import _base_options
+    from zsrbench.evaluation.sweep_grid import _base_options
 
     assert (RunConfig().results_dir, RunConfig().leaderboard_dir) == ("results", "leaderboards")
     env.setenv("ZSRBENCH_HOME", str(tmp_path / "zsr"))

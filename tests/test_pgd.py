@@ -279,6 +279,39 @@ def test_early_stop_is_bit_identical_on_the_micro_clip():
     assert early.info["passes_run"] < early.info["passes_full"] / 2
 
 
+@pytest.mark.parametrize("task, indices, seed", [("micro_color", [5, 6, 7, 8, 9], 1),
+                                                   ("micro_shape", [31, 33, 39, 48, 54], 0)])
+def test_early_stop_stays_exact_when_few_rows_remain(task, indices, seed):
+    """Five clean-correct micro scenes, ε = 4/255, 100 steps of 1/255: near the end one to three rows remain,
+    and without padding their gradients (another GEMM path for batches of 1–3) ended these two runs on other
+    images than the full loop (up to 12 pixels, by up to 7/255)."""
+    from zsrbench.models.clip import build_clip
+    from zsrbench.models.classifier import make_classifier
+    from zsrbench.registry import DATASETS
+
+    load_builtins()
+    parts = build_clip("zsr-micro", "zsrbench")
+    evalset = DATASETS.get(task).build(None, image_size=parts.image_size)
+    clf, _ = make_classifier(parts, evalset.info.prompts(), cache=False)
+    x = torch.stack([evalset.dataset[i][0] for i in indices])
+    y = torch.tensor([evalset.dataset[i][1] for i in indices])
+    with torch.no_grad():
+        assert torch.equal(clf(x).argmax(1), y)
+    full, early = _full_and_early(clf, x, y, eps=4 / 255, step=1 / 255, steps=100, seed=seed)
+    assert early.info["early_stop"] == "on" and early.info["passes_padding"] > 0
+
+
+def test_padded_rows():
+    from zsrbench.attacks.pgd import padded_rows
+
+    rows = lambda active, n: padded_rows(torch.tensor(active, dtype=torch.long), n).tolist()  # noqa: E731
+    assert rows([2, 5, 6, 7, 9], 10) == [2, 5, 6, 7, 9]
+    assert rows([3], 10) == [0, 1, 2, 3]
+    assert rows([1, 8], 10) == [0, 1, 2, 8]
+    assert rows([2], 3) == [0, 1, 2]  # fewer rows than MIN_ROWS: all of them, as in the full batch
+    assert rows([], 10) == []
+
+
 def test_early_stop_survives_fingerprint_collisions(monkeypatch):
     """Only an exact comparison stops a sample: with every fingerprint equal, the result is still exact."""
     from zsrbench.attacks import pgd

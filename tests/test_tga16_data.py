@@ -25,7 +25,7 @@ from zsrbench.cli.data import data_app
 from zsrbench.data import naming
 from zsrbench.data.check import FOUND, MISSING, WRONG_LAYOUT, check_data_root
 from zsrbench.data.layout import DataLayoutError, DataMissingError
-from zsrbench.data.tga16 import INFOS, SOURCES, TGA16_KEYS
+from zsrbench.data.tga16_table import INFOS, SOURCES, TGA16_KEYS
 from zsrbench.errors import ZsrError
 from zsrbench.protocols import TGA16_DATASETS
 from zsrbench.registry import DATASETS

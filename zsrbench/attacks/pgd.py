@@ -27,7 +27,9 @@ Early stop of last-iterate PGD
 With ``criterion="last"``, ``eot=1`` and a deterministic model, a sample whose iterates start to cycle is attacked
 only until it holds the iterate the full loop would end on (:class:`_Cycles`); ``x_adv`` and ``success`` are those
 of the full loop, bit for bit, as long as each row's gradient does not depend on the other rows of the batch (the
-attack checks both properties on two rows at the first step and otherwise runs the full loop).
+attack checks both properties on two rows at the first step and otherwise runs the full loop). A pass over fewer
+than :data:`MIN_ROWS` live rows is padded with finished rows, whose results are dropped: small batches take other
+kernels on CPU, and a near-finished batch must take the same steps as in the full loop.
 """
 
 from __future__ import annotations
@@ -39,8 +41,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from zsrbench.attacks.base import AttackOutput
+from zsrbench.attacks.harness import attack_mode
 
 CRITERIA = ("last", "any")
+# From this many rows up, a row's logits and input gradient do not depend on the other rows of its batch (on CPU,
+# batches of 1–3 rows take another GEMM path whose last bits differ): a pass over fewer live rows is padded with
+# rows that are already done, so that every pass of an attack is batch-invariant.
+MIN_ROWS = 4
 
 
 def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -64,6 +71,18 @@ def random_start(x: torch.Tensor, eps: float, generator: torch.Generator) -> tor
     """Uniform start in [-ε, ε] around ``x``, clamped to the image box."""
     noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
+
+
+def padded_rows(active: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """The rows a pass over the ``active`` rows (ascending, of ``n_rows``) computes: ``active`` itself, or, when it
+    has fewer than :data:`MIN_ROWS` rows, ``active`` together with the first rows that are not active (all the
+    rows when there are fewer), ascending. The live rows are those of the result that are in ``active``."""
+    short = min(MIN_ROWS, n_rows) - active.numel()
+    if short <= 0 or active.numel() == 0:
+        return active
+    idle = torch.ones(n_rows, dtype=torch.bool, device=active.device)
+    idle[active] = False
+    return torch.cat([active, idle.nonzero().squeeze(1)[:short]]).sort().values
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:
@@ -189,6 +208,120 @@ class _Cycles:
             self.off = "off: gradient signs depend on the batch (batch-dependent rounding)"
 
 
+def _check_options(criterion: str, eot: int, loss: str) -> int:
+    """Refuse an unknown criterion or loss and an ``eot`` that is not an integer ≥ 1; the number of EOT passes."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}")
+    if isinstance(eot, bool) or int(eot) != eot or int(eot) < 1:
+        raise ValueError(f"eot must be an integer ≥ 1; got {eot!r}")
+    n_eot = int(eot)
+    if loss not in ("ce", "cw"):
+        raise ValueError("loss must be 'ce' or 'cw'")
+    return n_eot
+
+
+def _objective(loss: str, kappa: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The per-sample quantity PGD ascends: cross-entropy (``"ce"``) or the CW margin loss with ``kappa``."""
+
+    def objective(logits: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
+        return ce_loss(logits, yy) if loss == "ce" else cw_margin_loss(logits, yy, kappa)
+
+    return objective
+
+
+def _steps(
+    model: nn.Module,
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    xa: torch.Tensor,
+    x0: torch.Tensor,
+    yy: torch.Tensor,
+    tracker: _Cycles | None,
+    info: dict,
+    *,
+    eps: float,
+    step: float,
+    steps: int,
+    n_eot: int,
+    criterion: str,
+    todo: torch.Tensor,
+    x_best: torch.Tensor,
+    success: torch.Tensor,
+) -> torch.Tensor:
+    """The step loop of one restart on the rows ``todo`` (iterates ``xa``, updated in place, around ``x0``).
+
+    Returns the rows of ``xa`` still attacked at the end (with ``criterion="any"``, the broken ones have been
+    recorded in ``x_best`` / ``success`` and left out).
+    """
+    active = torch.arange(todo.numel(), device=xa.device)  # rows of xa still attacked
+    for k in range(int(steps)):
+        if tracker is not None:
+            active = tracker.prune(k, xa, active)
+            if active.numel() == 0:
+                break
+        rows = padded_rows(active, xa.shape[0])  # every gradient pass batch-invariant (see MIN_ROWS)
+        xi = xa[rows].requires_grad_(True)
+        logits, grad = eot_gradient(model, xi, yy[rows], objective, n_eot)
+        if rows.numel() != active.numel():
+            live = torch.isin(rows, active)
+            logits, grad, xi = logits[live], grad[live], xi.detach()[live]
+            info["passes_padding"] = info.get("passes_padding", 0) + int((~live).sum()) * n_eot
+        info["passes_run"] += active.numel() * n_eot
+        if tracker is not None and k == 0:
+            tracker.probe(model, xi, yy[active], objective, grad)
+        if criterion == "any":
+            active, grad, xi = _keep_broken(logits, yy, active, grad, xi, xa, todo, x_best, success)
+            if active.numel() == 0:
+                break
+        xa[active] = project(xi.detach() + step * grad.sign(), x0[active], eps)
+    return active
+
+
+def _keep_broken(
+    logits: torch.Tensor,
+    yy: torch.Tensor,
+    active: torch.Tensor,
+    grad: torch.Tensor,
+    xi: torch.Tensor,
+    xa: torch.Tensor,
+    todo: torch.Tensor,
+    x_best: torch.Tensor,
+    success: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``criterion="any"``: record the rows whose iterate is misclassified, and leave them out of ``active``,
+    ``grad`` and ``xi`` (returned)."""
+    broken = logits.detach().argmax(1) != yy[active]
+    if broken.any():  # keep the misclassified iterate, stop attacking it
+        rows = active[broken]
+        success[todo[rows]] = True
+        x_best[todo[rows]] = xa[rows]
+        active, grad, xi = active[~broken], grad[~broken], xi[~broken]
+    return active, grad, xi
+
+
+def _judge_final(
+    model: nn.Module,
+    xa: torch.Tensor,
+    yy: torch.Tensor,
+    active: torch.Tensor,
+    *,
+    criterion: str,
+    n_eot: int,
+    todo: torch.Tensor,
+    x_best: torch.Tensor,
+    success: torch.Tensor,
+) -> None:
+    """Judge the final iterates of the rows ``active`` and record them in ``x_best`` and ``success``."""
+    rows = padded_rows(active, xa.shape[0])  # (batch-invariant, see MIN_ROWS)
+    live = torch.isin(rows, active)
+    with torch.no_grad():
+        if criterion == "any" and n_eot > 1:  # judged like every other iterate: the mean of n_eot passes
+            pred = sum(model(xa[rows]).float() for _ in range(n_eot))[live].argmax(1)
+        else:
+            pred = model(xa[rows])[live].argmax(1)
+    x_best[todo[active]] = xa[active]
+    success[todo[active[pred != yy[active]]]] = True
+
+
 def pgd_attack(
     model: nn.Module,
     x: torch.Tensor,
@@ -216,13 +349,7 @@ def pgd_attack(
     very iterate the full loop would end on (see :class:`_Cycles`). ``info["passes_run"]`` /
     ``info["passes_full"]``: forward/backward passes computed / those of the loop without any early exit.
     """
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion must be one of {CRITERIA}")
-    if isinstance(eot, bool) or int(eot) != eot or int(eot) < 1:
-        raise ValueError(f"eot must be an integer ≥ 1; got {eot!r}")
-    n_eot = int(eot)
-    if loss not in ("ce", "cw"):
-        raise ValueError("loss must be 'ce' or 'cw'")
+    n_eot = _check_options(criterion, eot, loss)
     x = x.detach()
     gen = _generator(x.device, seed)
     x_best = x.clone()
@@ -230,10 +357,17 @@ def pgd_attack(
     cycles = bool(early_stop) and criterion == "last" and n_eot == 1
     info: dict = {"criterion": criterion, "eot": n_eot, "early_stop": "on" if cycles else "off",
                   "passes_run": 0, "passes_full": 0}
+    objective = _objective(loss, kappa)
+    with attack_mode(model):  # input gradients only: the parameters need none
+        _restarts(model, objective, x, y, gen, x_best, success, info, eps=eps, step=step, steps=int(steps),
+                  restarts=restarts, random_init=random_init, cycles=cycles, n_eot=n_eot, criterion=criterion)
+    return AttackOutput(x_adv=x_best, success=success, info=info)
 
-    def objective(logits: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
-        return ce_loss(logits, yy) if loss == "ce" else cw_margin_loss(logits, yy, kappa)
 
+def _restarts(model: nn.Module, objective: Callable, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+              x_best: torch.Tensor, success: torch.Tensor, info: dict, *, eps: float, step: float, steps: int,
+              restarts: int, random_init: bool, cycles: bool, n_eot: int, criterion: str) -> None:
+    """Each restart attacks the samples still unbroken, recording its results in ``x_best`` and ``success``."""
     for _ in range(max(1, int(restarts))):
         todo = (~success).nonzero().squeeze(1)
         if todo.numel() == 0:
@@ -241,41 +375,16 @@ def pgd_attack(
         x0, yy = x[todo], y[todo]
         xa = random_start(x0, eps, gen) if random_init else x0.clone()
         tracker = _Cycles(xa, int(steps)) if cycles else None
-        active = torch.arange(todo.numel(), device=x.device)  # rows of xa still attacked
         info["passes_full"] += todo.numel() * int(steps) * n_eot
-        for k in range(int(steps)):
-            if tracker is not None:
-                active = tracker.prune(k, xa, active)
-                if active.numel() == 0:
-                    break
-            xi = xa[active].requires_grad_(True)
-            logits, grad = eot_gradient(model, xi, yy[active], objective, n_eot)
-            info["passes_run"] += active.numel() * n_eot
-            if tracker is not None and k == 0:
-                tracker.probe(model, xi, yy[active], objective, grad)
-            if criterion == "any":
-                broken = logits.detach().argmax(1) != yy[active]
-                if broken.any():  # keep the misclassified iterate, stop attacking it
-                    rows = active[broken]
-                    success[todo[rows]] = True
-                    x_best[todo[rows]] = xa[rows]
-                    active, grad, xi = active[~broken], grad[~broken], xi[~broken]
-                    if active.numel() == 0:
-                        break
-            xa[active] = project(xi.detach() + step * grad.sign(), x0[active], eps)
+        active = _steps(model, objective, xa, x0, yy, tracker, info, eps=eps, step=step, steps=int(steps),
+                        n_eot=n_eot, criterion=criterion, todo=todo, x_best=x_best, success=success)
         if tracker is not None:
             info["early_stop"] = tracker.off or "on"
             active = torch.arange(todo.numel(), device=x.device)  # every row holds its final iterate: judge all
         if active.numel() == 0:
             continue
-        with torch.no_grad():
-            if criterion == "any" and n_eot > 1:  # judged like every other iterate: the mean of n_eot passes
-                pred = sum(model(xa[active]).float() for _ in range(n_eot)).argmax(1)
-            else:
-                pred = model(xa[active]).argmax(1)
-        x_best[todo[active]] = xa[active]
-        success[todo[active[pred != yy[active]]]] = True
-    return AttackOutput(x_adv=x_best, success=success, info=info)
+        _judge_final(model, xa, yy, active, criterion=criterion, n_eot=n_eot, todo=todo, x_best=x_best,
+                     success=success)
 
 
 def cw_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> AttackOutput:

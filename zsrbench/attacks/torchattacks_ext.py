@@ -119,7 +119,7 @@ def _run_checked(
     cls: type, ta_version: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, /, *, eps: float,
     seed: int = 0, **params: Any,
 ) -> AttackOutput:
-    from zsrbench.attacks.autoattack import attack_mode, check_inputs, finish, num_classes, preserved_rng
+    from zsrbench.attacks.harness import attack_mode, check_inputs, finish, num_classes, preserved_rng
 
     dtype, device = x.dtype, x.device
     x, y = check_inputs(x, y)

@@ -107,7 +107,7 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, qu
     """The official Square attack (``pyautoattack``), L∞, margin loss, ``queries`` queries, schedule rescaled."""
     from pyautoattack.square import SquareAttack
 
-    from zsrbench.attacks.autoattack import attack_mode, preserved_rng
+    from zsrbench.attacks.harness import attack_mode, preserved_rng
 
     if x.shape[0] == 0:
         return x

@@ -49,7 +49,7 @@ def audit(
     """Check that an evaluation is valid: gradient masking, randomness, ε behaviour, convergence, black-box and
     transfer consistency. Exit 0 when no check fails, 1 when one does."""
     from zsrbench.audit.runner import AuditConfig, run_audit
-    from zsrbench.cli import csv_names, default_protocol
+    from zsrbench.cli.common import csv_names, default_protocol
     from zsrbench.eps import parse_eps
     from zsrbench.evaluation.config import RunConfig
 

@@ -99,7 +99,7 @@ def check(
 
 def prepare_hint(statuses: list[DatasetStatus], data_root: str) -> str:
     """The command that downloads the missing datasets torchvision can fetch, or sorts ImageNet's val/."""
-    from zsrbench.data.tga16 import SOURCES
+    from zsrbench.data.tga16_table import SOURCES
 
     fetchable = [s.name for s in statuses if s.status == "missing" and s.name in SOURCES and SOURCES[s.name].fetch]
     flat = [s.name for s in statuses if s.name == "imagenet" and s.status == "wrong layout"]  # e.g. a flat val/

@@ -21,13 +21,13 @@ plot_app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def csv_names(value: Optional[str]) -> tuple[str, ...]:
-    from zsrbench.cli import csv_names as split
+    from zsrbench.cli.common import csv_names as split
 
     return split(value) or ()
 
 
 def _protocol(name: Optional[str]) -> str:
-    from zsrbench.cli import default_protocol
+    from zsrbench.cli.common import default_protocol
 
     return name or default_protocol()
 
@@ -77,7 +77,8 @@ def attention(
     """Draw text-guided attention maps (base CLIP and each defense, clean and adversarial) and measure and record
     the attention shift ‖A(x′) − A(x)‖₂."""
     from zsrbench.eps import parse_eps
-    from zsrbench.figures.attention import AttentionConfig, run_attention
+    from zsrbench.figures.attention import run_attention
+    from zsrbench.figures.attention_plan import AttentionConfig
     from zsrbench.figures.output import parse_formats
 
     outs: tuple[str, ...] = () if no_figure else tuple(out or ("attention.png",))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
@@ -20,6 +20,11 @@ from zsrbench import paths
 from zsrbench.cli.common import make_console, user_errors
 from zsrbench.log import LOG
 from zsrbench.errors import ZsrError
+
+if TYPE_CHECKING:
+    from zsrbench.leaderboard.reading import StoreView
+    from zsrbench.leaderboard.schema import ReportedData
+    from zsrbench.leaderboard.table_model import TableSet
 
 DEFAULT_LEADERBOARD = "$ZSRBENCH_HOME/leaderboards, else ./leaderboards"  # as help text (zsrbench.paths)
 
@@ -75,9 +80,22 @@ def table(
 ) -> None:
     """Leaderboard tables: first the ranking (worst case over every suite, ranking rules, significance groups),
     then one table per attack suite; columns = datasets + averages, each with its 95% interval."""
-    from zsrbench.leaderboard import board, combine, render, store, table_model, tables
+    from zsrbench.leaderboard import table_view, tables
 
     fmts = [f for f, on in zip(FORMATS, (markdown, csv_, latex, html_, json_)) if on]
+    _check_table_options(fmts, metric, results_dir, leaderboard_dir, as_of, worst_of, attack)
+    version = tables.parse_version(protocol_version)
+    view = _load_view(results_dir, leaderboard_dir, protocol, as_of, no_reported)
+    ts, warnings = table_view.view_tables(view, protocol=protocol, attack=attack, eps=eps, worst_of=worst_of,
+                                          version=version, metric=metric, include_reported=not no_reported)
+    for w in [*warnings, *ts.warnings]:
+        _warn(w)
+    _print_tables(ts, fmts[0] if fmts else None, output)
+
+
+def _check_table_options(fmts: list[str], metric: str, results_dir: Path | None, leaderboard_dir: Path | None,
+                         as_of: str | None, worst_of: str | None, attack: str | None) -> None:
+    """``zsrbench table``'s options that do not go together, or a --metric it does not know: an error."""
     if len(fmts) > 1:
         raise ZsrError(f"Choose one output format; got --{' --'.join(fmts)}.")
     if metric not in ("robust", "clean", "both"):
@@ -88,7 +106,14 @@ def table(
         raise ZsrError("--as-of needs a leaderboard (raw results have no revisions); drop --results-dir.")
     if worst_of is not None and attack is not None:
         raise ZsrError("--worst-of already names the suites; drop --attack.")
-    version = tables.parse_version(protocol_version)
+
+
+def _load_view(results_dir: Path | None, leaderboard_dir: Path | None, protocol: str | None, as_of: str | None,
+               no_reported: bool) -> StoreView:
+    """The entries ``zsrbench table`` tabulates (raw results or a leaderboard); warns of the files it cannot show
+    and prints the notes on what it shows. A ``protocol`` with no entries must at least exist."""
+    from zsrbench.leaderboard import board, store
+
     if results_dir is not None:
         view = store.entries_from_results(results_dir, protocol)
     else:
@@ -99,32 +124,19 @@ def table(
         _note(note)
     if protocol is not None and not any(le.entry.protocol.name == protocol for le in view.entries):
         _known_protocol(protocol)
-    warnings: list[str] = []
-    audits = [le for le in view.entries if le.entry.kind == "audit"]  # they give rows a status; never rows
-    shown = [le for le in view.entries if le.entry.kind != "audit"]
-    cache = combine.FlagsCache()
-    if worst_of is not None:
-        suites = combine.parse_suites(worst_of)
-        chosen = tables.select(shown, protocol=protocol, eps=eps)
-        tables.require_suites(chosen, suites, protocol=protocol, eps=eps)
-        entries, warnings = combine.worst_of(chosen, suites, cache)
-    else:
-        entries = tables.select(shown, protocol=protocol, attack=attack, eps=eps, include_reported=not no_reported)
-    entries, hidden = tables.select_version(entries, version)
-    warnings += hidden
-    evidence, _ = tables.select_version(tables.select(shown, protocol=protocol, eps=eps), version)
-    # the default view starts with the ranking tables; --attack and --worst-of show just the tables asked for, and
-    # number only the models the ranking rules rank (applied to every suite of the models, not just those shown)
-    ts = tables.build_tables(entries, metrics=table_model.METRICS if metric == "both" else (metric,), audits=audits,
-                             ranking=attack is None and worst_of is None, cache=cache, evidence=evidence)
-    for w in [*warnings, *ts.warnings]:
-        _warn(w)
-    if not fmts:
+    return view
+
+
+def _print_tables(ts: TableSet, fmt: str | None, output: Path | None) -> None:
+    """The tables in the terminal (no format), else as ``fmt`` on stdout or (``--output``) into a file."""
+    from zsrbench.leaderboard import render, render_terminal
+
+    if fmt is None:
         if output is not None:
             raise ZsrError("--output needs a format (--markdown, --csv, --latex, --html or --json).")
-        render.to_rich(ts, _console())
+        render_terminal.to_rich(ts, _console())
         return
-    text = render.render(ts, fmts[0])
+    text = render.render(ts, fmt)
     if output is not None:
         _write_output(output, text)
         _err().print(f"wrote {output}", highlight=False)
@@ -151,10 +163,6 @@ def _write_output(output: Path, text: str) -> None:
         raise atomic.user_error(output, exc, kept=f"{output} is as it was before", option="--output") from exc
 
 
-def _fmt_pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.2f}"
-
-
 def show(
     entry: str = typer.Argument(..., help="entry slug (or a unique part of it, protocol/slug, a path); @r0002 for a revision"),
     leaderboard_dir: Path = typer.Option(..., "--leaderboard-dir", default_factory=paths.leaderboard_dir,
@@ -162,9 +170,45 @@ def show(
     json_: bool = typer.Option(False, "--json", help="print the entry and its records as JSON"),
 ) -> None:
     """Everything behind a number: settings, checkpoint, samples, environment, revisions."""
-    from zsrbench.leaderboard import records, store
+    from zsrbench.leaderboard import entry_details
 
     edir, revision, hist = _locate(leaderboard_dir, entry)
+    n, path, e = _pick_revision(edir, revision, hist)
+    shipped = edir is None  # published numbers shipped with zsrbench, built in memory
+    recs = entry_details.read_records(edir, e)
+    if json_:
+        data = entry_details.show_data(path, e, recs, hist)
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return
+    c = _console()
+    c.print(f"[bold]{escape(e.entry)}[/]  ({e.kind})", highlight=False)
+    rows = entry_details.settings_rows(e, path, n, len(hist), recs, leaderboard_dir if shipped else None)
+    kv = Table.grid(padding=(0, 2))
+    kv.add_column(style="bold", no_wrap=True)
+    kv.add_column(overflow="fold")
+    for k, v in rows:
+        kv.add_row(k, escape(v))
+    c.print(kv)
+    if e.measured is not None:
+        c.print("[bold]per dataset[/] (accuracy in %)", highlight=False)
+        for ds, m in e.measured.datasets.items():
+            lines = entry_details.dataset_lines(ds, m, recs.get(ds))
+            c.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+    if e.reported is not None:
+        _print_reported(c, e.reported)
+    if e.audit is not None:
+        from zsrbench.cli.audit import print_audit
+
+        print_audit(e, c)
+    if not shipped:
+        _print_history(c, hist, title="revisions")
+
+
+def _pick_revision(edir: Path | None, revision: int | None, hist: list[tuple[int, Path, Any]]) -> tuple[int, Path, Any]:
+    """The revision asked for (None: the newest) among ``hist``: (number, file, entry); an error when it is
+    missing or invalid."""
+    from zsrbench.leaderboard import store
+
     pick = [h for h in hist if revision is None or h[0] == revision]
     if not pick:
         name = edir.name if edir is not None else hist[0][2].entry
@@ -172,107 +216,22 @@ def show(
     n, path, e = pick[-1]
     if isinstance(e, ZsrError):
         raise ZsrError(f"{e} (run `zsrbench validate {path}`)")
-    shipped = edir is None  # published numbers shipped with zsrbench, built in memory
-    recs: dict[str, Any] = {}
-    if e.measured is not None:
-        for ds, m in e.measured.datasets.items():
-            try:
-                recs[ds] = records.read_record(edir / m.record.path)
-            except ZsrError as exc:
-                recs[ds] = exc
-    if json_:
-        data = {"file": str(path), "entry": e.model_dump(mode="json"),
-                "records": {ds: (r.model_dump(mode="json") if not isinstance(r, ZsrError) else {"error": str(r)})
-                            for ds, r in recs.items()},
-                "revisions": [{"revision": k, "file": str(p), "valid": not isinstance(x, ZsrError)} for k, p, x in hist]}
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        return
-    c = _console()
-    c.print(f"[bold]{escape(e.entry)}[/]  ({e.kind})", highlight=False)
-    kv = Table.grid(padding=(0, 2))
-    kv.add_column(style="bold", no_wrap=True)
-    kv.add_column(overflow="fold")
-    rows: list[tuple[str, str]] = [
-        ("file", f"{path} (shipped with zsrbench, read in memory: {leaderboard_dir} holds no reported entries of "
-                 f"{e.protocol.name})" if shipped else str(path)),
-        ("revision", f"{store.rev_name(n)} of {len(hist)}"), ("created", "–" if shipped else e.created_at),
-        ("protocol", f"{e.protocol.name} v{e.protocol.version} ({len(e.protocol.datasets)} datasets"
-                     f"{', train: ' + e.protocol.train_dataset if e.protocol.train_dataset else ''}"
-                     f"{', normalised averages' if e.protocol.normalised_average else ''})"),
-        ("attack suite", e.suite), ("ε", e.eps_text or "– (clean)"), ("model", e.model.id),
-    ]
-    for label, val in (("defense", e.model.defense), ("architecture", e.model.architecture),
-                       ("checkpoint sha256", e.model.checkpoint_sha256), ("model description", e.model.description)):
-        if val:
-            rows.append((label, val))
-    rows += [("written by", f"zsrbench {e.zsrbench_version}"), ("digest", e.digest or "– (not written to a file)")]
-    if e.previous:
-        rows.append(("previous", f"{e.previous.file} (sha256 {e.previous.sha256[:16]}…)"))
-    if e.measured is not None:
-        ms = e.measured
-        rows.append(("attacks", "; ".join(f"{a.name} [{a.family}] " + ", ".join(f"{k}={v}" for k, v in sorted(a.params.items()))
-                                          for a in ms.attacks)))
-        rows.append(("precision, seed", f"{ms.precision}, {ms.seed}"))
-        good = [r for r in recs.values() if not isinstance(r, ZsrError)]
-        for label, vals in (
-            ("env", {f"python {r.env.python}, torch {r.env.torch}, open_clip {r.env.open_clip}, pyautoattack "
-                     f"{r.env.pyautoattack}" for r in good}),
-            ("device", {f"{r.env.device} · {r.env.platform}" for r in good}),
-            ("checkpoint", {_checkpoint_text(r) for r in good}),
-            ("text tower sha256", {str(r.model.text_tower_sha256) for r in good}),
-            ("git sha", {str(r.git_sha) for r in good}),
-            ("success criterion", {r.protocol.success_criterion for r in good}),
-            ("input", {f"{r.protocol.input_mode}, {r.protocol.input_size}px, logit scale {r.protocol.logit_scale:g}" for r in good}),
-        ):
-            if vals:
-                rows.append((label, " | ".join(sorted(vals))))
-    if e.reported is not None:
-        r = e.reported
-        rows += [("source", r.source), ("source id", r.source_id), ("method", r.method),
-                 ("attack (as printed)", f"{r.attack}" + (f" — {r.attack_description}" if r.attack_description else "")),
-                 ("imported from", r.imported_from or "–")]
-        rows += [("note", note) for note in r.notes]
-    for k, v in rows:
-        kv.add_row(k, escape(v))
-    c.print(kv)
-    if e.measured is not None:
-        c.print("[bold]per dataset[/] (accuracy in %)", highlight=False)
-        for ds, m in e.measured.datasets.items():
-            rec = recs.get(ds)
-            per = ", ".join(f"{a} {_fmt_pct(v)}" for a, v in m.metrics.per_attack.items())
-            lines = [f"{ds}: n={m.n_samples} of {rec.protocol.n_total if not isinstance(rec, ZsrError) else '?'}, "
-                     f"clean {_fmt_pct(m.metrics.clean_accuracy)}, robust {_fmt_pct(m.metrics.robust_accuracy)}"
-                     + (f" ({per})" if per else "")]
-            lines.append(f"    samples {m.indices_digest}")
-            if rec is not None and not isinstance(rec, ZsrError):
-                lines.append(f"    templates {rec.protocol.templates_digest} · split {rec.protocol.split}")
-            lines.append(f"    measured {m.measured_at} · git {m.git_sha} · zsrbench {m.zsrbench_version}")
-            lines.append(f"    record {m.record.path} (sha256 {m.record.sha256[:16]}…) · flags {m.sidecar.path}")
-            for label, items in (("fallbacks", m.flags.fallbacks), ("AutoAttack warnings", m.flags.autoattack_warnings),
-                                 ("notes", m.flags.notes), ("differs from the protocol", m.deviations)):
-                if items:
-                    lines.append(f"    {label}: {'; '.join(items)}")
-            if isinstance(rec, ZsrError):
-                lines.append(f"    record unreadable: {rec}")
-            c.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
-    if e.reported is not None:
-        for metric in ("robust", "clean"):
-            nums = getattr(e.reported, metric)
-            if nums is None:
-                continue
-            line = ", ".join(f"{d} {v:.2f}" for d, v in nums.per_dataset.items())
-            avg = f"average {nums.average:.2f} ({nums.average_scope})" if nums.average is not None else "no average"
-            mean = f"; per-dataset mean {nums.per_dataset_mean:.2f}" if nums.per_dataset_mean is not None else ""
-            c.print(f"[bold]{metric} (%, as printed):[/] {escape(avg + mean)}" + (f"\n  {escape(line)}" if line else ""),
-                    highlight=False)
-            for note in nums.notes:
-                c.print(f"  note: {escape(note)}", highlight=False)
-    if e.audit is not None:
-        from zsrbench.cli.audit import print_audit
+    return n, path, e
 
-        print_audit(e, c)
-    if not shipped:
-        _print_history(c, hist, title="revisions")
+
+def _print_reported(c: Console, reported: ReportedData) -> None:
+    """A reported entry's published numbers, as printed in its source, with their notes."""
+    for metric in ("robust", "clean"):
+        nums = getattr(reported, metric)
+        if nums is None:
+            continue
+        line = ", ".join(f"{d} {v:.2f}" for d, v in nums.per_dataset.items())
+        avg = f"average {nums.average:.2f} ({nums.average_scope})" if nums.average is not None else "no average"
+        mean = f"; per-dataset mean {nums.per_dataset_mean:.2f}" if nums.per_dataset_mean is not None else ""
+        c.print(f"[bold]{metric} (%, as printed):[/] {escape(avg + mean)}" + (f"\n  {escape(line)}" if line else ""),
+                highlight=False)
+        for note in nums.notes:
+            c.print(f"  note: {escape(note)}", highlight=False)
 
 
 def _locate(leaderboard_dir: Path, name: str) -> tuple[Path | None, int | None, list[tuple[int, Path, Any]]]:
@@ -293,14 +252,6 @@ def _locate(leaderboard_dir: Path, name: str) -> tuple[Path | None, int | None, 
         csv = reported.packaged_csv_dir() / Path((e.reported.imported_from if e.reported else None) or "").name
         return None, int(m.group(2)) if m else None, [(e.revision, csv, e)]
     return edir, revision, store.history(edir)
-
-
-def _checkpoint_text(r: Any) -> str:
-    m = r.model
-    parts = [f"checkpoint {m.checkpoint}" if m.checkpoint else None, f"pretrained {m.pretrained}" if m.pretrained else None,
-             f"checkpoint sha256 {m.checkpoint_sha256}" if m.checkpoint_sha256 else None,
-             f"weights sha256 {m.weights_sha256}" if m.weights_sha256 else None]
-    return ", ".join(p for p in parts if p) or "none (randomly initialised or unnamed weights)"
 
 
 def _print_history(c: Console, hist: list[tuple[int, Path, Any]], title: str) -> None:
@@ -375,20 +326,20 @@ def compare(
 ) -> None:
     """Two measured entries on the same samples: per dataset and for the averages, A − B with its paired 95%
     bootstrap interval and p-value (exact McNemar per dataset; paired permutation test for averages)."""
-    from zsrbench.leaderboard import ranking, render
+    from zsrbench.leaderboard import render_compare
+    from zsrbench.leaderboard.compare import compare_entries, load_named
 
     if json_ and markdown:
         raise ZsrError("Choose one output format; got --json --markdown.")
     if metric not in ("robust", "clean"):
         raise ZsrError(f"--metric takes robust or clean; got {metric!r}.")
-    result = ranking.compare_entries(ranking.load_named(leaderboard_dir, a), ranking.load_named(leaderboard_dir, b),
-                                     metric)
+    result = compare_entries(load_named(leaderboard_dir, a), load_named(leaderboard_dir, b), metric)
     if json_:
-        sys.stdout.write(json.dumps(render.comparison_data(result), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(render_compare.comparison_data(result), indent=2, ensure_ascii=False) + "\n")
     elif markdown:
-        sys.stdout.write(render.comparison_markdown(result))
+        sys.stdout.write(render_compare.comparison_markdown(result))
     else:
-        render.comparison_rich(result, _console())
+        render_compare.comparison_rich(result, _console())
 
 
 def register(app: typer.Typer) -> None:

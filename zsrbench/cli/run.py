@@ -151,7 +151,8 @@ def bench_cmd(
     n_images: int = typer.Option(128, "--n-images"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="default: the protocol's, or 64"),
     steps: int = typer.Option(100, "--steps", help="PGD steps"),
-    eps: str = typer.Option("1", "--eps", help="ε: 1 (units of 1/255), 1/255 or 0.0039"),
+    eps: Optional[str] = typer.Option(None, "--eps", help="ε: 1 (units of 1/255), 1/255 or 0.0039 (default: 1 for "
+                                      "pgd, the protocol's for --suite autoattack)"),
     step: str = typer.Option("1", "--step", help="PGD step, written like --eps"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | tf32 | bf16 | fp16"),
     repeats: int = typer.Option(1, "--repeats", help="best of N interleaved measurements"),
@@ -159,24 +160,33 @@ def bench_cmd(
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="print the measurement as JSON"),
     out: Optional[str] = typer.Option(None, "--out", help="also write the measurement as JSON to this file"),
+    suite: str = typer.Option("pgd", "--suite", help="pgd | autoattack (standard AutoAttack on a protocol's "
+                              "datasets: the runner, the papers' structure and the FLOP floor, per stage)"),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="--suite autoattack: comma-separated datasets "
+                                           "(default: all of the protocol's)"),
+    n_queries: Optional[int] = typer.Option(None, "--n-queries", help="--suite autoattack: Square's queries "
+                                            "(default: the protocol's)"),
 ) -> None:
-    """Measure the runner's PGD throughput beside the papers' evaluation structure and the device's matmul peak."""
-    import json
-
+    """Measure the runner's PGD (or standard AutoAttack: --suite autoattack) throughput beside the papers'
+    evaluation structure and the device's matmul peak."""
     from zsrbench.evaluation.bench import as_dict, run_benchmark
     from zsrbench.eps import parse_eps
     from zsrbench.evaluation.config import check_device
 
+    if suite not in ("pgd", "autoattack"):
+        raise ZsrError(f"Unknown --suite '{suite}'; zsrbench bench measures pgd or autoattack.")
+    if suite == "autoattack":
+        res = _bench_autoattack(defense, protocol, datasets, n_images, batch_size, eps, seed, device, n_queries)
+        _write_bench(res, out, json_out)
+        if not json_out:
+            _print_autoattack_bench(res)
+        return
     res = as_dict(run_benchmark(
         defense=defense, protocol=protocol, dataset=dataset, model=model, pretrained=pretrained, data_root=data_root,
-        device=check_device(device), n_images=n_images, batch_size=batch_size, steps=steps, eps=parse_eps(eps), step=parse_eps(step, "--step"),
+        device=check_device(device), n_images=n_images, batch_size=batch_size, steps=steps, eps=parse_eps(eps or "1"), step=parse_eps(step, "--step"),
         precision=precision, image_size=image_size, seed=seed, repeats=repeats))
-    if out:
-        from pathlib import Path
-
-        Path(out).expanduser().write_text(json.dumps(res, indent=2) + "\n")
+    _write_bench(res, out, json_out)
     if json_out:
-        typer.echo(json.dumps(res, indent=2))
         return
     table = Table(title=f"zsrbench bench: PGD-{res['steps']} ε={res['eps']:g}/255 step {res['step']:g}/255, "
                         f"last iterate, {res['precision']}")
@@ -189,6 +199,50 @@ def bench_cmd(
     console.print(table)
 
 
+def _write_bench(res: dict[str, Any], out: Optional[str], json_out: bool) -> None:
+    import json
+
+    if out:
+        from pathlib import Path
+
+        Path(out).expanduser().write_text(json.dumps(res, indent=2) + "\n")
+    if json_out:
+        typer.echo(json.dumps(res, indent=2))
+
+
+def _bench_autoattack(defense: Optional[str], protocol: Optional[str], datasets: Optional[str], n_images: int,
+                      batch_size: Optional[int], eps: Optional[str], seed: int, device: Optional[str],
+                      n_queries: Optional[int]) -> dict[str, Any]:
+    from zsrbench.eps import parse_eps
+    from zsrbench.evaluation.bench_autoattack import as_dict, run_autoattack_bench
+    from zsrbench.evaluation.config import check_device
+
+    if n_images < 1 or (batch_size is not None and batch_size < 1) or (n_queries is not None and n_queries < 1):
+        raise ZsrError("--n-images, --batch-size and --n-queries must be at least 1.")
+    return as_dict(run_autoattack_bench(
+        defense=defense or "comp_tga", protocol=protocol or "micro", datasets=list(csv_names(datasets) or ()) or None,
+        n_images=n_images, batch_size=batch_size, eps=parse_eps(eps) if eps is not None else None, seed=seed,
+        device=check_device(device),
+        n_queries=n_queries))
+
+
+def _print_autoattack_bench(res: dict[str, Any]) -> None:
+    table = Table(title=f"zsrbench bench --suite autoattack: {res['model']}, {res['n_images']} images of "
+                        f"{len(res['datasets'])} dataset(s), ε={res['eps']:g}/255, {res['threads']} thread(s)")
+    for col in ("stage", "wall s", "CPU s", "forward img", "gradient img", "GFLOP", "GFLOP/CPU-s", "of peak"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for st in res["stages"]:
+        table.add_row(st["stage"], f"{st['wall_s']:.1f}", f"{st['cpu_s']:.1f}", str(st["forward_images"]),
+                      str(st["gradient_images"]), f"{st['gflop']:.1f}", f"{st['gflop_per_cpu_s']:.1f}",
+                      f"{st['fraction_of_peak']:.0%}")
+    console.print(table)
+    console.print(f"runner {res['runner_cpu_s']:.1f} CPU-s ({res['runner_wall_s']:.1f} s wall) · papers' structure "
+                  f"{res['papers_cpu_s']:.1f} CPU-s: {res['speedup_vs_papers']:.2f}× · flags "
+                  f"{'identical' if res['flags_identical'] else str(res['flags_differing']) + ' differ'} · floor "
+                  f"{res['floor_cpu_s']:.1f} CPU-s ({res['total_gflop']:.0f} GFLOP at "
+                  f"{res['peak_gflops_per_thread']:.0f} GFLOP/s per thread): runner at "
+                  f"{res['runner_fraction_of_peak']:.0%} of peak, papers' structure at "
+                  f"{res['papers_fraction_of_peak']:.0%}")
 
 
 def register(app: typer.Typer) -> None:

@@ -31,7 +31,7 @@ def sweep(
     """Run a grid of defenses × attack suites × ε × protocols, one `zsrbench run` per job, skipping what the
     leaderboard already holds. Exit 1 when a job failed."""
     try:
-        from zsrbench import sweep as sw
+        from zsrbench.evaluation import sweep as sw
     except ImportError as exc:  # pragma: no cover - submitit is a dependency
         raise ZsrError(f"`zsrbench sweep` needs submitit ({exc}): pip install submitit.") from exc
     wait = executor != "slurm" if wait is None else wait

@@ -7,7 +7,7 @@ is not for the ones it publishes no checksum for (FGVC-Aircraft, Tiny-ImageNet):
 that is already in the data root is extracted as it is, and a tar honours ``../`` names, absolute names, links
 and device files. zsrbench therefore extracts those archives itself, with :func:`safe_extract`, before
 torchvision looks (torchvision then finds the dataset's folder and extracts nothing; see
-:class:`zsrbench.data.tga16.Fetch`).
+:class:`zsrbench.data.fetch.Fetch`).
 
 :func:`safe_extract` accepts regular files and folders with plain relative names, nothing else: an absolute name,
 a name with a ``..`` component, a symbolic or hard link, a device, a FIFO or any other kind of member is refused

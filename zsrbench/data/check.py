@@ -46,7 +46,7 @@ class DatasetStatus:
 
 
 def default_datasets() -> list[str]:
-    from zsrbench.data.tga16 import TGA16_KEYS
+    from zsrbench.data.tga16_table import TGA16_KEYS
 
     return list(TGA16_KEYS)
 

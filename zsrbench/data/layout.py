@@ -1,7 +1,7 @@
 """Where the datasets lie under a data root, and the errors and path checks of reading them.
 
 :data:`LAYOUTS` is the one table of each tga16 dataset's folder and the files its reader requires; the readers
-(:mod:`zsrbench.data.tga16`), ``zsrbench data prepare`` and the table of ``docs/data.md`` all read it.
+(:mod:`zsrbench.data.tga16_readers`), ``zsrbench data prepare`` and the table of ``docs/data.md`` all read it.
 :func:`dataset_root` resolves the ``--data-root`` option, which is either one folder for all datasets or a
 template with ``{dataset}`` (one folder per dataset, e.g. ``/data/{dataset}``).
 

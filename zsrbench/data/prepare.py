@@ -5,7 +5,7 @@ Per dataset, :func:`prepare_dataset` checks what is there (as ``zsrbench data ch
 - a dataset that is found has the md5 of its files compared with the checksums torchvision publishes for them,
   where it publishes any (CIFAR batches, STL-10 binaries, Flowers102 labels, archives left beside the data);
 - a missing one is downloaded where torchvision can (its own dataset class with ``download=True``, which checks
-  its archive's md5; see :class:`zsrbench.data.tga16.Fetch`), into the dataset's data root, and checked again;
+  its archive's md5; see :class:`zsrbench.data.fetch.Fetch`), into the dataset's data root, and checked again;
   the others are reported with what to fetch by hand and the exact folder to put it in;
 - ImageNet's flat ``val/`` folder is sorted into class folders from the official labels
   (:mod:`zsrbench.data.imagenet_val`), and the archives from image-net.org are extracted and sorted by
@@ -37,7 +37,7 @@ from zsrbench.data.layout import (
     require_usable_path,
     require_usable_root,
 )
-from zsrbench.data.tga16 import INFOS, SOURCES, TGA16_KEYS
+from zsrbench.data.tga16_table import INFOS, SOURCES, TGA16_KEYS
 from zsrbench.errors import ZsrError
 
 NOTHING, VERIFIED, DOWNLOADED, SORTED, EXTRACTED = "nothing to do", "verified", "downloaded", "sorted", "extracted"

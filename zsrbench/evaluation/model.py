@@ -60,7 +60,7 @@ def shipped_weights(defense: str, protocol: Protocol, seed: int) -> Any:
 def _record_shipped(parts: CLIPParts, ship: Any) -> None:
     """Name the shipped model in the records (not a local path) with its training choices, and make sure it is
     the model the package says it is."""
-    from zsrbench.defenses.base import _record_training
+    from zsrbench.defenses.loading import _record_training
 
     if parts.tensors_sha256() != ship.tensors_sha256:
         raise ZsrError(f"The shipped {ship.name} loads as tensors {parts.tensors_sha256()[:12]}…, not the "

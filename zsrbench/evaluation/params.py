@@ -25,7 +25,6 @@ def check_suite(attacks: Sequence[str]) -> list[AttackSpec]:
     return specs
 
 
-
 def attack_params(attacks: Sequence[str], given: dict[str, Any], protocol: Protocol,
                   specs: Sequence[AttackSpec]) -> dict[str, dict[str, Any]]:
     """Each attack's full parameters: the protocol's defaults, then the user's; each value checked.

@@ -143,13 +143,23 @@ class Progress:
         elif self._bar is not None:
             self._bar.advance(self._tasks[dataset], n)
 
+    def stage(self, dataset: str, text: str) -> None:
+        """What the attacks of ``dataset``'s current unit are doing (shown beside its bar)."""
+        if self.store is not None:
+            self.store.set(f"zsrbench/stage/{dataset}", text)
+        elif self._bar is not None:
+            self._bar.update(self._tasks[dataset], description=f"{self._title(dataset)} {text}")
+
     def _poll(self) -> None:
         while not self._stop.wait(0.5):
             self._refresh()
 
     def _refresh(self) -> None:
         for d, task in self._tasks.items():
-            self._bar.update(task, completed=int(self.store.add(f"zsrbench/done/{d}", 0)))
+            key = f"zsrbench/stage/{d}"
+            text = self.store.get(key).decode(errors="replace") if self.store.check([key]) else ""
+            self._bar.update(task, completed=int(self.store.add(f"zsrbench/done/{d}", 0)),
+                             description=f"{self._title(d)} {text}".rstrip())
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()

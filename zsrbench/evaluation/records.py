@@ -8,7 +8,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from zsrbench.attacks.base import eps_text
 from zsrbench.data.base import EvalSet, indices_digest
 from zsrbench.defenses.identity import provenance
 from zsrbench.evaluation.config import Plan
+from zsrbench.evaluation.jobs import DatasetResult, Job
+from zsrbench.evaluation.units import assemble
+from zsrbench.leaderboard.records import read_record, write_result
 from zsrbench.leaderboard.records import metrics_from_flags
 from zsrbench.leaderboard.schema import AttackConfig, Env, Flags, ModelInfo, ProtocolInfo, ResultRecord
 from zsrbench.models.classifier import LOGIT_SCALE
@@ -97,3 +100,22 @@ def _record(plan: Plan, name: str, evalset: EvalSet, indices: Sequence[int], mid
         timing={"wall_s": round(wall, 3), "images_per_s": round(len(indices) / wall, 3) if wall > 0 else 0.0,
                 **{k: round(v, 3) for k, v in timing.items() if k != "wall_s"}},
     )
+
+
+def finish_dataset(plan: Plan, job: Job, mid: str, defense: Any, parts: CLIPParts, checkpoint: str | None,
+            head_info: dict[str, Any], log: Callable[[str], None] | None) -> None:
+    """Assemble ``job``'s record from its units, write it (with its flags) and drop the units."""
+    flags, infos, timing = assemble([job.done[k] for k in range(len(job.bounds))], [s.name for s in plan.specs])
+    if plan.n_samples is not None and plan.n_samples > len(job.evalset):
+        infos["notes"].append(f"{plan.n_samples} samples asked for; the dataset has {len(job.evalset)}: all of them "
+                              "were evaluated")
+    if job.evalset.skipped:
+        infos["notes"].append(f"{len(job.evalset.skipped)} image(s) left out because they do not decode "
+                              "(--skip-broken-images); listed in protocol.skipped_files")
+    record = _record(plan, job.name, job.evalset, job.indices, mid, defense, parts, checkpoint, head_info,
+                     flags, infos, timing, environment(plan.device, plan.cfg.compile))
+    path = write_result(plan.cfg.results_dir, record, flags)
+    job.result = DatasetResult(path=path, record=read_record(path))
+    job.store.clear()
+    if log:
+        log(_done_line(record, path))

@@ -9,47 +9,30 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch.utils.data import ConcatDataset, Subset
 
+from zsrbench.attacks.autoattack_log import listening
 from zsrbench.attacks.base import eps_text
-from zsrbench.data.base import EvalSet, indices_digest, select_indices
 from zsrbench.defenses.identity import model_id, provenance
-from zsrbench.errors import ZsrError
 from zsrbench.evaluation import ranks
 from zsrbench.evaluation.config import Plan, RunConfig, make_plan, set_matmul_precision
+from zsrbench.evaluation.costs import unit_order
+from zsrbench.evaluation.jobs import DatasetResult, Job, make_jobs, resume
 from zsrbench.evaluation.model import prepare_model
-from zsrbench.evaluation.records import _done_line, _record, environment
+from zsrbench.evaluation.records import finish_dataset
+from zsrbench.evaluation.stages import UnitStages
+from zsrbench.evaluation.summary import say_plan
 from zsrbench.evaluation.unit import evaluate_unit, to_device, unit_loader
-from zsrbench.evaluation.units import UnitResult, UnitStore, assemble, settings_key, unit_bounds
-from zsrbench.leaderboard.records import read_record, write_result
-from zsrbench.leaderboard.schema import AttackConfig, ResultRecord
+from zsrbench.evaluation.units import UnitResult, UnitStore
+from zsrbench.leaderboard.records import read_record
+from zsrbench.leaderboard.schema import AttackConfig
 from zsrbench.models.clip import CLIPParts
 from zsrbench.models.classifier import make_classifier
-from zsrbench.registry import DATASETS
-
-
-@dataclass
-class DatasetResult:
-    path: Path
-    record: ResultRecord
-
-
-def _say_plan(plan: Plan, log: Callable[[str], None]) -> None:
-    from zsrbench.evaluation.summary import estimate_seconds, plan_lines
-
-    estimate = estimate_seconds(plan.cfg.results_dir, plan.protocol.name, plan.suite, plan.eps, plan.datasets,
-                                plan.n_samples)
-    for line in plan_lines(plan, estimate):
-        log(line)
-    if plan.subset:
-        log(f"evaluating the '{plan.subset}' subset of {plan.protocol.name}: {plan.n_samples} seeded samples per "
-            "dataset (wider intervals; such entries are not ranked). --subset full evaluates the full test sets "
-            "rankings use.")
 
 
 def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> list[DatasetResult]:
@@ -62,12 +45,12 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
     set_matmul_precision(cfg.precision)
     world = ranks.launched()
     if log and world.main and not os.environ.get(ranks.JOBS_RANK):  # (--jobs: said once)
-        _say_plan(plan, log)
+        say_plan(plan, log)
     if world.size > 1:
         return _run_as_rank(plan, world, progress=progress, log=log)
     defense, parts, checkpoint = prepare_model(cfg, plan.protocol, device=plan.device, seed=plan.seed,
                                                progress=progress, log=log)
-    n_units = sum(len(j.bounds) for j in _jobs(plan, None, parts.image_size, None))
+    n_units = sum(len(j.bounds) for j in make_jobs(plan, None, parts.image_size, None))
     model_bytes = sum(p.numel() * p.element_size() for p in parts.model.parameters())
     jobs = ranks.resolve_jobs(cfg.jobs, plan.device, n_units, model_bytes)
     if jobs > 1:  # the weights are resolved (trained, downloaded) and loadable: the ranks only load them
@@ -120,67 +103,6 @@ def _add_to_leaderboard(root: str, results: Sequence[DatasetResult], log: Callab
             log(f"leaderboard: {rev}" + (" (unchanged: the same records)" if outcome == "unchanged" else ""))
 
 
-@dataclass
-class _Job:
-    """One dataset of the run: its samples, their units, and (on rank 0) what is already done."""
-
-    name: str
-    evalset: EvalSet
-    indices: list[int]
-    bounds: list[tuple[int, int]]
-    offset: int  # of its first sample in the run's concatenation of all datasets' samples
-    store: UnitStore | None
-    done: dict[int, UnitResult] = field(default_factory=dict)
-    result: DatasetResult | None = None
-
-
-def _jobs(plan: Plan, mid: str | None, image_size: int, log: Callable[[str], None] | None) -> list[_Job]:
-    jobs, offset = [], 0
-    for name in plan.datasets:
-        evalset = _build(plan, name, image_size, log)
-        indices = select_indices(len(evalset), plan.n_samples, plan.seed)
-        if log and mid is not None and plan.n_samples is not None and plan.n_samples > len(evalset):
-            log(f"{name}: {plan.n_samples} samples asked for, the dataset has {len(evalset)}: all of them are "
-                "evaluated (recorded in the record's notes)")
-        store = None if mid is None else UnitStore(_record_file(plan, mid, name), _unit_key(plan, mid, indices))
-        jobs.append(_Job(name, evalset, list(indices), unit_bounds(len(indices), plan.batch_size), offset, store))
-        offset += len(indices)
-    return jobs
-
-
-def _record_file(plan: Plan, mid: str, dataset: str) -> Path:
-    from zsrbench.leaderboard.records import result_path
-
-    return result_path(plan.cfg.results_dir, plan.protocol.name, plan.protocol.version, mid, plan.suite,
-                       eps_text(plan.eps), dataset, plan.subset, plan.variant)
-
-
-def _unit_key(plan: Plan, mid: str, indices: Sequence[int]) -> str:
-    return settings_key({"protocol": [plan.protocol.name, plan.protocol.version], "model": mid,
-                         "indices": indices_digest(indices), "params": plan.params, "eps": plan.eps,
-                         "seed": plan.seed, "batch": plan.batch_size, "precision": plan.cfg.precision})
-
-
-def _resume(plan: Plan, mid: str, jobs: Sequence[_Job], log: Callable[[str], None] | None) -> None:
-    """Rank 0: take finished records (and, for the others, finished units) from disk under --resume; without
-    it, units left by an earlier run of these settings are discarded."""
-    for job in jobs:
-        if not plan.cfg.resume:
-            job.store.clear()
-            continue
-        job.result = _resumable(plan, mid, job.name, job.indices)
-        if job.result is not None:
-            job.store.clear()  # units left by a run stopped after writing the record: the record holds them
-            if log:
-                log(f"{job.name}: already evaluated with the same settings ({job.result.path}); skipped (--resume)")
-            continue
-        attacks = [s.name for s in plan.specs]
-        job.done = {k: u for k, (start, stop) in enumerate(job.bounds)
-                    if (u := job.store.load(k, stop - start, attacks)) is not None}
-        if job.done and log:
-            log(f"{job.name}: {len(job.done)} of {len(job.bounds)} units already evaluated; resuming (--resume)")
-
-
 def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: str | None, *,
                        world: ranks.World, progress: bool,
                        log: Callable[[str], None] | None) -> list[DatasetResult]:
@@ -189,12 +111,13 @@ def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: s
     mid = model_id(defense, parts)
     if world.main:
         _check_leaderboard(plan, mid, defense)
-    jobs = _jobs(plan, mid, parts.image_size, log)
+    jobs = make_jobs(plan, mid, parts.image_size, log)
     ranks.check_world(world, sum(len(job.bounds) for job in jobs))
     if world.main:
-        _resume(plan, mid, jobs, log)
-    pending = ranks.broadcast(world, [(j, k) for j, job in enumerate(jobs) if job.result is None
-                                            for k in range(len(job.bounds)) if k not in job.done])
+        resume(plan, mid, jobs, log)
+    pending = [(j, k) for j, job in enumerate(jobs) if job.result is None for k in range(len(job.bounds))
+               if k not in job.done]
+    pending = ranks.broadcast(world, unit_order(plan, jobs, pending) if world.main else None)
     heads: dict[int, tuple[torch.nn.Module, dict[str, Any]]] = {}
 
     def head(j: int) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -205,7 +128,7 @@ def _evaluate_datasets(plan: Plan, parts: CLIPParts, defense: Any, checkpoint: s
         return heads[j]
 
     def finish(j: int) -> None:
-        _finish(plan, jobs[j], mid, defense, parts, checkpoint, head(j)[1], log)
+        finish_dataset(plan, jobs[j], mid, defense, parts, checkpoint, head(j)[1], log)
 
     totals: dict[str, int] = {}
     for j, k in pending:
@@ -239,7 +162,7 @@ def _check_leaderboard(plan: Plan, mid: str, defense: Any) -> None:
                   plan.seed, provenance(defense))
 
 
-def _evaluate_units(plan: Plan, jobs: Sequence[_Job], pending: Sequence[tuple[int, int]], head: Callable[[int], Any],
+def _evaluate_units(plan: Plan, jobs: Sequence[Job], pending: Sequence[tuple[int, int]], head: Callable[[int], Any],
                     bar: ranks.Progress, *, world: ranks.World,
                     on_complete: Callable[[int], None] | None) -> list[tuple[int, UnitResult]]:
     """This rank's share of ``pending`` (taken from the run's one queue), each unit saved as it finishes."""
@@ -258,17 +181,22 @@ def _evaluate_units(plan: Plan, jobs: Sequence[_Job], pending: Sequence[tuple[in
     samples = ConcatDataset([Subset(job.evalset.dataset, job.indices) for job in jobs])
     loader = unit_loader(samples, batches(), device=plan.device, num_workers=workers)
     mine: list[tuple[int, UnitResult]] = []
-    for x, y in loader:
-        j, k = taken.popleft()
-        x, y = to_device(x, y, plan.device)
-        unit = evaluate_unit(head(j)[0], x, y, plan.specs, plan.params, eps=plan.eps, seed=plan.seed, index=k,
-                             start=jobs[j].bounds[k][0], device=plan.device, precision=cfg.precision)
-        _save_unit(jobs[j].store, unit)
-        jobs[j].done[k] = unit
-        mine.append((j, unit))
-        bar.advance(jobs[j].name, int(y.shape[0]))
-        if on_complete is not None and len(jobs[j].done) == len(jobs[j].bounds):
-            on_complete(j)
+    current = [0]  # the job of the unit being evaluated
+    stages = UnitStages(lambda text: bar.stage(jobs[current[0]].name, text))
+    with listening(stages.message):  # AutoAttack's stages, as its log tells them
+        for x, y in loader:
+            j, k = taken.popleft()
+            current[0] = j
+            x, y = to_device(x, y, plan.device)
+            unit = evaluate_unit(head(j)[0], x, y, plan.specs, plan.params, eps=plan.eps, seed=plan.seed, index=k,
+                                 start=jobs[j].bounds[k][0], device=plan.device, precision=cfg.precision,
+                                 on_attack=stages.attack)
+            _save_unit(jobs[j].store, unit)
+            jobs[j].done[k] = unit
+            mine.append((j, unit))
+            bar.advance(jobs[j].name, int(y.shape[0]))
+            if on_complete is not None and len(jobs[j].done) == len(jobs[j].bounds):
+                on_complete(j)
     return mine
 
 
@@ -280,57 +208,5 @@ def _save_unit(store: UnitStore, unit: UnitResult) -> None:
     except OSError as exc:
         raise user_error(store.path(unit.index), exc, kept="The units already finished are kept",
                          option="--results-dir") from exc
-
-
-def _finish(plan: Plan, job: _Job, mid: str, defense: Any, parts: CLIPParts, checkpoint: str | None,
-            head_info: dict[str, Any], log: Callable[[str], None] | None) -> None:
-    """Assemble ``job``'s record from its units, write it (with its flags) and drop the units."""
-    flags, infos, timing = assemble([job.done[k] for k in range(len(job.bounds))], [s.name for s in plan.specs])
-    if plan.n_samples is not None and plan.n_samples > len(job.evalset):
-        infos["notes"].append(f"{plan.n_samples} samples asked for; the dataset has {len(job.evalset)}: all of them "
-                              "were evaluated")
-    if job.evalset.skipped:
-        infos["notes"].append(f"{len(job.evalset.skipped)} image(s) left out because they do not decode "
-                              "(--skip-broken-images); listed in protocol.skipped_files")
-    record = _record(plan, job.name, job.evalset, job.indices, mid, defense, parts, checkpoint, head_info,
-                     flags, infos, timing, environment(plan.device, plan.cfg.compile))
-    path = write_result(plan.cfg.results_dir, record, flags)
-    job.result = DatasetResult(path=path, record=read_record(path))
-    job.store.clear()
-    if log:
-        log(_done_line(record, path))
-
-
-def _build(plan: Plan, name: str, image_size: int, log: Callable[[str], None] | None) -> EvalSet:
-    cfg = plan.cfg
-    builder = DATASETS.get(name)
-    if not cfg.skip_broken_images:
-        return builder.build(cfg.data_root, image_size=image_size, download=cfg.download)
-    evalset = builder.build(cfg.data_root, image_size=image_size, download=cfg.download, skip_broken=True)
-    if evalset.skipped and log:
-        log(f"{name}: left out {len(evalset.skipped)} image(s) that do not decode (--skip-broken-images; recorded): "
-            + ", ".join(evalset.skipped[:3]) + (" …" if len(evalset.skipped) > 3 else ""))
-    return evalset
-
-
-def _resumable(plan: Plan, mid: str, dataset: str, indices: Sequence[int]) -> DatasetResult | None:
-    """The existing record of exactly this evaluation, if one is on disk: the same samples, attacks and their
-    parameters, ε, seed, batch and precision (everything that changes the per-sample flags)."""
-    from zsrbench.leaderboard.records import result_path
-
-    path = result_path(plan.cfg.results_dir, plan.protocol.name, plan.protocol.version, mid, plan.suite,
-                       eps_text(plan.eps), dataset, plan.subset, plan.variant)
-    if not path.is_file():
-        return None
-    try:
-        rec = read_record(path)
-    except ZsrError:
-        return None
-    p = rec.protocol
-    same = (p.version == plan.protocol.version and p.indices_digest == indices_digest(indices)
-            and p.precision == plan.cfg.precision and p.seed == plan.seed
-            and (p.batch_size or plan.protocol.batch_size) == plan.batch_size and p.variant == plan.variant
-            and [(a.name, a.params) for a in p.attacks] == [(k, v) for k, v in plan.params.items()])
-    return DatasetResult(path=path, record=rec) if same else None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from statistics import median
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from zsrbench.attacks.base import eps_text
 
@@ -63,7 +63,8 @@ def estimate_seconds(results_dir: str | Path, protocol: str, suite: str, eps: fl
     total, used = 0.0, 0
     tag = f"eps{eps:g}"
     for d in datasets:
-        seen = [_timing(p) for pattern in (tag, f"{tag}__*") for p in root.glob(f"v*/*/{suite}/{pattern}/{d}.json")]
+        seen = [record_timing(p) for pattern in (tag, f"{tag}__*")
+                for p in root.glob(f"v*/*/{suite}/{pattern}/{d}.json")]
         seen = [t for t in seen if t is not None]
         if seen:
             used += len(seen)
@@ -71,7 +72,7 @@ def estimate_seconds(results_dir: str | Path, protocol: str, suite: str, eps: fl
     return (total, used) if used else None
 
 
-def _timing(path: Path) -> tuple[float, int] | None:
+def record_timing(path: Path) -> tuple[float, int] | None:
     """(wall seconds, images) of a record."""
     from zsrbench.errors import ZsrError
     from zsrbench.jsonio import read
@@ -110,3 +111,15 @@ def average_line(records: Sequence[Any], normalised: bool, train_dataset: str | 
     if train_dataset and zs and len(zs) < len(records):
         text += f"; zero-shot average over {len(zs)}: {avg(zs)}"
     return text
+
+
+def say_plan(plan: Any, log: Callable[[str], None]) -> None:
+    """Say what the run will do (and about how long it will take) before it starts."""
+    estimate = estimate_seconds(plan.cfg.results_dir, plan.protocol.name, plan.suite, plan.eps, plan.datasets,
+                                plan.n_samples)
+    for line in plan_lines(plan, estimate):
+        log(line)
+    if plan.subset:
+        log(f"evaluating the '{plan.subset}' subset of {plan.protocol.name}: {plan.n_samples} seeded samples per "
+            "dataset (wider intervals; such entries are not ranked). --subset full evaluates the full test sets "
+            "rankings use.")

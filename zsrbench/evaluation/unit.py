@@ -70,8 +70,9 @@ class FiniteWitness(torch.nn.Module):
 
 def evaluate_unit(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, specs: Sequence[AttackSpec],
                   params: dict[str, dict[str, Any]], *, eps: float, seed: int, index: int, start: int,
-                  device: str, precision: str) -> UnitResult:
-    """The flags of one unit (``x``, ``y`` on ``device``; its first sample at position ``start``)."""
+                  device: str, precision: str, on_attack: Callable[[str, int], None] | None = None) -> UnitResult:
+    """The flags of one unit (``x``, ``y`` on ``device``; its first sample at position ``start``). ``on_attack``
+    is told each attack as it starts, with the number of samples it attacks (for the progress display)."""
     t0 = time.perf_counter()
     with torch.no_grad(), autocast(device, precision):
         logits = clf(x)
@@ -86,6 +87,8 @@ def evaluate_unit(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, specs:
     for spec in specs:
         ok = correct.clone()
         if idx.numel():
+            if on_attack is not None:
+                on_attack(spec.name, int(idx.numel()))
             witness = FiniteWitness(clf, x[idx], eps / 255.0)
             with autocast(device, precision):
                 out = spec(witness, x[idx], y[idx], eps=eps, seed=batch_seed(seed, spec.name, start),

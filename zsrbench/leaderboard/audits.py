@@ -106,7 +106,6 @@ def check_verdicts(checks: Sequence[AuditCheck]) -> dict[str, str]:
     return {ds: worst(vs) for ds, vs in out.items()}
 
 
-
 def failures_on(checks: Sequence[AuditCheck], datasets: Sequence[str]) -> tuple[list[str], list[str]]:
     """(failed, warned) check names counting only the rows of ``datasets``."""
     failed, warned = [], []

@@ -29,14 +29,12 @@ def packaged_protocols(root: str | Path, protocol: str | None = None) -> list[st
     return [p for p in wanted if p in shipped and p not in has_reported]
 
 
-
 def packaged_loaded(protocols: list[str]) -> list[LoadedEntry]:
     """The shipped reported entries of ``protocols`` as loaded entries (no file: they live in memory), in the
     order :func:`load_store` reads a folder (by protocol, then entry name), so tables number sources alike."""
 
     entries = sorted((e for p in protocols for e in packaged_entries(p)), key=lambda e: (e.protocol.name, e.entry))
     return [LoadedEntry(e, packaged_csv_dir(), None, None) for e in entries]
-
 
 
 def load_leaderboard(root: str | Path | None = None, protocol: str | None = None, as_of: AsOf | None = None, *,
@@ -69,7 +67,6 @@ def load_leaderboard(root: str | Path | None = None, protocol: str | None = None
         view.notes.append(f"{why}showing the published numbers shipped with zsrbench for {names} (built in memory "
                           "from its reported_data CSVs; nothing was written)")
     return view
-
 
 
 def resolve_packaged(root: str | Path, name: str) -> LeaderboardEntry | None:

@@ -30,11 +30,11 @@ import zsrbench
 from zsrbench import jsonio, paths
 from zsrbench.errors import ZsrError
 from zsrbench.leaderboard.entries import entry_dirs, measurement, now_utc, rev_name, sha256_hex
+from zsrbench.leaderboard.machine_local import _LOCAL_IN_TEXT, is_machine_local, local_paths
 from zsrbench.leaderboard.reading import _previous
 from zsrbench.leaderboard.records import parse_record
 from zsrbench.leaderboard.schema import DatasetMeasurement, FileRef, LeaderboardEntry
 from zsrbench.leaderboard.store import _taken_numbers, _write_revision, locked
-from zsrbench.leaderboard.validate import _LOCAL_IN_TEXT, is_machine_local, local_paths
 
 # the default cache (zsrbench.paths.cache_dir without $ZSRBENCH_CACHE or $XDG_CACHE_HOME) in other machines' paths
 _DEFAULT_CACHE = re.compile(r"(?:^|/)\.cache/zsrbench/(.+)$")

@@ -1,4 +1,4 @@
-"""Ranking rules, significance groups and paired comparisons of leaderboard entries.
+"""Ranking rules and the ranking table of leaderboard entries.
 
 The ranking group of a (protocol version, ε, subset) has one row per measured model: its robust numbers are
 the per-sample worst case over *every* attack suite measured for that model at that ε (a model with more
@@ -18,19 +18,15 @@ Every other model is listed below the ranked ones, without a rank, with the reas
 significance group: a model shares the letter of the model ranked just above it unless the paired test of
 their averages on the same samples (:func:`zsrbench.stats.paired_average`) gives p < 0.05.
 
-:func:`compare_entries` is ``zsrbench compare A B``: per dataset and for the averages, the difference of two
-measured entries on the same samples with its paired interval and p-value.
+The paired tests and the letters are :mod:`zsrbench.leaderboard.significance`; ``zsrbench compare A B`` (the
+difference of two measured entries on the same samples) is :mod:`zsrbench.leaderboard.compare`.
 """
 
 from __future__ import annotations
 
 import functools
-import string
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from zsrbench import stats
 from zsrbench.errors import ZsrError
@@ -38,8 +34,9 @@ from zsrbench.leaderboard import rows as R
 from zsrbench.leaderboard import table_model as T
 from zsrbench.leaderboard.combine import Combined, FlagsCache, SampleMismatch, suite_order, worst_over_all
 from zsrbench.leaderboard.entries import code_key, rev_name
-from zsrbench.leaderboard.reading import LoadedEntry, history
+from zsrbench.leaderboard.reading import LoadedEntry
 from zsrbench.leaderboard.schema import LeaderboardEntry, worst
+from zsrbench.leaderboard.significance import assign_groups
 
 AuditKey = tuple[str, int, str, "str | None"]  # protocol name, protocol version, model id, ε text
 MASKING = "gradient masking"
@@ -193,56 +190,6 @@ def format_reasons(reasons: Sequence[str]) -> str:
     return "; ".join(out)
 
 
-def group_letter(i: int) -> str:
-    """0 -> a, 25 -> z, 26 -> aa, …"""
-    letters = string.ascii_lowercase
-    out = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        out = letters[r] + out
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------- pairs
-def same_samples(a: Combined | dict, b: Combined | dict, datasets: Sequence[str], a_le: LoadedEntry,
-                 b_le: LoadedEntry) -> str | None:
-    """None when ``a`` and ``b`` (flags per dataset) were measured on the same samples of every dataset, else why."""
-    fa = a.flags if isinstance(a, Combined) else a
-    fb = b.flags if isinstance(b, Combined) else b
-    for d in datasets:
-        ma = a_le.entry.measured.datasets[d]  # type: ignore[union-attr]
-        mb = b_le.entry.measured.datasets[d]  # type: ignore[union-attr]
-        la, lb = fa[d]["labels"], fb[d]["labels"]
-        if ma.indices_digest != mb.indices_digest or la.shape != lb.shape or not np.array_equal(la, lb):
-            return f"measured on different samples of {d}"
-    return None
-
-
-def _avg_datasets(g: T.Group, comb: Combined) -> list[str]:
-    return [d for d in g.datasets if d in comb.flags]
-
-
-def paired_rows(g: T.Group, above: Combined, below: Combined) -> tuple[stats.PairedDifference | None, str]:
-    """The paired test of two ranking rows' robust averages; (None, why) when they cannot be paired."""
-    da, db = _avg_datasets(g, above), _avg_datasets(g, below)
-    if da != db or not da:
-        return None, "averages over different datasets"
-    why = same_samples(above, below, da, above.loaded, below.loaded)
-    if why:
-        return None, why
-    chances = [above.loaded.entry.measured.datasets[d].metrics.chance for d in da] if g.normalised else None  # type: ignore[union-attr]
-    res = stats.paired_average([above.flags[d]["robust"] for d in da], [below.flags[d]["robust"] for d in da], chances)
-    return res, ""
-
-
-def _vs_above(label: str, res: stats.PairedDifference | None, why: str) -> dict[str, Any]:
-    if res is None:
-        return {"model": label, "tested": False, "reason": why}
-    return {"model": label, "tested": True, "difference": 100 * res.difference, "lo": 100 * res.lo,
-            "hi": 100 * res.hi, "p": res.p, "significant": res.significant, "test": res.test}
-
-
 # ---------------------------------------------------------------------------------------------------- the group
 def _empty_row(parts: Sequence[LoadedEntry], g: T.Group) -> T.Row:
     e = parts[0].entry
@@ -269,53 +216,56 @@ def ranking_group(key: T.GroupKey, members: Sequence[LoadedEntry], audits: dict[
     combined: dict[int, Combined] = {}
     for model_id, have in by_model.items():
         parts = sorted(have.values(), key=lambda p: suite_order(p.entry.suite))
-        failure = ""
-        try:
-            comb: Combined | None = worst_over_all(parts, cache)
-        except ZsrError as exc:  # named in a warning; the per-suite tables still show the suites' own numbers
-            warnings.append(f"{g.title}: {exc}")
-            failure = ("its suites were measured on different samples" if isinstance(exc, SampleMismatch)
-                       else "per-sample flags unreadable (see the warning)")
-            comb = None
-        if comb is None:
-            row = _empty_row(parts, g)
-        else:
-            row = R.measured_row(comb.loaded, g, zs, notes)
-            for n in comb.notes:
-                row.add_note(T.METRICS, n)
-        row.suites = [p.entry.suite for p in parts]
-        row.source = "worst of " + ", ".join(row.suites) if len(row.suites) > 1 else row.suites[0]
-        row.entries = [f"{p.entry.entry}@{rev_name(p.entry.revision)}" for p in parts]
-        row.revision = None
-        audit = audit_on(audits.get((g.protocol, g.version, model_id, g.eps_text)), _ranked_on(parts, comb))
-        row.audit = audit_status(audit)
-        if audit.verdict == "warn" and audit.warned:
-            row.add_note(T.METRICS, f"audit warned: {', '.join(audit.warned)}")
-        reasons = rank_reasons(parts, comb, audit, required, g.subset, failure, g.variant)
-        row.status = format_reasons(reasons) if reasons else RANKED
-        row.rank = None if reasons else 0
+        comb, failure = _combine(g, parts, warnings, cache)
+        audit = audits.get((g.protocol, g.version, model_id, g.eps_text))
+        row = _model_row(g, zs, notes, parts, comb, failure, audit, required)
         if comb is not None:
             combined[id(row)] = comb
         g.rows.append(row)
     order = sorted(g.rows, key=lambda r: (-T.rank_value(r), r.label))
     ranked = [r for r in order if r.ranked]
     g.rows = ranked + [r for r in order if not r.ranked]
-    untested = []
-    letter = 0
-    for i, r in enumerate(ranked):
-        r.rank = i + 1
-        if i:
-            above = ranked[i - 1]
-            res, why = paired_rows(g, combined[id(above)], combined[id(r)])
-            r.vs_above = _vs_above(above.label, res, why)
-            if res is None:
-                untested.append(f"{r.label} vs {above.label}: {why}")
-            elif res.significant:
-                letter += 1
-        r.group = group_letter(letter)
+    untested = assign_groups(g, ranked, combined)
     _footer(g, required, untested, has_reported)
     R.finish_footnotes(g, notes)
     return g
+
+
+def _combine(g: T.Group, parts: Sequence[LoadedEntry], warnings: list[str], cache: FlagsCache
+             ) -> tuple[Combined | None, str]:
+    """A model's per-sample worst case over its suites; (None, why) when their flags cannot be combined (named in a
+    warning; the per-suite tables still show the suites' own numbers)."""
+    try:
+        return worst_over_all(parts, cache), ""
+    except ZsrError as exc:
+        warnings.append(f"{g.title}: {exc}")
+        return None, ("its suites were measured on different samples" if isinstance(exc, SampleMismatch)
+                      else "per-sample flags unreadable (see the warning)")
+
+
+def _model_row(g: T.Group, zs: list[str], notes: dict[str, dict[str, list[str]]], parts: Sequence[LoadedEntry],
+               comb: Combined | None, failure: str, audit_entry: LeaderboardEntry | None,
+               required: tuple[str, ...] | None) -> T.Row:
+    """A model's ranking row: its worst case over its suites (no numbers when they cannot be combined), its audit
+    verdict and its status (``ranked``, or why not, by :func:`rank_reasons`)."""
+    if comb is None:
+        row = _empty_row(parts, g)
+    else:
+        row = R.measured_row(comb.loaded, g, zs, notes)
+        for n in comb.notes:
+            row.add_note(T.METRICS, n)
+    row.suites = [p.entry.suite for p in parts]
+    row.source = "worst of " + ", ".join(row.suites) if len(row.suites) > 1 else row.suites[0]
+    row.entries = [f"{p.entry.entry}@{rev_name(p.entry.revision)}" for p in parts]
+    row.revision = None
+    audit = audit_on(audit_entry, _ranked_on(parts, comb))
+    row.audit = audit_status(audit)
+    if audit.verdict == "warn" and audit.warned:
+        row.add_note(T.METRICS, f"audit warned: {', '.join(audit.warned)}")
+    reasons = rank_reasons(parts, comb, audit, required, g.subset, failure, g.variant)
+    row.status = format_reasons(reasons) if reasons else RANKED
+    row.rank = None if reasons else 0
+    return row
 
 
 def _ranked_on(parts: Sequence[LoadedEntry], comb: Combined | None) -> list[str]:
@@ -351,116 +301,3 @@ def _footer(g: T.Group, required: tuple[str, ...] | None, untested: list[str], h
         g.footer.append("Reported (published) numbers are not ranked: each comes from a single attack, without "
                         "per-sample flags or an audit; they are in the per-suite tables.")
 
-
-# ---------------------------------------------------------------------------------------------------- compare
-@dataclass
-class ComparisonLine:
-    key: str  # a dataset, or avg / avg_norm / avg_zs / avg_zs_norm
-    label: str
-    n: int  # samples (summed over the datasets of an average)
-    result: stats.PairedDifference
-
-
-@dataclass
-class Comparison:
-    a: LoadedEntry
-    b: LoadedEntry
-    metric: str
-    datasets: list[str]
-    lines: list[ComparisonLine] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @staticmethod
-    def name(le: LoadedEntry) -> str:
-        e = le.entry
-        return f"{e.protocol.name}/{e.entry}@{rev_name(e.revision)}"
-
-
-def load_named(root: str | Path, name: str) -> LoadedEntry:
-    """The entry ``name`` resolves to (as ``zsrbench show`` resolves it), at the revision asked for or the newest."""
-    from zsrbench.leaderboard.reading import resolve_entry
-
-    edir, revision = resolve_entry(root, name)
-    hist = history(edir)
-    pick = [h for h in hist if revision is None or h[0] == revision]
-    if not pick:
-        raise ZsrError(f"{edir.name} has no revision {revision}; it has {', '.join(rev_name(n) for n, _, _ in hist)}. "
-                       "Name one of those (e.g. ENTRY@r0001) or drop the @ part for the newest.")
-    n, path, e = pick[-1]
-    if isinstance(e, ZsrError):
-        raise ZsrError(f"{e} (run `zsrbench validate {path}`)")
-    return LoadedEntry(e, edir, path, hist[-1][0])
-
-
-def _needs_flags(le: LoadedEntry, which: str) -> None:
-    e = le.entry
-    if e.kind == "measured":
-        return
-    what = "reported entry (published numbers)" if e.kind == "reported" else "audit entry"
-    raise ZsrError(f"{which} ({e.entry}) is a {what}: it has no per-sample flags, so it cannot be compared sample by "
-                   "sample. Name a measured entry instead (`zsrbench table` lists the models; their entries are "
-                   "named <model>__<suite>__eps<k>__v<version>).")
-
-
-def compare_entries(a: LoadedEntry, b: LoadedEntry, metric: str = "robust",
-                    cache: FlagsCache | None = None) -> Comparison:
-    """A vs B on the samples both measured: per dataset and for the averages (plain; normalised when the protocol
-    uses it; and zero-shot when the protocol has a training dataset among them)."""
-    if metric not in ("robust", "clean"):
-        raise ZsrError(f"--metric takes robust or clean; got {metric!r}.")
-    _needs_flags(a, "A")
-    _needs_flags(b, "B")
-    ea, eb = a.entry, b.entry
-    if (ea.protocol.name, ea.protocol.version) != (eb.protocol.name, eb.protocol.version):
-        raise ZsrError(f"A is {ea.protocol.name} v{ea.protocol.version} and B is {eb.protocol.name} "
-                       f"v{eb.protocol.version}: numbers of different protocols or protocol versions are never compared. "
-                       "Compare two entries of the same protocol version (`zsrbench table --protocol-version all` "
-                       "shows which exist).")
-    assert ea.measured is not None and eb.measured is not None
-    order = list(ea.protocol.datasets) + [d for d in ea.measured.datasets if d not in ea.protocol.datasets]
-    common = [d for d in order if d in ea.measured.datasets and d in eb.measured.datasets]
-    if not common:
-        raise ZsrError(f"A ({ea.entry}) and B ({eb.entry}) have no dataset in common (A: "
-                       f"{', '.join(ea.measured.datasets) or 'none'}; B: {', '.join(eb.measured.datasets) or 'none'}). "
-                       "Measure both models on the same datasets.")
-    cache = cache or FlagsCache()
-    key = "robust" if metric == "robust" else "clean_correct"
-    fa, fb, chances = [], [], []
-    for d in common:
-        ma, mb = ea.measured.datasets[d], eb.measured.datasets[d]
-        flags_a, flags_b = cache.get(a, ma), cache.get(b, mb)
-        la, lb = flags_a["labels"], flags_b["labels"]
-        if ma.indices_digest != mb.indices_digest or la.shape != lb.shape or not np.array_equal(la, lb):
-            raise ZsrError(
-                f"A ({ea.entry}) and B ({eb.entry}) were measured on different samples of {d} (A: n={ma.n_samples}, "
-                f"{ma.indices_digest[:19]}…; B: n={mb.n_samples}, {mb.indices_digest[:19]}…): a paired comparison "
-                "needs the same samples. Re-run one of them with the other's --n-samples, --seed and --subset.")
-        fa.append(np.asarray(flags_a[key], dtype=bool) & np.asarray(flags_a["clean_correct"], dtype=bool))
-        fb.append(np.asarray(flags_b[key], dtype=bool) & np.asarray(flags_b["clean_correct"], dtype=bool))
-        chances.append(ma.metrics.chance)
-    out = Comparison(a, b, metric, common)
-    for d, x, y in zip(common, fa, fb):
-        out.lines.append(ComparisonLine(d, d, int(x.size), stats.paired_dataset(x, y)))
-    train = ea.protocol.train_dataset
-    scopes = [("avg", "average", common)]
-    zs = [d for d in common if d != train]
-    if train in common and zs:
-        scopes.append(("avg_zs", "zero-shot average", zs))
-    if len(common) > 1 or ea.protocol.normalised_average:
-        for k, label, ds in scopes:
-            idx = [common.index(d) for d in ds]
-            n = sum(fa[i].size for i in idx)
-            if len(ds) > 1:
-                out.lines.append(ComparisonLine(k, f"{label} ({len(ds)} datasets)", n,
-                                                stats.paired_average([fa[i] for i in idx], [fb[i] for i in idx])))
-            if ea.protocol.normalised_average:
-                out.lines.append(ComparisonLine(f"{k}_norm", f"{label} (norm., {len(ds)} datasets)", n,
-                                                stats.paired_average([fa[i] for i in idx], [fb[i] for i in idx],
-                                                                     [chances[i] for i in idx])))
-    for which, e, other in (("A", ea, eb), ("B", eb, ea)):
-        only = [d for d in e.measured.datasets if d not in other.measured.datasets]  # type: ignore[union-attr]
-        if only:
-            out.notes.append(f"only {which} has {', '.join(only)}: left out")
-    if ea.eps_text != eb.eps_text:
-        out.notes.append(f"A is at ε = {ea.eps_text} and B at ε = {eb.eps_text}")
-    return out

@@ -21,7 +21,6 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-
 def _protocol_for(entries: Sequence[LeaderboardEntry], warnings: list[str]) -> EntryProtocol:
     measured = [e.protocol for e in entries if e.kind == "measured"] or [e.protocol for e in entries]
     first = measured[0]
@@ -33,7 +32,6 @@ def _protocol_for(entries: Sequence[LeaderboardEntry], warnings: list[str]) -> E
                             "showing the union of datasets")
             datasets += extra
     return first.model_copy(update={"datasets": datasets})
-
 
 
 def new_group(key: GroupKey, members: Sequence[LoadedEntry], warnings: list[str]) -> tuple[Group, list[str]]:
@@ -58,10 +56,8 @@ def new_group(key: GroupKey, members: Sequence[LoadedEntry], warnings: list[str]
     return g, zs
 
 
-
 def new_notes() -> dict[str, dict[str, list[str]]]:
     return {metric: {m: [] for m in MARK_TITLES} for metric in METRICS}
-
 
 
 def merge_items(items: Sequence[str | tuple[str, str]]) -> list[str]:
@@ -84,7 +80,6 @@ def merge_items(items: Sequence[str | tuple[str, str]]) -> list[str]:
     return out
 
 
-
 def finish_footnotes(g: Group, notes: dict[str, dict[str, list[str]]]) -> None:
     g.footnotes = {metric: [Footnote(m, MARK_TITLES[m], merge_items(items)) for m, items in by_mark.items() if items]
                    for metric, by_mark in notes.items()}
@@ -92,12 +87,10 @@ def finish_footnotes(g: Group, notes: dict[str, dict[str, list[str]]]) -> None:
         g.footer.append(INTERVAL_NOTE)
 
 
-
 def _count(m: DatasetMeasurement, metric: str) -> tuple[int, int]:
     """(k, n) behind a measured accuracy (the accuracy is k / n of the flags)."""
     n = m.metrics.n
     return int(round(getattr(m.metrics, f"{metric}_accuracy") * n)), n
-
 
 
 def dataset_interval(m: DatasetMeasurement, metric: str) -> tuple[float | None, float | None]:
@@ -108,7 +101,6 @@ def dataset_interval(m: DatasetMeasurement, metric: str) -> tuple[float | None, 
     return iv.lo, iv.hi
 
 
-
 def average_interval(ms: Sequence[DatasetMeasurement], metric: str,
                      normalised: bool) -> tuple[float | None, float | None]:
     counts = [_count(m, metric) for m in ms]
@@ -117,7 +109,6 @@ def average_interval(ms: Sequence[DatasetMeasurement], metric: str,
     iv = stats.bootstrap_average_counts([k for k, _ in counts], [n for _, n in counts],
                                         [m.metrics.chance for m in ms] if normalised else None)
     return iv.lo, iv.hi
-
 
 
 def measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict[str, list[str]]]) -> Row:
@@ -171,7 +162,6 @@ def measured_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict
                 row.add_note([metric], f"{STAR} {text}")
             row.cells[metric][key] = cell
     return row
-
 
 
 def reported_row(le: LoadedEntry, g: Group, zs: list[str], notes: dict[str, dict[str, list[str]]]) -> Row:

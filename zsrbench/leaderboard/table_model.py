@@ -54,7 +54,6 @@ class Cell:
         return "" if v is None or self.value is None else f"{100 * v:.2f}"
 
 
-
 @dataclass
 class Row:
     label: str
@@ -86,13 +85,11 @@ class Row:
                 self.notes[m].append(text)
 
 
-
 @dataclass
 class Footnote:
     mark: str
     title: str
     items: list[str] = field(default_factory=list)
-
 
 
 @dataclass
@@ -149,7 +146,6 @@ class Group:
         return [(d, d) for d in self.datasets] + self.avg_columns
 
 
-
 @dataclass
 class TableSet:
     groups: list[Group] = field(default_factory=list)
@@ -157,9 +153,7 @@ class TableSet:
     metrics: tuple[str, ...] = METRICS
 
 
-
 GroupKey = tuple[str, int, str, "str | None", "str | None", "str | None"]  # protocol, version, suite, ε, subset, variant
-
 
 
 StatusKey = tuple[str, int, "str | None", "str | None", "str | None"]  # a GroupKey without its suite
@@ -168,7 +162,6 @@ StatusKey = tuple[str, int, "str | None", "str | None", "str | None"]  # a Group
 def dataset_tag(note: str) -> str:
     """The short tag of a dataset note (``saturated``, ``at chance``) for its column title."""
     return next((t for t in (SATURATED, AT_CHANCE) if note.startswith(t)), "see note")
-
 
 
 def rank_value(row: Row) -> float:

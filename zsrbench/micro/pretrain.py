@@ -160,14 +160,37 @@ def pretrain_micro(
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train ``zsr-micro`` from scratch and write ``out_dir`` (config, fp16 weights, manifest). Returns the manifest."""
+    out = Path(out_dir)
+    model, tokenizer, cfg = _setup(out, seed, threads)
+    opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    warmup = max(1, steps // 10) if warmup is None else warmup
+    lr_at = _lr_schedule(lr, warmup, steps)
+    t0 = time.time()
+    losses, evals = _train(model, tokenizer, opt, lr_at, seed=seed, steps=steps, batch_size=batch_size,
+                           eval_every=eval_every, log=log)
+    train_s = time.time() - t0
+    weights = _save_model(model, out, cfg)
+    manifest = _manifest(
+        seed=seed, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
+        threads=threads, cfg=cfg, losses=losses, evals=evals, weights=weights, train_s=train_s,
+        command=command or f"zsrbench pretrain --protocol micro --seed {seed} --steps {steps} --out {out}",
+    )
+    manifest = evaluate_into_manifest(out, manifest)
+    if log:
+        final = manifest["clean_zero_shot_check"]
+        log(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) in {train_s:.0f}s; held-out normalised "
+            + ", ".join(f"{k[6:]} {final[k]['normalised']:.2f}" for k in T.HELD_OUT))
+    return manifest
+
+
+def _setup(out: Path, seed: int, threads: int | None) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """The freshly initialised model (seeded), its tokenizer and its config; ``out`` is created."""
     from zsrbench.models.clip import _open_clip
-    from zsrbench.models.weights import sha256_file
 
     oc = _open_clip()
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = model_config()
     model = oc.create_model(ARCH, pretrained=None, device="cpu")
@@ -177,14 +200,25 @@ def pretrain_micro(
         model.visual.positional_embedding.normal_(std=POS_EMBED_INIT_STD)
     tokenizer = oc.get_tokenizer(ARCH)
     model.train()
-    opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    warmup = max(1, steps // 10) if warmup is None else warmup
+    return model, tokenizer, cfg
+
+
+def _lr_schedule(lr: float, warmup: int, steps: int) -> Callable[[int], float]:
+    """The learning rate of step ``t``: linear warm-up over ``warmup`` steps, then cosine to 0 at ``steps``."""
 
     def lr_at(t: int) -> float:
         if t < warmup:
             return lr * (t + 1) / warmup
         return 0.5 * lr * (1 + math.cos(math.pi * (t - warmup) / max(1, steps - warmup)))
 
+    return lr_at
+
+
+def _train(model: torch.nn.Module, tokenizer: Any, opt: torch.optim.Optimizer, lr_at: Callable[[int], float], *,
+           seed: int, steps: int, batch_size: int, eval_every: int,
+           log: Callable[[str], None] | None) -> tuple[list[float], list[dict[str, Any]]]:
+    """The training loop: one fresh batch per step. Returns the loss of every step and the zero-shot accuracies
+    measured every ``eval_every`` steps."""
     losses: list[float] = []
     evals: list[dict[str, Any]] = []
     t0 = time.time()
@@ -195,30 +229,45 @@ def pretrain_micro(
         tokens = tokenizer(caps)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        img = F.normalize(model.encode_image(x), dim=-1)
-        txt = F.normalize(model.encode_text(tokens), dim=-1)
-        scale = model.logit_scale.exp().clamp(max=100)
-        logits = scale * img @ txt.t()
-        y = torch.arange(len(caps))
-        loss = 0.5 * (F.cross_entropy(logits, y) + F.cross_entropy(logits.t(), y))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+        loss, scale = _contrastive_step(model, opt, x, tokens, len(caps))
         losses.append(float(loss.detach()))
         if log and (step % 25 == 0 or step == steps - 1):
             el = time.time() - t0
             log(f"step {step + 1}/{steps} loss {loss.item():.3f} scale {scale.item():.1f} "
                 f"lr {lr_at(step):.2e} {el:.0f}s ({el / (step + 1):.2f}s/step)")
         if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
-            acc = zero_shot_accuracy(model, tokenizer, split="check")
-            evals.append({"step": step + 1, **{k: round(v["normalised"], 4) for k, v in acc.items()}})
-            if log:
-                log("  zero-shot normalised: " + ", ".join(f"{k[6:]} {v['normalised']:.2f}" for k, v in acc.items()))
-    train_s = time.time() - t0
+            evals.append(_evaluate_during_training(model, tokenizer, step + 1, log))
+    return losses, evals
 
-    # ship fp16 weights as an open_clip local-dir model
+
+def _contrastive_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, tokens: torch.Tensor,
+                      n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on the CLIP contrastive loss of ``n`` image–caption pairs; returns (loss, scale)."""
+    img = F.normalize(model.encode_image(x), dim=-1)
+    txt = F.normalize(model.encode_text(tokens), dim=-1)
+    scale = model.logit_scale.exp().clamp(max=100)
+    logits = scale * img @ txt.t()
+    y = torch.arange(n)
+    loss = 0.5 * (F.cross_entropy(logits, y) + F.cross_entropy(logits.t(), y))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(100))
+    return loss, scale
+
+
+def _evaluate_during_training(model: torch.nn.Module, tokenizer: Any, done: int,
+                              log: Callable[[str], None] | None) -> dict[str, Any]:
+    """Normalised zero-shot accuracy on the check sets after ``done`` steps (logged), for the manifest."""
+    acc = zero_shot_accuracy(model, tokenizer, split="check")
+    if log:
+        log("  zero-shot normalised: " + ", ".join(f"{k[6:]} {v['normalised']:.2f}" for k, v in acc.items()))
+    return {"step": done, **{k: round(v["normalised"], 4) for k, v in acc.items()}}
+
+
+def _save_model(model: torch.nn.Module, out: Path, cfg: dict[str, Any]) -> Path:
+    """Ship fp16 weights as an open_clip local-dir model in ``out``; returns the weights file."""
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     weights = out / WEIGHTS_FILE
     save_weights(state, weights)
@@ -227,13 +276,27 @@ def pretrain_micro(
         "preprocess_cfg": {"mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": "bicubic",
                            "resize_mode": "shortest"},
     }, indent=2) + "\n")
+    return weights
 
+
+def _loss_curve(losses: list[float], steps: int) -> dict[str, Any]:
+    """The manifest's summary of the per-step losses: first, last window's mean, minimum and windowed means."""
     window = max(1, min(50, steps // 20))
     curve = [
         {"step": i + window, "loss": round(sum(losses[i : i + window]) / window, 4)}
         for i in range(0, len(losses) - window + 1, window)
     ]
-    manifest = {
+    return {"first": round(losses[0], 4), "last": round(sum(losses[-window:]) / window, 4),
+            "min": round(min(losses), 4), "window": window, "points": curve}
+
+
+def _manifest(*, seed: int, steps: int, batch_size: int, lr: float, weight_decay: float, warmup: int,
+              threads: int | None, cfg: dict[str, Any], losses: list[float], evals: list[dict[str, Any]],
+              weights: Path, train_s: float, command: str) -> dict[str, Any]:
+    """What ``manifest.json`` records about the run (before the clean accuracies of the saved weights)."""
+    from zsrbench.models.weights import sha256_file
+
+    return {
         "name": ARCH,
         "description": "micro CLIP pretrained from scratch by zsrbench on generated captioned scenes",
         "seed": seed,
@@ -250,8 +313,7 @@ def pretrain_micro(
         "generator": {"module": "zsrbench.micro.generator", "version": G.GENERATOR_VERSION,
                       "image_size": G.IMAGE_SIZE, "seed_of_step": f"{PRETRAIN_SEED_BASE} * (seed + 1) + step",
                       "group_size": G.GROUP_SIZE, "group_fraction": G.GROUP_FRACTION, "group_vary": G.GROUP_VARY},
-        "loss_curve": {"first": round(losses[0], 4), "last": round(sum(losses[-window:]) / window, 4),
-                       "min": round(min(losses), 4), "window": window, "points": curve},
+        "loss_curve": _loss_curve(losses, steps),
         "zero_shot_during_training": {"split": "check", "normalised": evals},
         "weights_file": WEIGHTS_FILE,
         "weights_sha256": sha256_file(weights),
@@ -259,16 +321,10 @@ def pretrain_micro(
         "versions": _versions(),
         "train_seconds": round(train_s, 1),
         "cpu": platform.processor() or platform.machine(),
-        "command": command or f"zsrbench pretrain --protocol micro --seed {seed} --steps {steps} --out {out}",
+        "command": command,
         "argv": " ".join(shlex.quote(a) for a in sys.argv),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    manifest = evaluate_into_manifest(out, manifest)
-    if log:
-        final = manifest["clean_zero_shot_check"]
-        log(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) in {train_s:.0f}s; held-out normalised "
-            + ", ".join(f"{k[6:]} {final[k]['normalised']:.2f}" for k in T.HELD_OUT))
-    return manifest
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m zsrbench.micro.pretrain OUT [SEED STEPS]`

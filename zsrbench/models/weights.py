@@ -233,7 +233,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-
 def sha256_state(tensors: dict[str, torch.Tensor]) -> str:
     """Digest of a state dict's names, shapes, dtypes and bytes (independent of device)."""
     h = hashlib.sha256()
@@ -244,9 +243,7 @@ def sha256_state(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-
 VISUAL_KEYS = ("vision_encoder_state_dict", "visual_state_dict", "state_dict", "model_state_dict", "model")
-
 
 
 def extract_visual_state(obj: Any, path: str | Path | None = None) -> dict[str, torch.Tensor]:
@@ -272,7 +269,6 @@ def extract_visual_state(obj: Any, path: str | Path | None = None) -> dict[str, 
     return state
 
 
-
 def _verify_digest(path: Path, expected_sha256: str | None) -> str:
     want = check_sha256_text(expected_sha256) if expected_sha256 else None
     digest = sha256_file(path)
@@ -282,7 +278,6 @@ def _verify_digest(path: Path, expected_sha256: str | None) -> str:
             "you named (corrupt or a different version). Download it again or drop --checkpoint-sha256."
         )
     return digest
-
 
 
 def load_visual_checkpoint(

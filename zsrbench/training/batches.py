@@ -16,10 +16,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-
 def batches_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
-
 
 
 class _IndexedDataset(torch.utils.data.Dataset):
@@ -34,7 +32,6 @@ class _IndexedDataset(torch.utils.data.Dataset):
         return x, y, i
 
 
-
 def epoch_loader(dataset: Any, order: torch.Tensor, batch_size: int, start_batch: int, n_batches: int,
                   num_workers: int, pin: bool):
     batches = [order[b * batch_size:(b + 1) * batch_size].tolist() for b in range(start_batch, n_batches)]
@@ -44,11 +41,9 @@ def epoch_loader(dataset: Any, order: torch.Tensor, batch_size: int, start_batch
                                        pin_memory=pin, generator=gen)
 
 
-
 class _ToRGB:
     def __call__(self, im: Any) -> Any:
         return im.convert("RGB")
-
 
 
 def train_transform(kind: str, size: int) -> Callable[[Any], torch.Tensor] | None:

@@ -15,9 +15,7 @@ from zsrbench.errors import ZsrError
 CHECKPOINT_DIR = "checkpoints"
 
 
-
 CHECKPOINT_FILE = "last.pt"
-
 
 
 def rng_state(adversary_gen: torch.Generator | None) -> dict[str, Any]:
@@ -33,7 +31,6 @@ def rng_state(adversary_gen: torch.Generator | None) -> dict[str, Any]:
     return state
 
 
-
 def set_rng_state(state: dict[str, Any], adversary_gen: torch.Generator | None) -> None:
     import numpy as np
 
@@ -45,7 +42,6 @@ def set_rng_state(state: dict[str, Any], adversary_gen: torch.Generator | None) 
         torch.cuda.set_rng_state_all(state["cuda"])
     if adversary_gen is not None and "adversary" in state:
         adversary_gen.set_state(state["adversary"])
-
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import torch
 CPU_TRAIN_THREADS = 1  # intra-op threads of training on a CPU (see pinned_threads)
 
 
-
 @contextmanager
 def pinned_threads(device: torch.device) -> Iterator[dict[str, Any]]:
     """Run training so that the same recipe and seed give bit-identical weights on any core count.

@@ -16,7 +16,6 @@ from zsrbench.training.loop import train_defense
 TRAINING_REVISION = 2  # 2: threads pinned (pinned_threads); weights cached by revision 1 are not reused
 
 
-
 def on_demand_key(defense_name: str, proto: Any, seed: int) -> str:
     """The 12-hex key of a defense fine-tuned on demand under ``proto``: everything that shapes its weights (the
     defense, the protocol and its version, the shared recipe, the base model and its weights' sha256, the seed,
@@ -36,14 +35,12 @@ def on_demand_key(defense_name: str, proto: Any, seed: int) -> str:
                         "training": TRAINING_REVISION}).split(":")[1][:12]
 
 
-
 def on_demand_dir(defense_name: str, proto: Any, seed: int) -> Path:
     """The cache folder of a defense fine-tuned on demand under ``proto`` (keyed by :func:`on_demand_key`)."""
     from zsrbench.paths import cache_dir
 
     key = on_demand_key(defense_name, proto, seed)
     return cache_dir() / "defenses" / f"{proto.name}-v{proto.version}" / f"{defense_name}-s{seed}-{key}"
-
 
 
 def ensure_trained(defense_name: str, protocol: str | Any, *, seed: int = 0, device: str | torch.device = "cpu",

@@ -27,17 +27,13 @@ from zsrbench.errors import ZsrError
 WEIGHTS_FILE = "open_clip_model.safetensors"
 
 
-
 CONFIG_FILE = "open_clip_config.json"
-
 
 
 MANIFEST_FILE = "manifest.json"
 
 
-
 MANIFEST_VERSION = 1
-
 
 
 # why a write failed, and what to do about it (other OSErrors are not the user's to fix: they propagate)
@@ -52,14 +48,12 @@ WRITE_ERRORS = {
 }
 
 
-
 def _write_error(out: Path, exc: OSError) -> ZsrError:
     reason, advice = WRITE_ERRORS[exc.errno]
     where = str(exc.filename or out)
     where = "" if where == str(out) else f" ({where if len(where) <= 80 else where[:80] + '…'})"
     return ZsrError(f"Cannot write the training output to {out}: {reason}{where}. Pass --out another folder: "
                     f"{advice}.")
-
 
 
 def check_out_dir(out: Path) -> Path | None:
@@ -98,7 +92,6 @@ def writing(out: Path, created: Path | None, checkpoint: Path | None = None) -> 
         raise error from exc
 
 
-
 def atomic(path: Path, write: Callable[[Path], Any]) -> None:
     """``write(tmp)`` then rename onto ``path``: the file is whole or absent (the temp file never stays)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -109,10 +102,8 @@ def atomic(path: Path, write: Callable[[Path], Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-
 def atomic_write_text(path: Path, text: str) -> None:
     atomic(path, lambda tmp: tmp.write_text(text))
-
 
 
 def model_config(parts: Any) -> dict[str, Any]:
@@ -135,7 +126,6 @@ def model_config(parts: Any) -> dict[str, Any]:
     return copy.deepcopy(cfg)
 
 
-
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -152,17 +142,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-
 def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
 
 
 def state_digest(module: nn.Module) -> str:
     from zsrbench.models.weights import sha256_state
 
     return sha256_state(module.state_dict())
-
 
 
 def manifest_of(*, defense, hp, proto, fingerprint, parts, train_set, prompt_sets, seed, step, total, bpe, curve,
@@ -211,7 +198,6 @@ def manifest_of(*, defense, hp, proto, fingerprint, parts, train_set, prompt_set
     }
 
 
-
 def write_outputs(out: Path, parts: Any, visual: nn.Module, manifest: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
@@ -234,10 +220,8 @@ def write_outputs(out: Path, parts: Any, visual: nn.Module, manifest: dict[str, 
     atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
 
 
-
 # machine- and run-specific fields of a training manifest, left out of the shipped copy
 UNSHIPPED_FIELDS = ("created_at", "argv", "elapsed_s_last_run", "weights_file", "weights_sha256")
-
 
 
 def export_visual(folder: str | Path) -> bytes:
@@ -248,7 +232,6 @@ def export_visual(folder: str | Path) -> bytes:
 
     full = load_file(str(Path(folder) / WEIGHTS_FILE))
     return visual_bytes({k.removeprefix("visual."): v for k, v in full.items() if k.startswith("visual.")})
-
 
 
 def shipped_training(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,6 @@ def lr_at(step: int, *, base_lr: float, warmup: int, total: int, schedule: str =
     return 0.5 * (1 + math.cos(math.pi * e / es)) * base_lr
 
 
-
 class WarmupCosine:
     """The per-step learning-rate schedule as a tiny stateful object (saved in checkpoints)."""
 

@@ -39,13 +39,11 @@ def coerce(hp_cls: type, key: str, value: Any) -> Any:
     return v
 
 
-
 def is_trainable(registry: Any, name: str) -> bool:
     try:
         return bool(getattr(registry.get(name), "trainable", False))
     except ZsrError:  # a plugin entry that does not load
         return False
-
 
 
 def make_defense(registry: Any, defense_name: str, proto: Any, given: dict[str, Any]) -> Any:
@@ -76,7 +74,6 @@ def make_defense(registry: Any, defense_name: str, proto: Any, given: dict[str, 
     return defense
 
 
-
 def check_loop_args(**values: int | None) -> None:
     """The loop's own numbers: ``num_workers`` >= 0, the others (checkpoint/stop intervals) >= 1 when given."""
     for name, value in values.items():
@@ -84,7 +81,6 @@ def check_loop_args(**values: int | None) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             option = f"--{name.replace('_', '-')}" if name in ("checkpoint_every", "num_workers") else name
             raise ZsrError(f"{option} must be an integer >= {low}, got {value!r}. Pass a valid value.")
-
 
 
 def check_train_data(proto: Any, data_root: str | Path | None) -> None:
@@ -109,7 +105,6 @@ def check_train_data(proto: Any, data_root: str | Path | None) -> None:
                        f"{proto.train_dataset}.")
 
 
-
 def device_of(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -117,7 +112,6 @@ def device_of(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ZsrError("--device cuda was requested but no CUDA device is available; use --device cpu.")
     return dev
-
 
 
 def precision_of(hp_precision: str, device: torch.device) -> tuple[str, torch.dtype | None, bool]:

@@ -1,0 +1,261 @@
+"""Standard AutoAttack measured three ways on the same images (``zsrbench bench --suite autoattack``).
+
+- ``runner``: what `zsrbench run` does (:func:`zsrbench.evaluation.unit.evaluate_dataset`), dataset after dataset in
+  this process: the class texts encoded once per dataset, a clean pass, the official AutoAttack on the clean-correct
+  samples of each unit, with zsrbench's exact speed-ups (e.g. the patch embedding's input gradient as a matmul);
+- ``papers``: the official AutoAttack called the way the papers' evaluation code calls it: one dataset at a time,
+  batch by batch, the class texts encoded again for every batch, ``run_standard_evaluation`` on the whole batch,
+  plain open_clip modules. It is given the runner's attack seed of each batch, so both must give the same flags;
+- ``floor``: the FLOPs the runner's passes need (counted per stage: forward passes, and forward passes followed by
+  an input gradient), at the measured fp32 matmul peak of the same threads.
+
+Each AutoAttack stage (its clean check, APGD-CE, APGD-T, FAB-T, Square) is timed from AutoAttack's own log, in wall
+and CPU seconds; time outside the stages (the runner's clean pass, data, finiteness checks) is ``other``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zsrbench.attacks.autoattack_log import listening, stage_event
+from zsrbench.evaluation.bench import counted_flops, measure_peaks
+from zsrbench.registry import ATTACKS, DATASETS, PROTOCOLS, load_builtins
+
+SUITE = "autoattack"
+
+
+@dataclass
+class StageWork:
+    stage: str
+    wall_s: float
+    cpu_s: float
+    forward_images: int  # images of passes without a gradient
+    gradient_images: int  # images of passes followed by an input gradient
+    gflop: float
+    gflop_per_cpu_s: float
+    fraction_of_peak: float  # gflop_per_cpu_s / the one-thread fp32 matmul peak
+
+
+@dataclass
+class AutoAttackBench:
+    device: str
+    model: str
+    datasets: list[str]
+    n_images: int
+    batch_size: int
+    eps: float  # units of 1/255
+    attack_params: dict[str, Any]
+    threads: int
+    runner_wall_s: float
+    runner_cpu_s: float
+    papers_wall_s: float
+    papers_cpu_s: float
+    speedup_vs_papers: float  # papers' CPU seconds / the runner's
+    flags_identical: bool
+    flags_differing: int
+    robust_accuracy: float
+    gflop_forward: float  # per image: one forward pass (attention included)
+    gflop_forward_gradient: float  # per image: a forward pass and the input gradient
+    total_gflop: float
+    peak_gflops_per_thread: float
+    floor_cpu_s: float  # total_gflop at the peak
+    runner_fraction_of_peak: float  # floor_cpu_s / runner_cpu_s
+    papers_fraction_of_peak: float
+    stages: list[StageWork] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class StageCounter(nn.Module):
+    """A classifier as AutoAttack sees it, unchanged, counting the images of its passes and the wall and CPU
+    seconds per stage (the stage follows AutoAttack's log: :meth:`message`)."""
+
+    def __init__(self, clf: nn.Module) -> None:
+        super().__init__()
+        self.clf = clf
+        self.stage = "other"
+        self.forward_images: Counter[str] = Counter()
+        self.gradient_images: Counter[str] = Counter()
+        self.wall: Counter[str] = Counter()
+        self.cpu: Counter[str] = Counter()
+        self._since = (time.perf_counter(), time.process_time())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        graph = torch.is_grad_enabled() and x.requires_grad
+        (self.gradient_images if graph else self.forward_images)[self.stage] += int(x.shape[0])
+        return self.clf(x)
+
+    def message(self, message: str) -> None:
+        event = stage_event(message)
+        if event is not None:
+            self.switch(event.stage if event.kind == "start" else "other")
+
+    def switch(self, stage: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.wall[self.stage] += now[0] - self._since[0]
+        self.cpu[self.stage] += now[1] - self._since[1]
+        self.stage, self._since = stage, now
+
+
+def attention_gflop(visual: nn.Module, backward: bool) -> float:
+    """GFLOP per image of a ViT's attention products (``QKᵀ`` and ``AV``), which torch's FLOP counter misses when
+    they run in the CPU flash kernel: 4·T²·W per layer forward, three times that with the input gradient."""
+    blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+    grid = getattr(visual, "grid_size", None)
+    if blocks is None or grid is None:
+        return 0.0
+    tokens = int(grid[0]) * int(grid[1]) + 1
+    width = int(visual.transformer.width)
+    return len(blocks) * 4 * tokens**2 * width * (3 if backward else 1) / 1e9
+
+
+def model_gflop(clf: nn.Module, visual: nn.Module, x: torch.Tensor) -> tuple[float, float]:
+    """(forward, forward + input gradient) GFLOP per image, attention included."""
+    fwd = counted_flops(clf, x, backward=False) / 1e9 + attention_gflop(visual, False)
+    fb = counted_flops(clf, x, backward=True) / 1e9 + attention_gflop(visual, True)
+    return fwd, fb
+
+
+def _datasets(setup_parts: Any, protocol: str, names: list[str] | None, n_images: int,
+              seed: int) -> list[tuple[str, Any, list[int]]]:
+    from zsrbench.data.base import select_indices
+
+    out = []
+    for name in names or list(PROTOCOLS.get(protocol).datasets):
+        evalset = DATASETS.get(name).build(None, image_size=setup_parts.image_size)
+        out.append((name, evalset, list(select_indices(len(evalset), n_images, seed))))
+    return out
+
+
+def _classifier(defense: Any, parts: Any, evalset: Any, device: str, plain: bool) -> nn.Module:
+    """The defense's classifier for ``evalset``'s classes (texts encoded now); ``plain``: open_clip's own patch
+    embedding, as the papers' code runs it."""
+    from zsrbench.models.classifier import make_classifier
+    from zsrbench.models.patch_embed import plain_patch_embedding
+
+    clf, _ = make_classifier(parts, evalset.info.prompts(), device=device, cache=False)
+    if plain:
+        plain_patch_embedding(clf.visual)
+    return defense.wrap_classifier(clf)
+
+
+def runner_path(defense: Any, parts: Any, sets: list, params: dict, counter: StageCounter, *, eps: float,
+                batch_size: int, seed: int, device: str) -> dict[str, np.ndarray]:
+    """The runner's robust flags per dataset; its passes and stage times go to ``counter``."""
+    from zsrbench.evaluation.unit import evaluate_dataset
+
+    spec = ATTACKS.get(SUITE)
+    out = {}
+    with listening(counter.message):
+        for name, evalset, indices in sets:
+            counter.clf = _classifier(defense, parts, evalset, device, plain=False)
+            flags, _, _ = evaluate_dataset(counter, evalset, indices, [spec], params, eps=eps, seed=seed,
+                                           batch_size=batch_size, device=device, precision="fp32")
+            out[name] = flags["robust"]
+    counter.switch("other")
+    return out
+
+
+def papers_path(defense: Any, parts: Any, sets: list, params: dict, *, eps: float, batch_size: int, seed: int,
+                device: str) -> dict[str, np.ndarray]:
+    """Robust flags per dataset of the official AutoAttack called batch by batch on whole batches, the class texts
+    encoded again for every batch, plain open_clip modules; each batch given the runner's attack seed."""
+    from zsrbench.attacks.autoattack_log import captured_autoattack_log
+    from zsrbench.attacks.autoattack_official import configure
+    from zsrbench.attacks.autoattack_plan import PROTOCOL_ATTACKS, plan_attacks
+    from zsrbench.evaluation.unit import batch_seed
+
+    p = params[SUITE]
+    out = {}
+    for name, evalset, indices in sets:
+        x_all = torch.stack([evalset.dataset[i][0] for i in indices]).to(device).float().contiguous()
+        y_all = torch.tensor([int(evalset.dataset[i][1]) for i in indices], device=device)
+        robust = []
+        for start in range(0, len(indices), batch_size):
+            x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
+            clf = _classifier(defense, parts, evalset, device, plain=True)
+            n_cls = len(evalset.info.classnames)
+            plan = plan_attacks(PROTOCOL_ATTACKS[SUITE], n_cls, p.get("n_target_classes", 9))
+            aa = configure(clf, SUITE, plan, eps=eps / 255.0, seed=batch_seed(seed, SUITE, start),
+                           device=torch.device(device), n_iter=p.get("n_iter", 100),
+                           n_restarts=p.get("n_restarts", 1), n_queries=p.get("n_queries", 5000))
+            with captured_autoattack_log():
+                x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size)
+            with torch.no_grad():
+                robust.append((clf(x_adv).argmax(1) == y).cpu())
+        out[name] = torch.cat(robust).numpy()
+    return out
+
+
+def _timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_autoattack_bench(*, defense: str = "comp_tga", protocol: str = "micro", datasets: list[str] | None = None,
+                         n_images: int = 64, batch_size: int | None = None, eps: float | None = None, seed: int = 0,
+                         device: str = "cpu", n_queries: int | None = None) -> AutoAttackBench:
+    """Measure the runner, the papers' structure and the FLOP floor on the same images (module docstring).
+    ``n_queries``: Square's queries when not the protocol's (a quicker, smaller measurement)."""
+    from zsrbench.evaluation.config import RunConfig
+    from zsrbench.evaluation.model import prepare_model
+    from zsrbench.evaluation.params import attack_params
+
+    load_builtins()
+    proto = PROTOCOLS.get(protocol)
+    eps = proto.eps if eps is None else eps
+    bs = batch_size or proto.batch_size
+    d, parts, _ = prepare_model(RunConfig(defense=defense, protocol=protocol), proto, device=device, seed=seed)
+    sets = _datasets(parts, protocol, datasets, n_images, seed)
+    given = {} if n_queries is None else {f"{SUITE}.n_queries": int(n_queries)}
+    params = attack_params((SUITE,), given, proto, [ATTACKS.get(SUITE)])
+    counter = StageCounter(nn.Identity())
+    runner_flags, runner_wall, runner_cpu = _timed(runner_path, d, parts, sets, params, counter, eps=eps,
+                                                   batch_size=bs, seed=seed, device=device)
+    papers_flags, papers_wall, papers_cpu = _timed(papers_path, d, parts, sets, params, eps=eps, batch_size=bs,
+                                                   seed=seed, device=device)
+    probe = torch.stack([sets[0][1].dataset[i][0] for i in sets[0][2][:2]]).to(device)
+    fwd, fb = model_gflop(_classifier(d, parts, sets[0][1], device, plain=False), parts.visual, probe)
+    peak = measure_peaks(device, "fp32")["fp32"] * 1e3 / torch.get_num_threads()  # GFLOP/s per thread
+    stages = _stages(counter, fwd, fb, peak)
+    total = sum(s.gflop for s in stages)
+    differ = sum(int((runner_flags[n] != papers_flags[n]).sum()) for n in runner_flags)
+    n = sum(len(idx) for _, _, idx in sets)
+    return AutoAttackBench(
+        device=device, model=f"{d.name}/{parts.base_name()}", datasets=[s[0] for s in sets], n_images=n,
+        batch_size=bs, eps=eps, attack_params=params[SUITE], threads=torch.get_num_threads(), runner_wall_s=runner_wall, runner_cpu_s=runner_cpu,
+        papers_wall_s=papers_wall, papers_cpu_s=papers_cpu, speedup_vs_papers=papers_cpu / runner_cpu,
+        flags_identical=differ == 0, flags_differing=differ,
+        robust_accuracy=float(np.concatenate(list(runner_flags.values())).mean()), gflop_forward=fwd,
+        gflop_forward_gradient=fb, total_gflop=total, peak_gflops_per_thread=peak, floor_cpu_s=total / peak,
+        runner_fraction_of_peak=total / peak / runner_cpu, papers_fraction_of_peak=total / peak / papers_cpu,
+        stages=stages, notes=[f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); the floor counts the "
+                              "runner's passes (the papers' structure makes at least as many)"])
+
+
+def _stages(counter: StageCounter, fwd: float, fb: float, peak: float) -> list[StageWork]:
+    order = ["clean", "apgd-ce", "apgd-t", "fab-t", "square", "other"]
+    names = order + sorted(set(counter.wall) - set(order))
+    out = []
+    for name in names:
+        if name not in counter.wall:
+            continue
+        gflop = counter.forward_images[name] * fwd + counter.gradient_images[name] * fb
+        cpu = counter.cpu[name]
+        rate = gflop / cpu if cpu > 0 else 0.0
+        out.append(StageWork(stage=name, wall_s=counter.wall[name], cpu_s=cpu,
+                             forward_images=counter.forward_images[name],
+                             gradient_images=counter.gradient_images[name], gflop=gflop, gflop_per_cpu_s=rate,
+                             fraction_of_peak=rate / peak))
+    return out
+
+
+def as_dict(result: AutoAttackBench) -> dict[str, Any]:
+    return asdict(result)
