@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check of the evaluation speed: `zsrbench bench` (the runner beside the papers' evaluation structure and
-# the device's matmul peak) for PGD-100 at ε = step = 1/255, last iterate, in fp32, tf32 and bf16; the micro CLIP
-# on the same device; and an exact comparison of early-stopped and full PGD on the GPU. For one CUDA GPU and a
-# prepared environment (zsrbench installed); a few minutes on a recent GPU, never more than TOTAL (7.5 min).
+# the device's matmul peak) for PGD-100 at ε = step = 1/255, last iterate, and for standard AutoAttack at ε = 1/255
+# (`--suite autoattack`: per stage, with the FLOP floor), each in fp32, tf32 and bf16; the micro CLIP on the same
+# device; and an exact comparison of early-stopped and full PGD on the GPU. For one CUDA GPU and a prepared
+# environment (zsrbench installed); a few minutes on a recent GPU, never more than TOTAL (7.5 min).
 #
 #   scripts/gpu_check.sh [OUTDIR]          # OUTDIR: $1, else $OUT, else ./gpu_check
 #
@@ -14,12 +15,14 @@
 #                                          iterates cycle (the runner's early stop), depend on the weights.
 #                                          PRETRAINED= (empty) asks for random weights.
 #   N_IMAGES=256  BATCH=128  STEPS=100  EPS=1  STEP=1  PRECISIONS="fp32 tf32 bf16"
+#   AA_IMAGES=64                           images of the AutoAttack measurement (each precision)
 #   PYTHON=python                          the interpreter with zsrbench
 #   SMOKE=1                                no GPU needed: --device cpu, zsr-tiny, a few images and steps (checks
 #                                          that every invocation works)
 #   LIMIT=150  TOTAL=450                   seconds allowed to each step and to the whole check (a step gets at most
 #                                          what is left of TOTAL; one that fails or runs past it is reported)
-# Outputs in OUTDIR: env.txt, bench_<precision>.json (the architecture), bench_micro_fp32.json (the micro CLIP),
+# Outputs in OUTDIR: env.txt, bench_<precision>.json (the architecture), aa_<precision>.json (its AutoAttack),
+# bench_micro_fp32.json (the micro CLIP),
 # early_stop_exact.json, summary.txt (one line each), and each step's log. Exit status 1 if a step failed.
 set -u -o pipefail
 
@@ -28,10 +31,12 @@ PYTHON=${PYTHON:-python}
 mkdir -p "$OUTDIR"
 if [[ "${SMOKE:-0}" == 1 ]]; then
   DEVICE=cpu; MODEL=${MODEL:-zsr-tiny}; PRETRAINED=${PRETRAINED:-}
-  N_IMAGES=${N_IMAGES:-4}; BATCH=${BATCH:-2}; STEPS=${STEPS:-2}; MICRO_N=4
+  N_IMAGES=${N_IMAGES:-4}; BATCH=${BATCH:-2}; STEPS=${STEPS:-2}; MICRO_N=4; AA_IMAGES=${AA_IMAGES:-2}
+  AA_EXTRA=(--n-queries 10)
 else
   DEVICE=cuda; MODEL=${MODEL:-ViT-B-32}; PRETRAINED=${PRETRAINED-openai}
-  N_IMAGES=${N_IMAGES:-256}; BATCH=${BATCH:-128}; STEPS=${STEPS:-100}; MICRO_N=320
+  N_IMAGES=${N_IMAGES:-256}; BATCH=${BATCH:-128}; STEPS=${STEPS:-100}; MICRO_N=320; AA_IMAGES=${AA_IMAGES:-64}
+  AA_EXTRA=()
 fi
 EPS=${EPS:-1}; STEP=${STEP:-1}; PRECISIONS=${PRECISIONS:-fp32 tf32 bf16}; LIMIT=${LIMIT:-150}; TOTAL=${TOTAL:-450}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} ZSRBENCH_JOBS=1
@@ -63,6 +68,18 @@ print(f"{r['precision']:>5} {r['model']} on {r['data']}: runner {r['runner_image
 PY
 }
 
+# summarise_aa FILE: one line of an AutoAttack bench JSON
+summarise_aa() {
+  "$PYTHON" - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+stages = ", ".join(f"{s['stage']} {s['wall_s']:.1f}s {s['fraction_of_peak']:.0%}" for s in r["stages"])
+print(f"{r['precision']:>5} AutoAttack {r['model']}: runner {r['runner_images_per_s']:.2f} img/s, papers' structure "
+      f"{r['papers_images_per_s']:.2f} img/s (x{r['speedup_vs_papers']:.2f}), flags identical {r['flags_identical']}; "
+      f"of the peak {r['peak_gflops'] / 1e3:.1f} TFLOP/s: runner {r['runner_fraction_of_peak']:.1%}; stages: {stages}")
+PY
+}
+
 if [[ "$DEVICE" == cuda ]] && ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   echo "no CUDA GPU visible; SMOKE=1 runs the CPU smoke mode" >&2
   exit 2
@@ -86,6 +103,17 @@ for p in $PRECISIONS; do
   if run "bench_$p" "$PYTHON" -m zsrbench.cli bench --model "$MODEL" ${weights[@]+"${weights[@]}"} "${attack[@]}" \
       --n-images "$N_IMAGES" --batch-size "$BATCH" --precision "$p" --out "$OUTDIR/bench_$p.json"; then
     note "$(summarise "$OUTDIR/bench_$p.json")"
+  else
+    status=1
+  fi
+done
+
+# 2b. standard AutoAttack on the architecture, once per precision (the runner, the papers' structure, the floor)
+for p in $PRECISIONS; do
+  if run "aa_$p" "$PYTHON" -m zsrbench.cli bench --suite autoattack --model "$MODEL" ${weights[@]+"${weights[@]}"} \
+      --device "$DEVICE" --eps "$EPS" --n-images "$AA_IMAGES" --batch-size "$BATCH" --precision "$p" \
+      ${AA_EXTRA[@]+"${AA_EXTRA[@]}"} --out "$OUTDIR/aa_$p.json"; then
+    note "$(summarise_aa "$OUTDIR/aa_$p.json")"
   else
     status=1
   fi

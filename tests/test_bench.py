@@ -41,3 +41,36 @@ def test_bench_command_prints_and_writes_json(tmp_path):
 def test_bench_refuses_bad_settings(bad):
     with pytest.raises(ZsrError):
         run_benchmark(model="zsr-tiny", n_images=2, **bad)
+
+
+def test_bench_autoattack_runner_papers_and_floor_per_stage(tmp_path):
+    """`zsrbench bench --suite autoattack`: the runner and the papers' structure give the same flags; every stage
+    AutoAttack ran has its passes, FLOPs and time; the floor is the stages' FLOPs at the measured peak."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from zsrbench.cli import app
+
+    out = tmp_path / "aa.json"
+    res = CliRunner().invoke(app, ["bench", "--suite", "autoattack", "--model", "zsr-tiny", "--n-images", "3",
+                                   "--n-queries", "5", "--device", "cpu", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["flags_identical"] and r["n_images"] == 3 and r["eps"] == 1.0
+    stages = {s["stage"]: s for s in r["stages"]}
+    assert {"clean", "apgd-ce"} <= set(stages)
+    assert stages["apgd-ce"]["gradient_images"] > 0 and stages["clean"]["gradient_images"] == 0
+    assert r["gflop_forward_gradient"] > r["gflop_forward"] > 0
+    assert abs(r["total_gflop"] - sum(s["gflop"] for s in r["stages"])) < 1e-6
+    assert abs(r["floor_s"] - r["total_gflop"] / r["peak_gflops"]) < 1e-9
+    assert "runner at" in res.output
+
+
+def test_bench_refuses_an_unknown_suite():
+    from typer.testing import CliRunner
+
+    from zsrbench.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "--suite", "square"])
+    assert res.exit_code == 2 and "pgd or autoattack" in res.output

@@ -176,7 +176,8 @@ def bench_cmd(
     if suite not in ("pgd", "autoattack"):
         raise ZsrError(f"Unknown --suite '{suite}'; zsrbench bench measures pgd or autoattack.")
     if suite == "autoattack":
-        res = _bench_autoattack(defense, protocol, datasets, n_images, batch_size, eps, seed, device, n_queries)
+        res = _bench_autoattack(defense, protocol, datasets, model, pretrained, image_size, n_images, batch_size, eps,
+                                seed, device, n_queries, precision)
         _write_bench(res, out, json_out)
         if not json_out:
             _print_autoattack_bench(res)
@@ -210,37 +211,44 @@ def _write_bench(res: dict[str, Any], out: Optional[str], json_out: bool) -> Non
         typer.echo(json.dumps(res, indent=2))
 
 
-def _bench_autoattack(defense: Optional[str], protocol: Optional[str], datasets: Optional[str], n_images: int,
+def _bench_autoattack(defense: Optional[str], protocol: Optional[str], datasets: Optional[str], model: Optional[str],
+                      pretrained: Optional[str], image_size: Optional[int], n_images: int,
                       batch_size: Optional[int], eps: Optional[str], seed: int, device: Optional[str],
-                      n_queries: Optional[int]) -> dict[str, Any]:
+                      n_queries: Optional[int], precision: str) -> dict[str, Any]:
     from zsrbench.eps import parse_eps
     from zsrbench.evaluation.bench_autoattack import as_dict, run_autoattack_bench
     from zsrbench.evaluation.config import check_device
 
+    from zsrbench.evaluation.bench import BENCH_PRECISIONS
+
     if n_images < 1 or (batch_size is not None and batch_size < 1) or (n_queries is not None and n_queries < 1):
         raise ZsrError("--n-images, --batch-size and --n-queries must be at least 1.")
+    if precision not in BENCH_PRECISIONS:
+        raise ZsrError(f"Unknown precision '{precision}'; use one of {', '.join(BENCH_PRECISIONS)}.")
     return as_dict(run_autoattack_bench(
-        defense=defense or "comp_tga", protocol=protocol or "micro", datasets=list(csv_names(datasets) or ()) or None,
-        n_images=n_images, batch_size=batch_size, eps=parse_eps(eps) if eps is not None else None, seed=seed,
-        device=check_device(device),
-        n_queries=n_queries))
+        defense=defense, protocol=protocol, datasets=list(csv_names(datasets) or ()) or None, model=model,
+        pretrained=pretrained, image_size=image_size, n_images=n_images, batch_size=batch_size,
+        eps=parse_eps(eps) if eps is not None else None, seed=seed, device=check_device(device),
+        n_queries=n_queries, precision=precision))
 
 
 def _print_autoattack_bench(res: dict[str, Any]) -> None:
     table = Table(title=f"zsrbench bench --suite autoattack: {res['model']}, {res['n_images']} images of "
-                        f"{len(res['datasets'])} dataset(s), ε={res['eps']:g}/255, {res['threads']} thread(s)")
-    for col in ("stage", "wall s", "CPU s", "forward img", "gradient img", "GFLOP", "GFLOP/CPU-s", "of peak"):
+                        f"{len(res['datasets'])} dataset(s), ε={res['eps']:g}/255, {res['precision']}, "
+                        f"{res['threads']} thread(s), {res['device']}")
+    per = "CPU-s" if res["device"] == "cpu" else "s"
+    for col in ("stage", "wall s", "CPU s", "forward img", "gradient img", "GFLOP", f"GFLOP/{per}", "of peak"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for st in res["stages"]:
         table.add_row(st["stage"], f"{st['wall_s']:.1f}", f"{st['cpu_s']:.1f}", str(st["forward_images"]),
-                      str(st["gradient_images"]), f"{st['gflop']:.1f}", f"{st['gflop_per_cpu_s']:.1f}",
+                      str(st["gradient_images"]), f"{st['gflop']:.1f}", f"{st['gflop_per_s']:.1f}",
                       f"{st['fraction_of_peak']:.0%}")
     console.print(table)
-    console.print(f"runner {res['runner_cpu_s']:.1f} CPU-s ({res['runner_wall_s']:.1f} s wall) · papers' structure "
-                  f"{res['papers_cpu_s']:.1f} CPU-s: {res['speedup_vs_papers']:.2f}× · flags "
-                  f"{'identical' if res['flags_identical'] else str(res['flags_differing']) + ' differ'} · floor "
-                  f"{res['floor_cpu_s']:.1f} CPU-s ({res['total_gflop']:.0f} GFLOP at "
-                  f"{res['peak_gflops_per_thread']:.0f} GFLOP/s per thread): runner at "
+    console.print(f"runner {res['runner_cpu_s']:.1f} CPU-s, {res['runner_wall_s']:.1f} s wall · papers' structure "
+                  f"{res['papers_cpu_s']:.1f} CPU-s, {res['papers_wall_s']:.1f} s wall: {res['speedup_vs_papers']:.2f}× "
+                  f"· flags {'identical' if res['flags_identical'] else str(res['flags_differing']) + ' differ'} · "
+                  f"floor {res['floor_s']:.1f} {per} ({res['total_gflop']:.0f} GFLOP at {res['peak_gflops']:.0f} "
+                  f"GFLOP/s{' per thread' if per == 'CPU-s' else ''}): runner at "
                   f"{res['runner_fraction_of_peak']:.0%} of peak, papers' structure at "
                   f"{res['papers_fraction_of_peak']:.0%}")
 

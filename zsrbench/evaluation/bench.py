@@ -184,7 +184,7 @@ def runner_path(setup: Setup, *, eps: float, step: float, steps: int, batch_size
     return time.perf_counter() - t, flags, counts
 
 
-def _amp(device: str, precision: str):
+def autocast_for(device: str, precision: str):
     """The runner's autocast: off in fp32, bf16 or fp16 otherwise."""
     if precision == "fp32":
         return torch.autocast(device_type=device.split(":")[0], enabled=False)
@@ -220,16 +220,16 @@ def papers_loop(setup: Setup, x_all: torch.Tensor, y_all: torch.Tensor, *, eps: 
     for start in range(0, x_all.shape[0], batch_size):
         x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
         clf = _classifier(setup, device)  # the class texts encoded again for every batch
-        with torch.no_grad(), _amp(device, precision):
+        with torch.no_grad(), autocast_for(device, precision):
             clean = clf(x).argmax(1)
         xa = _runner_starts(x, clean == y, eps_px, _batch_seed(seed, "pgd", start))
         for _ in range(steps):  # every sample, every step
             xa.requires_grad_(True)
-            with torch.enable_grad(), _amp(device, precision):
+            with torch.enable_grad(), autocast_for(device, precision):
                 loss = F.cross_entropy(clf(xa), y, reduction="sum")  # the mean's sign, without its rounding
             (g,) = torch.autograd.grad(loss, xa)
             xa = project(xa.detach() + step_px * g.sign(), x, eps_px)
-        with torch.no_grad(), _amp(device, precision):  # the last iterate judged
+        with torch.no_grad(), autocast_for(device, precision):  # the last iterate judged
             robust.append((clf(xa).argmax(1) == y).cpu())
     _sync(device)
     return time.perf_counter() - t, torch.cat(robust).numpy()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from zsrbench.attacks.autoattack_log import listening, stage_event
-from zsrbench.evaluation.bench import counted_flops, measure_peaks
+from zsrbench.evaluation.bench import autocast_for, counted_flops, measure_peaks, setup_model, tf32
 from zsrbench.registry import ATTACKS, DATASETS, PROTOCOLS, load_builtins
 
 SUITE = "autoattack"
@@ -39,8 +39,8 @@ class StageWork:
     forward_images: int  # images of passes without a gradient
     gradient_images: int  # images of passes followed by an input gradient
     gflop: float
-    gflop_per_cpu_s: float
-    fraction_of_peak: float  # gflop_per_cpu_s / the one-thread fp32 matmul peak
+    gflop_per_s: float  # per CPU second on a CPU, per wall second on a GPU
+    fraction_of_peak: float  # gflop_per_s / the matmul peak (one thread's on a CPU)
 
 
 @dataclass
@@ -51,6 +51,7 @@ class AutoAttackBench:
     n_images: int
     batch_size: int
     eps: float  # units of 1/255
+    precision: str
     attack_params: dict[str, Any]
     threads: int
     runner_wall_s: float
@@ -61,12 +62,14 @@ class AutoAttackBench:
     flags_identical: bool
     flags_differing: int
     robust_accuracy: float
+    runner_images_per_s: float
+    papers_images_per_s: float
     gflop_forward: float  # per image: one forward pass (attention included)
     gflop_forward_gradient: float  # per image: a forward pass and the input gradient
     total_gflop: float
-    peak_gflops_per_thread: float
-    floor_cpu_s: float  # total_gflop at the peak
-    runner_fraction_of_peak: float  # floor_cpu_s / runner_cpu_s
+    peak_gflops: float  # the measured matmul peak of the precision: per thread on a CPU, the device's on a GPU
+    floor_s: float  # total_gflop at the peak (CPU seconds on a CPU, seconds on a GPU)
+    runner_fraction_of_peak: float  # floor_s / the runner's CPU seconds (CPU) or wall seconds (GPU)
     papers_fraction_of_peak: float
     stages: list[StageWork] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -122,48 +125,49 @@ def model_gflop(clf: nn.Module, visual: nn.Module, x: torch.Tensor) -> tuple[flo
     return fwd, fb
 
 
-def _datasets(setup_parts: Any, protocol: str, names: list[str] | None, n_images: int,
-              seed: int) -> list[tuple[str, Any, list[int]]]:
-    from zsrbench.data.base import select_indices
+@dataclass
+class Workload:
+    """What both paths attack: the model, the defense's wrapper, the datasets (name, evalset, indices, prompts)."""
 
-    out = []
-    for name in names or list(PROTOCOLS.get(protocol).datasets):
-        evalset = DATASETS.get(name).build(None, image_size=setup_parts.image_size)
-        out.append((name, evalset, list(select_indices(len(evalset), n_images, seed))))
-    return out
+    label: str
+    parts: Any
+    wrap: Any
+    sets: list[tuple[str, Any, list[int], list[list[str]]]]
+    params: dict[str, dict[str, Any]]
+    eps: float
+    batch_size: int
 
 
-def _classifier(defense: Any, parts: Any, evalset: Any, device: str, plain: bool) -> nn.Module:
-    """The defense's classifier for ``evalset``'s classes (texts encoded now); ``plain``: open_clip's own patch
-    embedding, as the papers' code runs it."""
+def _classifier(work: Workload, prompts: list[list[str]], device: str, plain: bool) -> nn.Module:
+    """The classifier attacks see (texts encoded now); ``plain``: open_clip's own patch embedding, as the papers'
+    code runs it."""
     from zsrbench.models.classifier import make_classifier
     from zsrbench.models.patch_embed import plain_patch_embedding
 
-    clf, _ = make_classifier(parts, evalset.info.prompts(), device=device, cache=False)
+    clf, _ = make_classifier(work.parts, prompts, device=device, cache=False)
     if plain:
         plain_patch_embedding(clf.visual)
-    return defense.wrap_classifier(clf)
+    return work.wrap(clf)
 
 
-def runner_path(defense: Any, parts: Any, sets: list, params: dict, counter: StageCounter, *, eps: float,
-                batch_size: int, seed: int, device: str) -> dict[str, np.ndarray]:
+def runner_path(work: Workload, counter: StageCounter, *, seed: int, device: str,
+                precision: str) -> dict[str, np.ndarray]:
     """The runner's robust flags per dataset; its passes and stage times go to ``counter``."""
     from zsrbench.evaluation.unit import evaluate_dataset
 
     spec = ATTACKS.get(SUITE)
     out = {}
     with listening(counter.message):
-        for name, evalset, indices in sets:
-            counter.clf = _classifier(defense, parts, evalset, device, plain=False)
-            flags, _, _ = evaluate_dataset(counter, evalset, indices, [spec], params, eps=eps, seed=seed,
-                                           batch_size=batch_size, device=device, precision="fp32")
+        for name, evalset, indices, prompts in work.sets:
+            counter.clf = _classifier(work, prompts, device, plain=False)
+            flags, _, _ = evaluate_dataset(counter, evalset, indices, [spec], work.params, eps=work.eps, seed=seed,
+                                           batch_size=work.batch_size, device=device, precision=precision)
             out[name] = flags["robust"]
     counter.switch("other")
     return out
 
 
-def papers_path(defense: Any, parts: Any, sets: list, params: dict, *, eps: float, batch_size: int, seed: int,
-                device: str) -> dict[str, np.ndarray]:
+def papers_path(work: Workload, *, seed: int, device: str, precision: str) -> dict[str, np.ndarray]:
     """Robust flags per dataset of the official AutoAttack called batch by batch on whole batches, the class texts
     encoded again for every batch, plain open_clip modules; each batch given the runner's attack seed."""
     from zsrbench.attacks.autoattack_log import captured_autoattack_log
@@ -171,88 +175,134 @@ def papers_path(defense: Any, parts: Any, sets: list, params: dict, *, eps: floa
     from zsrbench.attacks.autoattack_plan import PROTOCOL_ATTACKS, plan_attacks
     from zsrbench.evaluation.unit import batch_seed
 
-    p = params[SUITE]
+    p, bs = work.params[SUITE], work.batch_size
     out = {}
-    for name, evalset, indices in sets:
+    for name, evalset, indices, prompts in work.sets:
         x_all = torch.stack([evalset.dataset[i][0] for i in indices]).to(device).float().contiguous()
         y_all = torch.tensor([int(evalset.dataset[i][1]) for i in indices], device=device)
         robust = []
-        for start in range(0, len(indices), batch_size):
-            x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
-            clf = _classifier(defense, parts, evalset, device, plain=True)
-            n_cls = len(evalset.info.classnames)
-            plan = plan_attacks(PROTOCOL_ATTACKS[SUITE], n_cls, p.get("n_target_classes", 9))
-            aa = configure(clf, SUITE, plan, eps=eps / 255.0, seed=batch_seed(seed, SUITE, start),
+        for start in range(0, len(indices), bs):
+            x, y = x_all[start:start + bs], y_all[start:start + bs]
+            clf = _classifier(work, prompts, device, plain=True)
+            plan = plan_attacks(PROTOCOL_ATTACKS[SUITE], len(prompts), p.get("n_target_classes", 9))
+            aa = configure(clf, SUITE, plan, eps=work.eps / 255.0, seed=batch_seed(seed, SUITE, start),
                            device=torch.device(device), n_iter=p.get("n_iter", 100),
                            n_restarts=p.get("n_restarts", 1), n_queries=p.get("n_queries", 5000))
-            with captured_autoattack_log():
-                x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size)
-            with torch.no_grad():
+            with captured_autoattack_log(), autocast_for(device, precision):
+                x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=bs)
+            with torch.no_grad(), autocast_for(device, precision):
                 robust.append((clf(x_adv).argmax(1) == y).cpu())
         out[name] = torch.cat(robust).numpy()
     return out
 
 
 def _timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float, float]:
+    if kw.get("device", "cpu").startswith("cuda"):
+        torch.cuda.synchronize()
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn(*args, **kw)
+    if kw.get("device", "cpu").startswith("cuda"):
+        torch.cuda.synchronize()
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run_autoattack_bench(*, defense: str = "comp_tga", protocol: str = "micro", datasets: list[str] | None = None,
-                         n_images: int = 64, batch_size: int | None = None, eps: float | None = None, seed: int = 0,
-                         device: str = "cpu", n_queries: int | None = None) -> AutoAttackBench:
-    """Measure the runner, the papers' structure and the FLOP floor on the same images (module docstring).
-    ``n_queries``: Square's queries when not the protocol's (a quicker, smaller measurement)."""
+def protocol_workload(defense: str, protocol: str, datasets: list[str] | None, *, n_images: int,
+                      batch_size: int | None, eps: float | None, seed: int, device: str,
+                      n_queries: int | None) -> Workload:
+    """A defense's model as `zsrbench run` loads it, on ``n_images`` seeded samples of each dataset."""
+    from zsrbench.data.base import select_indices
     from zsrbench.evaluation.config import RunConfig
     from zsrbench.evaluation.model import prepare_model
     from zsrbench.evaluation.params import attack_params
 
-    load_builtins()
     proto = PROTOCOLS.get(protocol)
-    eps = proto.eps if eps is None else eps
-    bs = batch_size or proto.batch_size
     d, parts, _ = prepare_model(RunConfig(defense=defense, protocol=protocol), proto, device=device, seed=seed)
-    sets = _datasets(parts, protocol, datasets, n_images, seed)
+    sets = []
+    for name in datasets or list(proto.datasets):
+        evalset = DATASETS.get(name).build(None, image_size=parts.image_size)
+        sets.append((name, evalset, list(select_indices(len(evalset), n_images, seed)), evalset.info.prompts()))
     given = {} if n_queries is None else {f"{SUITE}.n_queries": int(n_queries)}
     params = attack_params((SUITE,), given, proto, [ATTACKS.get(SUITE)])
+    return Workload(label=f"{d.name}/{parts.base_name()}", parts=parts, wrap=d.wrap_classifier, sets=sets,
+                    params=params, eps=proto.eps if eps is None else eps, batch_size=batch_size or proto.batch_size)
+
+
+def model_workload(model: str, pretrained: str | None, *, n_images: int, batch_size: int | None, eps: float | None,
+                   seed: int, device: str, n_queries: int | None, image_size: int | None,
+                   num_classes: int) -> Workload:
+    """A bare architecture on uniform random images labelled with its own predictions (every one attacked)."""
+    bs = batch_size or 64
+    setup = setup_model(model, pretrained, device=device, seed=seed, n_images=n_images, image_size=image_size,
+                        num_classes=num_classes, batch_size=bs)
+    spec = ATTACKS.get(SUITE)
+    params = {SUITE: spec.config(**({} if n_queries is None else {"n_queries": int(n_queries)}))}
+    return Workload(label=setup.label, parts=setup.parts, wrap=setup.wrap,
+                    sets=[("random", setup.evalset, setup.indices, setup.prompts)], params=params,
+                    eps=1.0 if eps is None else eps, batch_size=bs)
+
+
+def run_autoattack_bench(*, defense: str | None = None, protocol: str | None = None,
+                         datasets: list[str] | None = None, model: str | None = None, pretrained: str | None = None,
+                         image_size: int | None = None, num_classes: int = 10, n_images: int = 64,
+                         batch_size: int | None = None, eps: float | None = None, seed: int = 0, device: str = "cpu",
+                         n_queries: int | None = None, precision: str = "fp32") -> AutoAttackBench:
+    """Measure the runner, the papers' structure and the FLOP floor on the same images (module docstring). With
+    only ``model``: that architecture on random images (ε = 1/255 unless given); else a defense (default
+    comp_tga) on a protocol's datasets (default micro). ``n_queries``: Square's queries when not the default."""
+    load_builtins()
+    kw = dict(n_images=n_images, batch_size=batch_size, eps=eps, seed=seed, device=device, n_queries=n_queries)
+    if model is not None and defense is None and protocol is None:
+        work = model_workload(model, pretrained, image_size=image_size, num_classes=num_classes, **kw)
+    else:
+        work = protocol_workload(defense or "comp_tga", protocol or "micro", datasets, **kw)
+    amp = "fp32" if precision == "tf32" else precision
+    with tf32(precision == "tf32"):
+        return _measure(work, seed=seed, device=device, precision=precision, amp=amp)
+
+
+def _measure(work: Workload, *, seed: int, device: str, precision: str, amp: str) -> AutoAttackBench:
     counter = StageCounter(nn.Identity())
-    runner_flags, runner_wall, runner_cpu = _timed(runner_path, d, parts, sets, params, counter, eps=eps,
-                                                   batch_size=bs, seed=seed, device=device)
-    papers_flags, papers_wall, papers_cpu = _timed(papers_path, d, parts, sets, params, eps=eps, batch_size=bs,
-                                                   seed=seed, device=device)
-    probe = torch.stack([sets[0][1].dataset[i][0] for i in sets[0][2][:2]]).to(device)
-    fwd, fb = model_gflop(_classifier(d, parts, sets[0][1], device, plain=False), parts.visual, probe)
-    peak = measure_peaks(device, "fp32")["fp32"] * 1e3 / torch.get_num_threads()  # GFLOP/s per thread
-    stages = _stages(counter, fwd, fb, peak)
+    runner_flags, runner_wall, runner_cpu = _timed(runner_path, work, counter, seed=seed, device=device,
+                                                   precision=amp)
+    papers_flags, papers_wall, papers_cpu = _timed(papers_path, work, seed=seed, device=device, precision=amp)
+    name, evalset, indices, prompts = work.sets[0]
+    probe = torch.stack([evalset.dataset[i][0] for i in indices[:2]]).to(device)
+    fwd, fb = model_gflop(_classifier(work, prompts, device, plain=False), work.parts.visual, probe)
+    gpu = device.startswith("cuda")
+    peaks = measure_peaks(device, precision)
+    peak = peaks.get(precision, peaks["fp32"]) * 1e3 / (1 if gpu else torch.get_num_threads())
+    stages = _stages(counter, fwd, fb, peak, gpu)
     total = sum(s.gflop for s in stages)
+    runner_s, papers_s = (runner_wall, papers_wall) if gpu else (runner_cpu, papers_cpu)
     differ = sum(int((runner_flags[n] != papers_flags[n]).sum()) for n in runner_flags)
-    n = sum(len(idx) for _, _, idx in sets)
+    n = sum(len(s[2]) for s in work.sets)
     return AutoAttackBench(
-        device=device, model=f"{d.name}/{parts.base_name()}", datasets=[s[0] for s in sets], n_images=n,
-        batch_size=bs, eps=eps, attack_params=params[SUITE], threads=torch.get_num_threads(), runner_wall_s=runner_wall, runner_cpu_s=runner_cpu,
-        papers_wall_s=papers_wall, papers_cpu_s=papers_cpu, speedup_vs_papers=papers_cpu / runner_cpu,
-        flags_identical=differ == 0, flags_differing=differ,
-        robust_accuracy=float(np.concatenate(list(runner_flags.values())).mean()), gflop_forward=fwd,
-        gflop_forward_gradient=fb, total_gflop=total, peak_gflops_per_thread=peak, floor_cpu_s=total / peak,
-        runner_fraction_of_peak=total / peak / runner_cpu, papers_fraction_of_peak=total / peak / papers_cpu,
+        device=device if not gpu else f"{device} ({torch.cuda.get_device_name()})", model=work.label,
+        datasets=[s[0] for s in work.sets], n_images=n, batch_size=work.batch_size, eps=work.eps,
+        precision=precision, attack_params=work.params[SUITE], threads=torch.get_num_threads(),
+        runner_wall_s=runner_wall, runner_cpu_s=runner_cpu, papers_wall_s=papers_wall, papers_cpu_s=papers_cpu,
+        speedup_vs_papers=papers_s / runner_s, flags_identical=differ == 0, flags_differing=differ,
+        robust_accuracy=float(np.concatenate(list(runner_flags.values())).mean()),
+        runner_images_per_s=n / runner_wall, papers_images_per_s=n / papers_wall, gflop_forward=fwd,
+        gflop_forward_gradient=fb, total_gflop=total, peak_gflops=peak, floor_s=total / peak,
+        runner_fraction_of_peak=total / peak / runner_s, papers_fraction_of_peak=total / peak / papers_s,
         stages=stages, notes=[f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); the floor counts the "
-                              "runner's passes (the papers' structure makes at least as many)"])
+                              "runner's passes (the papers' structure makes at least as many); fractions of peak "
+                              + ("per wall second (GPU)" if gpu else "per CPU second at one thread's peak")])
 
 
-def _stages(counter: StageCounter, fwd: float, fb: float, peak: float) -> list[StageWork]:
+def _stages(counter: StageCounter, fwd: float, fb: float, peak: float, gpu: bool) -> list[StageWork]:
     order = ["clean", "apgd-ce", "apgd-t", "fab-t", "square", "other"]
-    names = order + sorted(set(counter.wall) - set(order))
     out = []
-    for name in names:
+    for name in order + sorted(set(counter.wall) - set(order)):
         if name not in counter.wall:
             continue
         gflop = counter.forward_images[name] * fwd + counter.gradient_images[name] * fb
-        cpu = counter.cpu[name]
-        rate = gflop / cpu if cpu > 0 else 0.0
-        out.append(StageWork(stage=name, wall_s=counter.wall[name], cpu_s=cpu,
+        seconds = counter.wall[name] if gpu else counter.cpu[name]
+        rate = gflop / seconds if seconds > 0 else 0.0
+        out.append(StageWork(stage=name, wall_s=counter.wall[name], cpu_s=counter.cpu[name],
                              forward_images=counter.forward_images[name],
-                             gradient_images=counter.gradient_images[name], gflop=gflop, gflop_per_cpu_s=rate,
+                             gradient_images=counter.gradient_images[name], gflop=gflop, gflop_per_s=rate,
                              fraction_of_peak=rate / peak))
     return out
 

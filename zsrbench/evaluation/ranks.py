@@ -304,6 +304,7 @@ def launch_local(run: Callable[..., Any], cfg: "RunConfig", jobs: int, *, verbos
     import logging
     import tempfile
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -320,6 +321,9 @@ def launch_local(run: Callable[..., Any], cfg: "RunConfig", jobs: int, *, verbos
                 out = elastic_launch(config, _rank_entry)(run, replace(cfg, jobs=1), threads, verbose, progress, errors)
         except ChildFailedError as exc:
             raise ZsrError(_failure_text(exc, Path(errors))) from None
+        except SignalException as exc:  # the launching process was told to stop (SIGTERM, SIGHUP, ...)
+            raise ZsrError(f"The run was stopped ({exc.sigval.name}); its --jobs processes were ended. Units "
+                           "finished before are kept: run the same command with --resume.") from None
     return list(out[0])
 
 

@@ -179,7 +179,10 @@ class ZeroShotClassifier(nn.Module):
         return out, None
 
     def logits_from_embedding(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.logit_scale * F.normalize(emb.float(), dim=-1) @ self.head.t()
+        """float32 logits, also under autocast (the class head's product is cheap; attacks such as AutoAttack's
+        Square keep float32 losses and need float32 logits)."""
+        with torch.autocast(device_type=emb.device.type, enabled=False):
+            return self.logit_scale * F.normalize(emb.float(), dim=-1) @ self.head.t()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits_from_embedding(self.visual(self.prepare(x)))
