@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from zsrbench.attacks.autoattack_log import listening, stage_event
-from zsrbench.evaluation.bench import autocast_for, counted_flops, measure_peaks, setup_model, tf32
+from zsrbench.evaluation.bench import _sync, autocast_for, counted_flops, measure_peaks, setup_model, tf32
 from zsrbench.registry import ATTACKS, DATASETS, PROTOCOLS, load_builtins
 
 SUITE = "autoattack"
@@ -196,13 +196,12 @@ def papers_path(work: Workload, *, seed: int, device: str, precision: str) -> di
     return out
 
 
-def _timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float, float]:
-    if kw.get("device", "cpu").startswith("cuda"):
-        torch.cuda.synchronize()
+def _timed(fn: Any, *args: Any, device: str, **kw: Any) -> tuple[Any, float, float]:
+    """(``fn``'s result, wall seconds, CPU seconds), the device synchronised around it."""
+    _sync(device)
     wall, cpu = time.perf_counter(), time.process_time()
-    out = fn(*args, **kw)
-    if kw.get("device", "cpu").startswith("cuda"):
-        torch.cuda.synchronize()
+    out = fn(*args, device=device, **kw)
+    _sync(device)
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 

@@ -3,8 +3,8 @@ another still works through a long unit.
 
 A unit's expected cost is its number of samples times its dataset's seconds per sample, the median over earlier
 records of the same protocol, attack suite, ε and dataset (any model): those under ``--results-dir``, then those
-the leaderboard's entries hold. A dataset without any earlier record costs one (unknown) unit of time per sample;
-when no dataset has one, the order stays the plan's. The order changes when each unit is evaluated, never what it
+the leaderboard's entries hold. A dataset without any earlier record is taken at the median of the others; when
+no dataset has one, the order stays the plan's. The order changes when each unit is evaluated, never what it
 computes: a unit's attack seeds come from its position in its dataset (:func:`zsrbench.evaluation.unit.batch_seed`).
 """
 
@@ -17,7 +17,7 @@ from typing import Sequence
 from zsrbench.attacks.base import eps_text
 from zsrbench.evaluation.config import Plan
 from zsrbench.evaluation.jobs import Job
-from zsrbench.evaluation.summary import record_timing
+from zsrbench.evaluation.summary import earlier_timings, glob_records, timings
 
 
 def seconds_per_sample(results_dir: str | Path, leaderboard_dir: str | Path | None, protocol: str, version: int,
@@ -25,26 +25,16 @@ def seconds_per_sample(results_dir: str | Path, leaderboard_dir: str | Path | No
     """Per dataset, the median seconds per sample of earlier records (datasets without one are left out)."""
     from zsrbench.leaderboard.entries import eps_part
 
-    tag = f"eps{eps:g}"
-    part = eps_part(eps_text(eps))
-    results = Path(results_dir).expanduser() / protocol / f"v{version}"
     board = Path(leaderboard_dir).expanduser() / protocol if leaderboard_dir is not None else None
+    pattern = f"*__{suite}__{eps_part(eps_text(eps))}__v{version}*/r*"
     out: dict[str, float] = {}
     for d in datasets:
-        files = [p for pattern in (tag, f"{tag}__*") for p in _glob(results, f"*/{suite}/{pattern}/{d}.json")]
-        if not files and board is not None:
-            files = _glob(board, f"*__{suite}__{part}__v{version}*/r*/{d}.json")
-        seen = [t for t in map(record_timing, files) if t is not None]
+        seen = earlier_timings(results_dir, protocol, suite, eps, d, version)
+        if not seen and board is not None:
+            seen = timings(glob_records(board, f"{pattern}/{d}.json"))
         if seen:
             out[d] = median(w / n for w, n in seen)
     return out
-
-
-def _glob(root: Path, pattern: str) -> list[Path]:
-    try:
-        return sorted(root.glob(pattern)) if root.is_dir() else []
-    except OSError:  # an unreadable folder: no estimate from it
-        return []
 
 
 def longest_first(units: Sequence[tuple[int, int]], costs: Sequence[float]) -> list[tuple[int, int]]:

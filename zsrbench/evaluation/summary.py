@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from statistics import median
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from zsrbench.attacks.base import eps_text
 
@@ -61,15 +61,35 @@ def estimate_seconds(results_dir: str | Path, protocol: str, suite: str, eps: fl
     if not probe(root, option="--results-dir"):
         return None
     total, used = 0.0, 0
-    tag = f"eps{eps:g}"
     for d in datasets:
-        seen = [record_timing(p) for pattern in (tag, f"{tag}__*")
-                for p in root.glob(f"v*/*/{suite}/{pattern}/{d}.json")]
-        seen = [t for t in seen if t is not None]
+        seen = earlier_timings(results_dir, protocol, suite, eps, d)
         if seen:
             used += len(seen)
             total += median(w / n for w, n in seen) * (n_per_dataset or median(n for _, n in seen))
     return (total, used) if used else None
+
+
+def earlier_timings(results_dir: str | Path, protocol: str, suite: str, eps: float, dataset: str,
+                    version: int | None = None) -> list[tuple[float, int]]:
+    """(wall seconds, images) of the earlier records in ``results_dir`` of this protocol (``version``, or any),
+    suite, ε and dataset, any model and subset; a folder that cannot be read gives none."""
+    tag = f"eps{eps:g}"
+    root = Path(results_dir).expanduser() / protocol
+    pattern = f"v{'*' if version is None else version}/*/{suite}"
+    return timings(p for part in (tag, f"{tag}__*") for p in glob_records(root, f"{pattern}/{part}/{dataset}.json"))
+
+
+def timings(paths: Iterable[Path]) -> list[tuple[float, int]]:
+    """(wall seconds, images) of each readable record among ``paths``."""
+    return [t for t in map(record_timing, paths) if t is not None]
+
+
+def glob_records(root: Path, pattern: str) -> list[Path]:
+    """The files under ``root`` that match ``pattern``; none when ``root`` is missing or cannot be read."""
+    try:
+        return sorted(root.glob(pattern)) if root.is_dir() else []
+    except OSError:  # an unreadable folder: no timing from it
+        return []
 
 
 def record_timing(path: Path) -> tuple[float, int] | None:
