@@ -265,3 +265,53 @@ def test_kill_9_mid_dataset_resumes_from_its_finished_units(tmp_path):
     taken = int(text.split(" of 12 units already evaluated")[0].rsplit(" ", 1)[-1])
     assert taken == finished  # every unit on disk at the kill was reused: only the one in flight is redone
     _same_flags(_flags(tmp_path / "ref"), _flags(out))
+
+
+def test_fork_is_taken_only_where_a_forked_child_can_run_parallel_regions():
+    """A process that never ran an OpenMP pool forks its ranks; one whose pool ran (the child would hang at its
+    first parallel region) spawns them, after a probe of at most FORK_PROBE_SECONDS; a GPU run always spawns."""
+    code = ("import torch\nfrom zsrbench.evaluation.ranks import start_method\n"
+            "torch.set_num_threads(1); torch.ones(1 << 20).mul_(2).sum()\n"
+            "print(start_method('cpu', 2), start_method('cuda', 2))\n"
+            "torch.set_num_threads(2); torch.ones(1 << 20).mul_(2).sum()\n"
+            "print(start_method('cpu', 2))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["fork", "spawn", "spawn"]
+
+
+FORK_RUN = """
+import sys
+import zsrbench.evaluation.ranks as ranks
+chosen = ranks.start_method
+def start_method(device, threads):
+    method = chosen(device, threads)
+    print("START", method, flush=True)
+    return method
+ranks.start_method = start_method
+from zsrbench.cli.app import main
+sys.argv = ["zsrbench", "run", "--defense", "clip", "--protocol", "synthetic", "--attack", "pgd", "--device", "cpu",
+            "--n-samples", "12", "--batch-size", "4", "--jobs", "2", "--results-dir", sys.argv[1],
+            "--leaderboard-dir", sys.argv[2], "-q"]
+main()
+"""
+
+
+def test_a_command_line_run_forks_its_ranks_and_gives_the_records_of_one_process(tmp_path):
+    """`zsrbench run --jobs 2` prepares on one thread, forks its ranks (no second import of torch) and gives the
+    records of one process, bit for bit."""
+    base = RunConfig(defense="clip", protocol="synthetic", attacks=("pgd",), device="cpu", n_samples=12, batch_size=4)
+    one = run(RunConfig(**{**base.__dict__, "jobs": 1, "results_dir": str(tmp_path / "r1"),
+                           "leaderboard_dir": str(tmp_path / "lb1")}), progress=False)
+    out = subprocess.run([sys.executable, "-c", FORK_RUN, str(tmp_path / "r2"), str(tmp_path / "lb2")],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "START fork" in out.stdout
+    two = {}
+    for path in (tmp_path / "r2").rglob("*.json"):
+        rec = json.loads(path.read_text())
+        two[rec["protocol"]["dataset"]] = (rec["model"]["id"], rec["metrics"], rec["protocol"]["indices_digest"],
+                                           rec["flags"])
+    assert {k: (*v, json.loads(next(r.path for r in one if r.record.protocol.dataset == k).read_text())["flags"])
+            for k, v in _records(one).items()} == two

@@ -293,6 +293,64 @@ def _rank_entry(run: Callable[..., Any], cfg: "RunConfig", threads: int, verbose
         raise
 
 
+@contextlib.contextmanager
+def serial_until_launch(device: str, requested: int | None) -> Iterator[None]:
+    """The launching process's preparation (model load, plan) on one intra-op thread when the run may start
+    ``--jobs`` ranks on CPU, so that it starts no OpenMP thread pool and :func:`launch_local` can fork the ranks
+    (the forked child of a process whose OpenMP pool ran hangs at its first parallel region); the thread count is
+    restored afterwards for a run that stays in this process."""
+    if not device.startswith("cpu") or requested == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+FORK_PROBE_SECONDS = 1.0  # a healthy forked child finishes its probe in ≈ 0.05 s; a slower one means spawn
+
+
+def start_method(device: str, threads: int) -> str:
+    """How :func:`launch_local` starts its ranks: ``fork`` for a CPU run when a forked probe runs a parallel
+    region on ``threads`` threads and exits, so that the ranks inherit torch, open_clip, zsrbench and the loaded
+    data instead of importing them again (a spawned rank spends ≈ 10 s of a 2-core machine starting); ``spawn``
+    otherwise: on a GPU (CUDA does not survive a fork), without ``fork``, or when the probe hangs (this process
+    ran an OpenMP pool before, see :func:`serial_until_launch`)."""
+    import multiprocessing
+
+    if not device.startswith("cpu") or torch.cuda.is_initialized() or "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    return "fork" if _fork_probe(threads) else "spawn"
+
+
+def _fork_probe(threads: int) -> bool:
+    """Whether a forked child of this process completes a parallel torch region on ``threads`` threads."""
+    import signal
+    import time
+
+    pid = os.fork()
+    if pid == 0:  # the child: one parallel region, then leave without running any cleanup of the parent's
+        code = 1
+        try:
+            torch.set_num_threads(max(2, threads))
+            torch.ones(1 << 18).mul_(2).sum()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + FORK_PROBE_SECONDS
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return False
+
+
 def launch_local(run: Callable[..., Any], cfg: "RunConfig", jobs: int, *, verbose: bool,
                  progress: bool) -> list[str]:
     """Run ``run(cfg)`` as ``jobs`` ranks on this machine (torch's elastic launch); rank 0's record paths.
@@ -315,7 +373,7 @@ def launch_local(run: Callable[..., Any], cfg: "RunConfig", jobs: int, *, verbos
                               rdzv_endpoint=str(Path(errors) / "rendezvous.store"),
                               rdzv_configs={"store_type": "file"}, local_addr=LOOPBACK,
                               run_id=f"zsrbench-{os.getpid()}", max_restarts=0, monitor_interval=0.2,
-                              start_method="spawn")
+                              start_method=start_method(cfg.device, threads))
         try:
             with _environ(TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1"):  # the agent hosts no TCP store for the ranks
                 out = elastic_launch(config, _rank_entry)(run, replace(cfg, jobs=1), threads, verbose, progress, errors)

@@ -48,11 +48,12 @@ def run(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] | N
         say_plan(plan, log)
     if world.size > 1:
         return _run_as_rank(plan, world, progress=progress, log=log)
-    defense, parts, checkpoint = prepare_model(cfg, plan.protocol, device=plan.device, seed=plan.seed,
-                                               progress=progress, log=log)
-    n_units = sum(len(j.bounds) for j in make_jobs(plan, None, parts.image_size, None))
-    model_bytes = sum(p.numel() * p.element_size() for p in parts.model.parameters())
-    jobs = ranks.resolve_jobs(cfg.jobs, plan.device, n_units, model_bytes)
+    with ranks.serial_until_launch(plan.device, cfg.jobs):
+        defense, parts, checkpoint = prepare_model(cfg, plan.protocol, device=plan.device, seed=plan.seed,
+                                                   progress=progress, log=log)
+        n_units = sum(len(j.bounds) for j in make_jobs(plan, None, parts.image_size, None))
+        model_bytes = sum(p.numel() * p.element_size() for p in parts.model.parameters())
+        jobs = ranks.resolve_jobs(cfg.jobs, plan.device, n_units, model_bytes)
     if jobs > 1:  # the weights are resolved (trained, downloaded) and loadable: the ranks only load them
         del parts
         if log:
