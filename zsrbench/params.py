@@ -52,6 +52,7 @@ class Params:
     positive: tuple[str, ...] = ()
     non_negative: tuple[str, ...] = ()
     zero_ok: tuple[str, ...] = ()
+    at_most: dict[str, float] = field(default_factory=dict)  # a number parameter's largest valid value
 
     def stray(self) -> list[str]:
         """Names described in ``help``/``choices`` that ``defaults`` does not declare."""
@@ -125,6 +126,12 @@ class Params:
 
     def problem(self, key: str, value: Any) -> str | None:
         """What is wrong with ``value`` for parameter ``key`` (None: it is valid)."""
+        problem = self._problem(key, value)
+        if problem is None and key in self.at_most and value > self.at_most[key]:
+            return f"must be at most {self.at_most[key]:g}"
+        return problem
+
+    def _problem(self, key: str, value: Any) -> str | None:
         default = self.defaults.get(key)
         if isinstance(default, bool):
             return None if isinstance(value, bool) else "must be true or false"

@@ -31,6 +31,7 @@ from zsrbench.models.classifier import make_classifier
 from zsrbench.registry import ATTACKS, DATASETS
 from zsrbench.evaluation.config import RunConfig, check_config, check_device
 from zsrbench.defenses.identity import model_id
+from zsrbench.defenses.test_time import TestTimeClassifier
 from zsrbench.evaluation.model import prepare_model
 
 DEFAULT_SAMPLES = 256  # per dataset, for protocols without a "quick" subset
@@ -91,7 +92,7 @@ RULES_VERSION = 2  # 2: verdicts per dataset with one sample of slack, n/a where
 
 def _tallies() -> dict[str, V.Tally]:
     return {k: V.Tally() for k in ("gradient_health", "randomness", "eps_behaviour", "convergence", "fgsm_vs_pgd",
-                                   "black_box", "transfer", "autoattack_flags", "nonfinite")}
+                                   "black_box", "transfer", "autoattack_flags", "nonfinite", "non_adaptive")}
 
 
 def run_audit(cfg: AuditConfig, *, log: Callable[[str], None] | None = None) -> AuditResult:
@@ -169,7 +170,8 @@ def _judge(t: dict[str, V.Tally], sweep: Sequence[float], chance: dict[str, floa
             V.judge_fgsm(t["fgsm_vs_pgd"], noise),
             V.judge_black_box(t["black_box"], cfg.square_queries, cfg.noise_draws, noise),
             V.judge_transfer(t["transfer"], base_id, noise), V.judge_autoattack_flags(t["autoattack_flags"]),
-            V.judge_nonfinite(t["nonfinite"])]
+            V.judge_nonfinite(t["nonfinite"])] + ([V.judge_non_adaptive(t["non_adaptive"])]
+                                                  if t["non_adaptive"].per_dataset else [])
 
 
 def audit_entry(protocol: Any, mid: str, defense: Any, parts: Any, eps: float, data: AuditData) -> LeaderboardEntry:
@@ -272,6 +274,9 @@ def _dataset(name: str, m: _Model, x: torch.Tensor, y: torch.Tensor, positions: 
 
     x_ref = _attack(m.clf, xc, yc, eps, params, seed, batch_size)
     robust = _robust(m.clf, x_ref, yc, batch_size, adv_bad)
+    if isinstance(m.clf, TestTimeClassifier):  # what the test-time paper's way of attacking would have reported
+        bare = pgd_robust(m.clf.attack_target, eps, dict(pgd_params), 6, judge=m.clf)
+        t["non_adaptive"].add(name, n=nc, adaptive_robust=int(robust.sum()), non_adaptive_robust=int(bare.sum()))
     if randomised:  # how often the robust flags themselves change between passes: the checks' noise floor
         _, adv_flips = A.repeat_disagreement(m.clf, x_ref, batch_size)
         t["randomness"].add(name, adv_flipped=int(round(adv_flips * nc)), n_attacked=nc)

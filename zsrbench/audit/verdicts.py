@@ -277,3 +277,18 @@ def summarise(checks: Sequence[AuditCheck]) -> tuple[str, list[str], list[str]]:
     return worst([c.verdict for c in checks]), failed, warned
 
 
+def judge_non_adaptive(t: Tally) -> AuditCheck:
+    """A test-time defense only. Rows per dataset: ``n`` attacked, ``adaptive_robust`` (PGD through the defended
+    classifier, BPDA/EOT) and ``non_adaptive_robust`` (PGD on the bare classifier, the defended one judging, as the
+    test-time papers report). Informational (pass): how far the published kind of number overstates."""
+    n = int(t.totals.get("n", 0))
+    a, na = int(t.totals.get("adaptive_robust", 0)), int(t.totals.get("non_adaptive_robust", 0))
+    summary = (f"non-adaptive PGD (as published) leaves {100 * frac(na, n):.1f}% robust where adaptive PGD leaves "
+               f"{100 * frac(a, n):.1f}%: the non-adaptive number overstates by {100 * frac(na - a, n):+.1f} points "
+               "of the attacked samples")
+
+    def rule(_: str, d: dict[str, Any]) -> str:
+        return "pass" if d.get("n") else NA
+
+    return _check("non_adaptive", summary, t, (), rule)
+

@@ -28,6 +28,10 @@ def run_cmd(
                                              "parameter (repeatable), read by its declared type: every attack of the "
                                              "suite that has KEY, ATTACK.KEY=VALUE for one, DEFENSE.KEY=VALUE for "
                                              "the defense (e.g. --set n_iter=20, --set cw.steps=50)"),
+    adaptive: Optional[bool] = typer.Option(None, "--adaptive/--non-adaptive", help="a test-time defense: attack "
+                                            "the defended model (BPDA through its declared steps, EOT over its "
+                                            "draws; the default) or, as its paper did, the bare model, the defended "
+                                            "one judging (an experiment, never ranked)"),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: micro)"),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="comma-separated subset of the protocol's datasets"),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets, or a template such as /data/{dataset}"),
@@ -83,6 +87,7 @@ def run_cmd(
         results_dir=results_dir, leaderboard_dir=None if no_leaderboard else leaderboard_dir, resume=resume,
         replace_entry=replace_entry,
         shard=_shard(shard), jobs=parse_jobs(jobs),
+        attack_mode=None if adaptive is None else ("adaptive" if adaptive else "non-adaptive"),
     )
     import logging
 

@@ -18,6 +18,7 @@ from zsrbench.defenses.adversary import Adversary
 from zsrbench.defenses.forward import embed, same_kernels
 from zsrbench.defenses.hparams import IMAGENET_MEAN, IMAGENET_STD, TECOA_TEMPLATE, TrainHparams
 from zsrbench.defenses.loading import LoadSpec, load_checkpoint
+from zsrbench.defenses.test_time import Step, TestTime, TestTimeClassifier, bpda
 from zsrbench.errors import ZsrError
 from zsrbench.models.clip import CLIPParts
 from zsrbench.params import Params
@@ -25,7 +26,7 @@ from zsrbench.params import Params
 # the plugin API (docs/plugins.md): what a defense plugin imports from here, wherever it is defined
 __all__ = [
     "Adversary", "Defense", "LoadSpec", "LossOutput", "TrainBatch", "TrainHparams", "as_batch", "embed", "instantiate",
-    "same_kernels", "IMAGENET_MEAN", "IMAGENET_STD", "TECOA_TEMPLATE",
+    "same_kernels", "IMAGENET_MEAN", "IMAGENET_STD", "TECOA_TEMPLATE", "Step", "TestTime", "bpda",
 ]
 
 
@@ -76,6 +77,10 @@ class Defense:
     # settings of what the defense does at inference (around or inside the classifier), declared like an attack's
     # parameters: set with `--set DEFENSE.KEY=VALUE`, recorded, and part of the model id (see inference_identity)
     inference_params: ClassVar[Params] = Params()
+    # what the defense does per image at inference, declared (zsrbench.defenses.test_time): its steps, which have
+    # no useful gradient (attacked with BPDA) and whether it draws random numbers (attacked with EOT); a defense
+    # that declares it implements `defend`
+    test_time: ClassVar[TestTime | None] = None
 
     def __init__(self, hparams: Any = None, *, inference: dict[str, Any] | None = None, **overrides: Any) -> None:
         base = hparams if hparams is not None else self.default_hparams
@@ -94,7 +99,7 @@ class Defense:
         """Whether the defense does more at inference than load weights: it declares inference parameters, wraps
         the classifier or loads its model its own way. Such a defense's name and settings are part of the id."""
         return bool(cls.inference_params) or cls.wrap_classifier is not Defense.wrap_classifier \
-            or cls.load is not Defense.load
+            or cls.load is not Defense.load or cls.test_time is not None
 
     def inference_identity(self) -> dict[str, Any] | None:
         """What, besides the tensors, changes this defense's predictions: ``{"defense": name, "params": {...}}``
@@ -160,8 +165,19 @@ class Defense:
     def wrap_classifier(self, clf: torch.nn.Module) -> torch.nn.Module:
         """The classifier attacks see: ``clf`` (images in [0,1] → logits) by default. A defense that acts on the
         input or the logits around the CLIP classifier (a purification step, a randomised transform, a logit
-        transform) returns a module wrapping ``clf``; the runner and the audit attack what this returns."""
+        transform) returns a module wrapping ``clf``; the runner and the audit attack what this returns. A defense
+        that declares :attr:`test_time` gets :meth:`defend` run as a
+        :class:`~zsrbench.defenses.test_time.TestTimeClassifier` (its own generator, BPDA, the bare ``clf`` for
+        non-adaptive attacks)."""
+        if self.test_time is not None:
+            return TestTimeClassifier(clf, self.defend, self.test_time)
         return clf
+
+    def defend(self, x: torch.Tensor, clf: torch.nn.Module, generator: torch.Generator) -> torch.Tensor:
+        """A test-time defense's procedure: the logits of images ``x`` (in [0,1]) through the bare zero-shot
+        classifier ``clf``, drawing any randomness from ``generator``; every declared non-differentiable step goes
+        through :func:`~zsrbench.defenses.test_time.bpda`."""
+        raise ZsrError(f"Defense '{self.name}' declares test-time steps but no procedure (defend).")
 
     def load(self, spec: LoadSpec, *, device: str = "cpu") -> CLIPParts:
         """The model to evaluate: the base CLIP with this defense's visual weights (if a checkpoint is given).

@@ -19,7 +19,9 @@ from zsrbench.paths import check_output_dir
 from zsrbench.attacks.base import AttackSpec, validate_eps
 from zsrbench.errors import ZsrError
 from zsrbench.protocols import Protocol
+from zsrbench.evaluation.adaptive import VARIANT, apply_eot, check_mode, eot_defaults, mode_record, resolve_mode
 from zsrbench.evaluation.params import attack_params, check_suite
+from zsrbench.defenses.test_time import declared
 from zsrbench.registry import DATASETS, DEFENSES, PROTOCOLS, load_builtins
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # fp32: exact float32 (TF32 off), the default for attacks
@@ -58,6 +60,8 @@ class RunConfig:
     num_workers: int | None = None  # DataLoader workers
     jobs: int | None = None  # local processes (torch.distributed ranks) over work units; None: auto (see zsrbench.evaluation.ranks)
     shard: tuple[int, int] | None = None  # (k, n): this process evaluates datasets k, k+n, k+2n, ... (0-based)
+    # a test-time defense: "adaptive" (the default) or "non-adaptive" (see zsrbench.evaluation.adaptive)
+    attack_mode: str | None = None
 
 
 def default_device() -> str:
@@ -69,6 +73,7 @@ def check_config(cfg: RunConfig) -> tuple[Protocol, list[AttackSpec], float, dic
     load_builtins()
     protocol: Protocol = PROTOCOLS.get(cfg.protocol)
     DEFENSES.get(cfg.defense).inference_config(dict(cfg.defense_params))
+    check_mode(cfg.attack_mode)
     specs = check_suite(cfg.attacks)
     eps = validate_eps(cfg.eps if cfg.eps is not None else protocol.eps)
     _check_numbers(cfg)
@@ -104,13 +109,23 @@ def _param_text(value: Any) -> str:
 
 
 def run_variant(cfg: RunConfig, protocol: Protocol, specs: Sequence[AttackSpec], params: dict[str, dict[str, Any]],
-                seed: int, subset: str | None) -> str | None:
+                seed: int, subset: str | None, standard: dict[str, dict[str, Any]] | None = None,
+                non_adaptive: bool = False) -> str | None:
     """The settings of ``cfg`` that differ from the protocol's and change the flags, as a short name (None: none).
 
     Records of different variants live in different folders, so one never replaces another and ``--resume``
     never takes one for another. A name that would be long, or hold characters a folder name may not (a text
     parameter's value), is replaced by a digest of it.
     """
+    rest = _settings_variant(cfg, protocol, specs, params, seed, subset, standard)
+    if not non_adaptive:
+        return rest
+    return VARIANT + (f"__{rest}" if rest else "")  # kept readable: tables and rankings read it
+
+
+def _settings_variant(cfg: RunConfig, protocol: Protocol, specs: Sequence[AttackSpec],
+                      params: dict[str, dict[str, Any]], seed: int, subset: str | None,
+                      standard: dict[str, dict[str, Any]] | None) -> str | None:
     parts = [] if seed == protocol.seed else [f"seed{seed}"]
     if cfg.batch_size is not None and cfg.batch_size != protocol.batch_size:
         parts.append(f"bs{cfg.batch_size}")
@@ -120,8 +135,8 @@ def run_variant(cfg: RunConfig, protocol: Protocol, specs: Sequence[AttackSpec],
         parts.append(f"n{cfg.n_samples}")
     values: list[str] = []
     for spec in specs:
-        default = spec.config(**{k: v for k, v in protocol.attack_defaults.get(spec.name, {}).items()
-                                 if k in spec.defaults})
+        default = spec.config(**{**{k: v for k, v in protocol.attack_defaults.get(spec.name, {}).items()
+                                    if k in spec.defaults}, **(standard or {}).get(spec.name, {})})
         changed = [k for k in sorted(params[spec.name]) if params[spec.name][k] != default.get(k)]
         values += [_param_text(params[spec.name][k]) for k in changed]
         parts += [f"{spec.name}-{k}{_param_text(params[spec.name][k])}" for k in changed]
@@ -257,6 +272,11 @@ class Plan:
     variant: str | None  # see run_variant
     device: str
     datasets: tuple[str, ...]  # this process's (after --shard)
+    attack_mode: dict[str, Any] | None = None  # a test-time defense's mode (zsrbench.evaluation.adaptive.mode_record)
+
+    @property
+    def non_adaptive(self) -> bool:
+        return bool(self.attack_mode) and self.attack_mode["mode"] == "non-adaptive"
 
     @property
     def suite(self) -> str:
@@ -279,9 +299,15 @@ def make_plan(cfg: RunConfig) -> Plan:
     datasets = tuple(cfg.datasets or protocol.datasets)
     if cfg.shard is not None:  # processes with the same settings and other shards write disjoint datasets
         datasets = datasets[cfg.shard[0]::cfg.shard[1]]
+    defense_cls = DEFENSES.get(cfg.defense)
+    mode, _ = resolve_mode(cfg.attack_mode, defense_cls)
+    decl = declared(defense_cls)
+    standard = eot_defaults(specs, decl, mode)
+    params = apply_eot(params, standard, cfg.attack_params)
+    variant = run_variant(cfg, protocol, specs, params, seed, subset, standard, non_adaptive=mode == "non-adaptive")
     return Plan(cfg=cfg, protocol=protocol, specs=tuple(specs), eps=eps, params=params, seed=seed, subset=subset,
-                n_samples=n_samples, variant=run_variant(cfg, protocol, specs, params, seed, subset),
-                device=check_device(cfg.device), datasets=datasets)
+                n_samples=n_samples, variant=variant, device=check_device(cfg.device), datasets=datasets,
+                attack_mode=mode_record(decl, mode))
 
 
 def set_matmul_precision(precision: str) -> None:

@@ -22,21 +22,22 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
     from zsrbench.models import shipped
 
     defense = instantiate(DEFENSES.get(cfg.defense), cfg.defense_params)
+    owner = _weights_owner(defense)  # whose weights are evaluated (a test-time defense's victim)
     checkpoint = cfg.checkpoint
     ship = shipped.by_name(checkpoint) if checkpoint and checkpoint.startswith(shipped.PREFIX) else None
-    if checkpoint is None and getattr(defense, "trainable", False):
-        ship = shipped_weights(defense.name, protocol, seed)
+    if checkpoint is None and getattr(owner, "trainable", False):
+        ship = shipped_weights(owner.name, protocol, seed)
         if ship is None:
             from zsrbench.training.on_demand import ensure_trained
 
-            checkpoint = str(ensure_trained(defense.name, protocol, seed=seed, device=device, progress=progress,
+            checkpoint = str(ensure_trained(owner.name, protocol, seed=seed, device=device, progress=progress,
                                             log=log))
     torch.manual_seed(seed)  # a model without pretrained weights is initialised from the run's seed
     model_name = cfg.model or protocol.default_model
     pretrained = cfg.pretrained if cfg.pretrained is not None else (protocol.default_pretrained if cfg.model is None else None)
     if ship is not None:  # the exact model the committed leaderboard evaluates, pinned by sha256
         if log:
-            log(f"{defense.name}: the shipped {ship.name} = {ship.model_id} (sha256 {ship.sha256[:12]}…; no "
+            log(f"{defense.name}{'' if owner is defense else f' on {owner.name}'}: the shipped {ship.name} = {ship.model_id} (sha256 {ship.sha256[:12]}…; no "
                 "fine-tuning)")
         parts = defense.load(LoadSpec(model=model_name, pretrained=pretrained, checkpoint=str(ship.path),
                                       checkpoint_sha256=ship.sha256), device=device)
@@ -46,6 +47,17 @@ def prepare_model(cfg: RunConfig, protocol: Protocol, *, device: str, seed: int,
                                   checkpoint_sha256=cfg.checkpoint_sha256, trust_checkpoint=cfg.trust_checkpoint),
                          device=device)
     return defense, parts, checkpoint
+
+
+def _weights_owner(defense: Any) -> Any:
+    """The defense whose weights ``defense`` evaluates: the registered defense its ``victim`` setting names (a
+    test-time defense around another model), else itself."""
+    from zsrbench.defenses.base import instantiate
+
+    victim = getattr(defense, "inference", {}).get("victim")
+    if not victim or victim == defense.name:
+        return defense
+    return instantiate(DEFENSES.get(victim))  # (the defense's own inference_config checked the name)
 
 
 def shipped_weights(defense: str, protocol: Protocol, seed: int) -> Any:

@@ -92,6 +92,7 @@ def _record(plan: Plan, name: str, evalset: EvalSet, indices: Sequence[int], mid
             precision=plan.cfg.precision,
             success_criterion=str(plan.params[specs[0].name].get("criterion", "any misclassified output")),
             batch_size=plan.batch_size, subset=plan.subset, settings=plan.protocol.settings(), variant=plan.variant,
+            attack_mode=plan.attack_mode,
             skipped_files=list(evalset.skipped),
             text_head={"sha256": head_info["text_head_sha256"], "source": head_info["text_head_source"]}),
         metrics=metrics_from_flags(flags, info.num_classes, [s.name for s in specs]),

@@ -191,7 +191,7 @@ def _evaluate_units(plan: Plan, jobs: Sequence[Job], pending: Sequence[tuple[int
             x, y = to_device(x, y, plan.device)
             unit = evaluate_unit(head(j)[0], x, y, plan.specs, plan.params, eps=plan.eps, seed=plan.seed, index=k,
                                  start=jobs[j].bounds[k][0], device=plan.device, precision=cfg.precision,
-                                 on_attack=stages.attack)
+                                 on_attack=stages.attack, non_adaptive=plan.non_adaptive)
             _save_unit(jobs[j].store, unit)
             jobs[j].done[k] = unit
             mine.append((j, unit))

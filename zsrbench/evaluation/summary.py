@@ -139,7 +139,21 @@ def say_plan(plan: Any, log: Callable[[str], None]) -> None:
                                 plan.n_samples)
     for line in plan_lines(plan, estimate):
         log(line)
+    _say_mode(plan, log)
     if plan.subset:
         log(f"evaluating the '{plan.subset}' subset of {plan.protocol.name}: {plan.n_samples} seeded samples per "
             "dataset (wider intervals; such entries are not ranked). --subset full evaluates the full test sets "
             "rankings use.")
+
+
+def _say_mode(plan: Any, log: Callable[[str], None]) -> None:
+    """How a test-time defense is attacked (or that a mode asked for a defense without test-time steps is moot)."""
+    from zsrbench.evaluation.adaptive import resolve_mode
+    from zsrbench.registry import DEFENSES
+
+    _, note = resolve_mode(plan.cfg.attack_mode, DEFENSES.get(plan.cfg.defense))
+    if note:
+        log(note)
+    elif plan.attack_mode:
+        steps = "; ".join(plan.attack_mode["test_time"]["steps"])
+        log(f"attack mode: {plan.attack_mode['label']} — test-time steps: {steps}")

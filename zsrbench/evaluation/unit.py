@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from zsrbench.attacks.base import AttackSpec
 from zsrbench.data.base import EvalSet
+from zsrbench.defenses.test_time import TestTimeClassifier
 from zsrbench.evaluation.units import UnitResult, assemble, unit_bounds
 
 
@@ -70,10 +71,20 @@ class FiniteWitness(torch.nn.Module):
 
 def evaluate_unit(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, specs: Sequence[AttackSpec],
                   params: dict[str, dict[str, Any]], *, eps: float, seed: int, index: int, start: int,
-                  device: str, precision: str, on_attack: Callable[[str, int], None] | None = None) -> UnitResult:
+                  device: str, precision: str, on_attack: Callable[[str, int], None] | None = None,
+                  non_adaptive: bool = False) -> UnitResult:
     """The flags of one unit (``x``, ``y`` on ``device``; its first sample at position ``start``). ``on_attack``
-    is told each attack as it starts, with the number of samples it attacks (for the progress display)."""
+    is told each attack as it starts, with the number of samples it attacks (for the progress display).
+
+    A test-time defense's classifier (:class:`~zsrbench.defenses.test_time.TestTimeClassifier`) draws its
+    randomness from its own generator, seeded here from the unit (clean pass and each attack), and judges every
+    adversarial image itself: a sample is broken when the attack says so (adaptive: the attack ran through the
+    defended classifier) or the defended classifier misclassifies the attack's ``x_adv``. ``non_adaptive``: the
+    attacks see the bare classifier (as the test-time papers attack) and only the defended one's verdict counts."""
+    pipeline = clf if isinstance(clf, TestTimeClassifier) else None
     t0 = time.perf_counter()
+    if pipeline is not None:
+        pipeline.reseed(batch_seed(seed, "defense", start))
     with torch.no_grad(), autocast(device, precision):
         logits = clf(x)
     finite = torch.isfinite(logits).all(1)
@@ -89,13 +100,21 @@ def evaluate_unit(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, specs:
         if idx.numel():
             if on_attack is not None:
                 on_attack(spec.name, int(idx.numel()))
-            witness = FiniteWitness(clf, x[idx], eps / 255.0)
+            target = pipeline.attack_target if pipeline is not None and non_adaptive else clf
+            if pipeline is not None:
+                pipeline.reseed(batch_seed(seed, f"defense|{spec.name}", start))
+            witness = FiniteWitness(target, x[idx], eps / 255.0)
             with autocast(device, precision):
                 out = spec(witness, x[idx], y[idx], eps=eps, seed=batch_seed(seed, spec.name, start),
                            **params[spec.name])
             with torch.no_grad(), autocast(device, precision):  # x_adv whose logits are NaN/inf is no defense
-                adv_finite = torch.isfinite(clf(out.x_adv.to(device))).all(1) & ~witness.bad
-            ok[idx] = ~out.success.to(device) & adv_finite
+                adv_logits = clf(out.x_adv.to(device))
+            adv_finite = torch.isfinite(adv_logits).all(1) & ~witness.bad
+            broken = out.success.to(device)
+            if pipeline is not None:  # the defended classifier judges the adversarial images itself
+                judged = adv_logits.argmax(1) != y[idx]
+                broken = judged if non_adaptive else broken | judged
+            ok[idx] = ~broken & adv_finite
             bad[idx] |= ~adv_finite
             _collect(infos, spec.name, out.info)
         robust[spec.name] = ok.cpu().numpy()

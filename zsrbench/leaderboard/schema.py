@@ -80,6 +80,9 @@ class ProtocolInfo(_Strict):
     # the settings of this run that differ from the protocol's and change the per-sample flags (seed, batch,
     # precision, sample count, attack parameters), as a name part of the record's folder; None: the protocol's
     variant: str | None = None
+    # a test-time defense: how it was attacked ({"mode": "adaptive" | "non-adaptive", "label", "test_time": its
+    # declared steps}); None for a defense with no test-time steps (see zsrbench.evaluation.adaptive)
+    attack_mode: dict[str, Any] | None = None
     skipped_files: list[str] = Field(default_factory=list)  # images left out because they do not decode
     # the class text head the logits used: its digest and where it came from ("computed", or zsrbench's cache
     # with its digest and recomputed rows checked); None in records written before it was recorded

@@ -120,6 +120,9 @@ class Group:
         eps = f"ε = {self.eps_text}" if self.eps_text else "clean"
         subset = f" · {self.subset} subset" if self.subset else ""
         variant = f" · experiment: variant {self.variant}" if self.variant else ""
+        if self.variant and self.variant.split("__")[0] == "non-adaptive":
+            variant = " · non-adaptive (as published): bare model attacked, never ranked" + (
+                f" · variant {self.variant}" if self.variant != "non-adaptive" else "")
         suite = "ranking: worst case over all suites" if self.kind == RANKING else self.suite
         return f"{self.protocol} v{self.version}{subset}{variant} · {suite} · {eps}"
 
