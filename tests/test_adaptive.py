@@ -54,7 +54,8 @@ def registered():
 
 
 def _cfg(tmp_path: Path, defense: str, name: str, **kw) -> RunConfig:
-    return RunConfig(defense=defense, protocol="adaptive_toy", attacks=("pgd",), device="cpu", jobs=1,
+    kw.setdefault("attacks", ("pgd",))
+    return RunConfig(defense=defense, protocol="adaptive_toy", device="cpu", jobs=1,
                      results_dir=str(tmp_path / name / "results"), leaderboard_dir=str(tmp_path / name / "lb"), **kw)
 
 
@@ -182,6 +183,10 @@ def test_a_randomised_defense_is_attacked_with_eot_by_default(tmp_path):
     (["--defense", "bitdepth", "--set", "bitdepth.bits=9"], "at most 8"),
     (["--defense", "bitdepth", "--set", "bitdepth.bits=three"], "whole number"),
     (["--defense", "bitdepth", "--set", "bitdepth.bits=0"], "≥ 1"),
+    (["--defense", "ttc", "--set", "ttc.victim=nope"], "'nope' is not a registered defense"),
+    (["--defense", "ttc", "--set", "ttc.victim=bitdepth"], "is itself a test-time defense"),
+    (["--defense", "ttc", "--set", "ttc.tau_thr=-1"], "must not be negative"),
+    (["--defense", "ttc", "--set", "ttc.precision=bf16"], "must be one of fp32, fp16"),
 ])
 def test_bad_test_time_settings_are_one_paragraph_exit_2_nothing_written(tmp_path, args, says):
     r = cli.invoke(app, ["run", "--protocol", "adaptive_toy", "--attack", "pgd", *args, "--results-dir",
@@ -189,3 +194,29 @@ def test_bad_test_time_settings_are_one_paragraph_exit_2_nothing_written(tmp_pat
     assert r.exit_code == 2, r.output
     assert says in r.output and "Traceback" not in r.output
     assert not (tmp_path / "res").exists() and not (tmp_path / "lb").exists()
+
+
+def test_the_official_apgd_goes_through_bpda(tmp_path):
+    """AutoAttack's rand version (APGD-CE + APGD-DLR with EOT) attacks the defended classifier with BPDA too."""
+    res = run(_cfg(tmp_path, "bitdepth", "aa", attacks=("aa-rand",), datasets=("micro_position",),
+                   attack_params={"aa-rand.n_iter": 5, "aa-rand.eot_iter": 1}), progress=False)
+    m = res[0].record.metrics
+    assert res[0].record.protocol.attack_mode["mode"] == "adaptive"
+    assert m.robust_accuracy <= m.clean_accuracy - 0.25  # the rounding's zero gradient would have left it ~clean
+
+
+def test_tables_show_the_non_adaptive_number_labelled_and_never_ranked(tmp_path):
+    lb, res = tmp_path / "lb", tmp_path / "res"
+    for extra in ([], ["--non-adaptive"]):
+        r = cli.invoke(app, ["run", "--protocol", "adaptive_toy", "--defense", "bitdepth", "--attack", "pgd",
+                             "--datasets", "micro_position", "--results-dir", str(res), "--leaderboard-dir", str(lb),
+                             "--quiet", "--jobs", "1", *extra])
+        assert r.exit_code == 0, r.output
+    out = cli.invoke(app, ["table", "--leaderboard-dir", str(lb), "--json"])
+    assert out.exit_code == 0, out.output
+    groups = {g["variant"]: g for g in json.loads(out.stdout)["groups"] if g["kind"] == "suite"}
+    assert set(groups) == {None, "non-adaptive"}
+    assert "non-adaptive (as published)" in groups["non-adaptive"]["title"]
+    [row] = groups["non-adaptive"]["rows"]
+    assert not row["ranked"] and "non-adaptive (as published)" in row["status"]
+    assert "non-adaptive" not in groups[None]["rows"][0]["status"]

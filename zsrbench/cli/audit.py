@@ -30,6 +30,8 @@ def audit(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="visual-encoder checkpoint, folder or catalogue name"),
     checkpoint_sha256: Optional[str] = typer.Option(None, "--checkpoint-sha256", help="expected sha256 of --checkpoint"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="allow pickled objects in the checkpoint"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="DEFENSE.KEY=VALUE", help="an inference setting "
+                                             "of the defense (repeatable), e.g. --set ttc.victim=tecoa"),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="comma-separated subset of the protocol's datasets"),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the datasets, or a template such as /data/{dataset}"),
     n_samples: Optional[int] = typer.Option(None, "--n-samples", help="seeded samples per dataset (default: the "
@@ -53,7 +55,9 @@ def audit(
     from zsrbench.eps import parse_eps
     from zsrbench.evaluation.config import RunConfig
 
+    defense_params = _defense_params(defense, sets)
     run = RunConfig(defense=defense, protocol=protocol or default_protocol(), attacks=("pgd",), eps=parse_eps(eps),
+                    defense_params=defense_params,
                     model=model, pretrained=pretrained, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256,
                     trust_checkpoint=trust_checkpoint, datasets=csv_names(datasets), data_root=data_root, seed=seed,
                     device=device, leaderboard_dir=None if no_leaderboard else leaderboard_dir)
@@ -71,6 +75,19 @@ def audit(
         show(result)
     if result.verdict == "fail":
         raise typer.Exit(1)
+
+
+def _defense_params(defense: str, sets: Optional[list[str]]) -> dict[str, Any]:
+    """The defense's inference settings from ``--set DEFENSE.KEY=VALUE`` (the audit chooses its own attacks)."""
+    if not sets:
+        return {}
+    from zsrbench.evaluation.params import parse_sets
+
+    attack_params, defense_params = parse_sets(("pgd",), sets, given={}, defense=defense)
+    if attack_params:
+        raise ZsrError(f"zsrbench audit chooses its own attacks; --set takes the defense's settings only "
+                       f"(--set {defense}.KEY=VALUE), not {', '.join(sorted(attack_params))}.")
+    return defense_params
 
 
 def _from_entry(run: Any, name: str, leaderboard_dir: str, *, explicit: bool) -> tuple[Any, str]:

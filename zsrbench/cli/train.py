@@ -29,7 +29,7 @@ def _parse_sets(items: list[str] | None) -> dict[str, str]:
 
 
 def train(
-    defense: str = typer.Option(..., "--defense", "-d", help="defense to train: tecoa, pmg_aft, fare, tga_zsr, comp_tga"),
+    defense: str = typer.Option(..., "--defense", "-d", help="defense to train: tecoa, pmg_aft, fare, tga_zsr, comp_tga, ucat, caw (zsrbench list defenses)"),
     protocol: str = typer.Option("tga16", "--protocol", "-p", help="protocol whose training set is used"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="folder holding the training data, or a template such as /data/{dataset}"),
     model: Optional[str] = typer.Option(None, "--model", help="open_clip architecture (default: the protocol's)"),

@@ -32,6 +32,11 @@ PAPERS: dict[str, Paper] = {
                      "https://github.com/zhyblue424/TGA-ZSR"),
     "comp_tga": Paper("Comp-TGA", "arXiv 2026", "https://arxiv.org/abs/2603.18598",
                       "https://github.com/zhyblue424/TGA-ZSR"),
+    "ucat": Paper("UCAT", "ICML 2026", "https://arxiv.org/abs/2512.12997", "https://github.com/VivienLu/UCAT"),
+    "caw": Paper("CAW", "NeurIPS 2025 workshop", "https://arxiv.org/abs/2510.02913", None),
+    "ttc": Paper("TTC", "CVPR 2025", "https://arxiv.org/abs/2503.03613",
+                 "https://github.com/Sxing2/CLIP-Test-time-Counterattacks"),
+    "bitdepth": Paper("Bit-depth reduction", "NDSS 2018", "https://arxiv.org/abs/1704.01155", None),
 }
 
 # the sources of the published numbers zsrbench ships (``reported.source_id``)
