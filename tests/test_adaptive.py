@@ -220,3 +220,6 @@ def test_tables_show_the_non_adaptive_number_labelled_and_never_ranked(tmp_path)
     [row] = groups["non-adaptive"]["rows"]
     assert not row["ranked"] and "non-adaptive (as published)" in row["status"]
     assert "non-adaptive" not in groups[None]["rows"][0]["status"]
+    side = [line for line in groups[None]["footer"] if "non-adaptive (as published) vs" in line]
+    assert len(side) == 1 and "adaptive: the published kind of number overstates by" in side[0]
+    assert side[0] in groups["non-adaptive"]["footer"]  # the same comparison under both tables

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from zsrbench.leaderboard.combine import FlagsCache
 
 
+NON_ADAPTIVE_VARIANT = "non-adaptive"  # a test-time defense attacked as its paper did (evaluation.adaptive.VARIANT)
+
+
 def matches_attack(e: LeaderboardEntry, attack: str) -> bool:
     a = attack.strip().lower()
     return e.suite.lower() == a or (e.reported is not None and e.reported.attack.lower() == a)
@@ -182,7 +185,32 @@ def build_tables(entries: Sequence[LoadedEntry], *, metrics: Sequence[str] = MET
         else:
             ts.groups.append(_build_group(key, groups[key], ts.warnings, statuses.get(_status_key(key), {})))
     ts.warnings = list(dict.fromkeys(ts.warnings))  # a ranking group repeats its suites' warnings
+    _pair_non_adaptive(ts.groups)
     return ts
+
+
+def _pair_non_adaptive(groups: Sequence[Group]) -> None:
+    """Side by side: each model with both a standard (adaptive) row and a non-adaptive (as published) row of the
+    same suite gets a footer line in both tables comparing their robust averages."""
+    standard = {(g.protocol, g.version, g.suite, g.eps_text, g.subset): g for g in groups if g.variant is None}
+    for g in groups:
+        if g.variant != NON_ADAPTIVE_VARIANT or g.kind == RANKING:
+            continue
+        other = standard.get((g.protocol, g.version, g.suite, g.eps_text, g.subset))
+        if other is None:
+            continue
+        adaptive = {r.model_id: r for r in other.rows if r.kind == "measured" and r.model_id}
+        for r in g.rows:
+            a = adaptive.get(r.model_id) if r.kind == "measured" else None
+            va = a.cells["robust"].get("avg") if a is not None else None
+            vn = r.cells["robust"].get("avg")
+            if va is None or vn is None or va.value is None or vn.value is None:
+                continue
+            line = (f"{r.label}: robust {100 * vn.value:.2f} % non-adaptive (as published) vs {100 * va.value:.2f} % "
+                    f"adaptive: the published kind of number overstates by {100 * (vn.value - va.value):+.2f} points")
+            for grp in (g, other):
+                if line not in grp.footer:
+                    grp.footer.append(line)
 
 
 def _build_group(key: GroupKey, members: list[LoadedEntry], warnings: list[str], statuses: dict[str, Row]) -> Group:
