@@ -223,3 +223,22 @@ def test_tables_show_the_non_adaptive_number_labelled_and_never_ranked(tmp_path)
     side = [line for line in groups[None]["footer"] if "non-adaptive (as published) vs" in line]
     assert len(side) == 1 and "adaptive: the published kind of number overstates by" in side[0]
     assert side[0] in groups["non-adaptive"]["footer"]  # the same comparison under both tables
+
+
+def test_the_audit_of_a_test_time_defense_goes_through_bpda_and_reports_the_non_adaptive_gap(tmp_path):
+    from zsrbench.audit.runner import AuditConfig, run_audit
+
+    cfg = AuditConfig(run=RunConfig(defense="bitdepth", protocol="adaptive_toy", leaderboard_dir=None,
+                                    datasets=("micro_position",), device="cpu"),
+                      n_samples=16, square_queries=20, noise_draws=2)
+    audit = run_audit(cfg).entry.audit
+    checks = {c.name: c for c in audit.checks}
+    assert checks["gradient_health"].verdict == "pass"  # BPDA: the rounding's zero gradient is not what is attacked
+    gap = checks["non_adaptive"]
+    assert gap.verdict == "pass" and "non-adaptive PGD (as published)" in gap.summary
+    row = gap.per_dataset["micro_position"]
+    assert row["n"] > 0 and row["non_adaptive_robust"] >= 0 and row["adaptive_robust"] >= 0
+    clip = run_audit(AuditConfig(run=RunConfig(defense="clip", protocol="adaptive_toy", leaderboard_dir=None,
+                                               datasets=("micro_position",), device="cpu"),
+                                 n_samples=16, square_queries=20, noise_draws=2)).entry.audit
+    assert "non_adaptive" not in {c.name for c in clip.checks}  # nothing declared: the audit as before

@@ -46,6 +46,7 @@ TITLES = {
     "transfer": "transfer from the undefended base model",
     "autoattack_flags": "AutoAttack's own flags",
     "nonfinite": "non-finite outputs (NaN/inf logits)",
+    "non_adaptive": "test-time defense: the non-adaptive number (as published) beside the adaptive one",
 }
 
 
