@@ -3,7 +3,8 @@
 
     python scripts/import_reported.py [--csv-dir zsrbench/reported_data] [--leaderboard-dir leaderboards]
 
-The CSVs ship inside the package (installed users' tables build the same entries in memory); the output under
+The CSVs ship inside the package (``tga16_neurips24.csv``, ``others.csv`` and ``zoo.csv``, the published rows of
+the model zoo's models; installed users' tables build the same entries in memory); the output under
 ``leaderboards/<protocol>/reported__*`` is committed, so the checkout's history of every number is kept. Re-running with unchanged CSVs adds nothing; a corrected number adds a
 new revision of its entry (the old one stays, see ``zsrbench history``); an entry the corrected CSVs no longer
 produce gets a new revision marking it withdrawn (tables leave it out, its history stays).

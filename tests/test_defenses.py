@@ -482,9 +482,13 @@ def test_catalogue_names_resolve():
                       ("tecoa2-clip", "chs20/tecoa2-clip"), ("tecoa4-clip", "chs20/tecoa4-clip")):
         e = catalogue.lookup(name)
         assert e is not None and e.hf_hub == hub and e.url == f"https://huggingface.co/{hub}"
-        assert e.architecture == "ViT-L-14" and e.defense == name[:4].replace("teco", "tecoa")
+        # OpenAI-based ViT-L/14 checkpoints: the OpenAI weights use QuickGELU
+        assert e.architecture == "ViT-L-14-quickgelu" and e.defense == name[:4].replace("teco", "tecoa")
+        assert e.base == "openai" and e.activation == "quickgelu"
         assert e.train_eps == float(name[4] if name.startswith("fare") else name[5])
-        assert e.sha256 is None
+        # fare2-clip's sha256 is pinned in zoo.json (from the Hub's LFS page); the others are pinned on download
+        pinned = "9fb1f8759c89905809da8ce761a4b90e1c22beaaea7c68f3917647eeb0a230a7" if name == "fare2-clip" else None
+        assert e.sha256 == pinned
     assert catalogue.lookup("FARE2") is catalogue.lookup("hf-hub:chs20/fare2-clip") is catalogue.lookup("fare2-clip")
     assert catalogue.lookup("/some/file.pt") is None
     with pytest.raises(ZsrError, match="Did you mean 'fare2-clip'"):
@@ -522,6 +526,11 @@ def test_catalogue_missing_cache_without_network_is_a_clear_error(monkeypatch, t
     # a defense/checkpoint mismatch is named
     with pytest.raises(ZsrError, match="published fare checkpoint"):
         DEFENSES.get("tecoa")().load(LoadSpec(model="x", checkpoint="fare4"))
+    # a zoo entry whose method zsrbench has no defense for (defense clip): one way to load it
+    with pytest.raises(ZsrError) as err:
+        DEFENSES.get("tecoa")().load(LoadSpec(model="x", checkpoint="simclip2-vit-l-14"))
+    assert str(err.value).endswith("not a tecoa checkpoint: it is published CLIP weights of a method zsrbench has no "
+                                   "defense for. Use --defense clip.")
 
 
 def test_catalogue_download_cache_and_sha256(monkeypatch, tmp_path, tiny):

@@ -57,10 +57,12 @@ def tree(root: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------ the packaged data
 def test_packaged_csvs_are_the_project_data_and_the_importer_default():
     csvs = sorted(p.name for p in packaged_csv_dir().glob("*.csv"))
-    assert csvs == ["others.csv", "tga16_neurips24.csv"]
+    assert csvs == ["others.csv", "tga16_neurips24.csv", "zoo.csv"]  # zoo.csv: the zoo's rows, not project data
     assert (packaged_csv_dir() / "README.md").is_file()
     if SHARED.is_dir():  # the project's source of these numbers, next to the checkout
-        for name in csvs:
+        shared = sorted(p.name for p in SHARED.glob("*.csv"))
+        assert set(shared) <= set(csvs), f"{SHARED} has CSVs the package lacks"
+        for name in shared:  # every CSV of the project's data is shipped byte for byte
             assert filecmp.cmp(packaged_csv_dir() / name, SHARED / name, shallow=False), f"{name} differs from {SHARED}"
     assert [e.entry for e in reported_entries()] == [e.entry for e in reported_entries(packaged_csv_dir())]
 
@@ -68,7 +70,8 @@ def test_packaged_csvs_are_the_project_data_and_the_importer_default():
 def test_in_memory_entries_equal_the_committed_reported_entries():
     committed = committed_reported()
     shipped = {(e.protocol.name, e.entry): e for e in packaged_entries()}
-    assert set(shipped) == set(committed) and len(shipped) == 44
+    assert set(shipped) == set(committed) and len(shipped) == 74  # 44 of the project's CSVs + 30 of zoo.csv
+    assert sum(e.reported.imported_from == "data/reported/zoo.csv" for e in shipped.values()) == 30
     assert {p for p, _ in shipped} == {"tga16", "fare"}
     for key, e in shipped.items():
         c = committed[key]
@@ -85,7 +88,7 @@ def test_importing_the_packaged_csvs_into_the_checkout_changes_nothing(tmp_path)
         shutil.copytree(COMMITTED / protocol, copy / protocol)
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
     paths = import_reported(None, copy)  # None: the CSVs shipped in the package
-    assert len(paths) == 44  # every entry as it was (the 2 withdrawn ones stay withdrawn, unchanged)
+    assert len(paths) == 74  # every entry as it was (the 2 withdrawn ones stay withdrawn, unchanged)
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
 
 
@@ -118,7 +121,8 @@ def test_csv_of_in_memory_entries_has_the_same_numbers_as_the_checkouts(tmp_path
     drop = ("revision",)  # the committed entries are revisions of their own; in memory every entry is r0001
     a = [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(io.StringIO(here.stdout))]
     b = [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(io.StringIO(checkout.stdout))]
-    assert a == b and len(a) == 16  # 4 models × 2 ε × (robust, clean)
+    # (4 ViT-L/14 models × 2 ε + 10 models of zoo.csv × 3 ε) × (robust, clean)
+    assert a == b and len(a) == 76
 
 
 def _folder_with(tmp_path: Path, *entries: str) -> Path:
@@ -135,7 +139,7 @@ def test_a_folder_with_reported_entries_of_a_protocol_is_used_as_it_is(tmp_path)
     rows = [r["model"] for g in json.loads(out.stdout)["groups"] for r in g["rows"]]
     assert rows == ["CLIP"] and "shipped" not in out.stderr  # the one entry, nothing added
     fare = invoke("table", "--protocol", "fare", "--json", "--leaderboard-dir", lb)  # none of fare: from memory
-    assert fare.exit_code == 0 and len(json.loads(fare.stdout)["groups"]) == 2 and "for fare" in fare.stderr
+    assert fare.exit_code == 0 and len(json.loads(fare.stdout)["groups"]) == 3 and "for fare" in fare.stderr  # ε 1, 2, 4
 
 
 def test_published_rows_join_the_protocols_a_folder_is_about(tmp_path):
@@ -208,7 +212,7 @@ def test_installed_package_shows_reported_rows_from_an_empty_folder(tmp_path):
                             "--no-index", "--quiet", "--target", str(target), str(src)],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout + build.stderr
-    assert (target / "zsrbench" / "reported_data" / "tga16_neurips24.csv").is_file()
+    assert all((target / "zsrbench" / "reported_data" / f).is_file() for f in ("tga16_neurips24.csv", "zoo.csv"))
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target), "ZSRBENCH_CACHE": str(tmp_path / "cache")}

@@ -470,6 +470,20 @@ def test_unknown_protocol_is_a_clear_error(board: Path, tmp_path: Path):
     assert res.exit_code == 2 and "tga61" in res.output and not (tmp_path / "s").exists()
 
 
+def test_a_published_checkpoint_of_unknown_training_eps_says_so():
+    from test_leaderboard import make
+
+    from zsrbench.models import catalogue
+    from zsrbench.site.model_cards import training_rows
+
+    rec, _ = make()
+    for name, shown in (("qtaft-vit-l-14", "unknown"), ("fare2-clip", "2/255")):
+        assert (catalogue.get(name).train_eps is None) == (shown == "unknown")  # zoo.json's train_eps: null or a number
+        card = rec.model_copy(update={"model": rec.model.model_copy(update={"checkpoint": name})})
+        rows = dict(training_rows(card, card.model.defense))
+        assert rows["training ε"] == shown and name in rows["published checkpoint"]
+
+
 
 def too_long(tmp_path: Path, kind: str) -> Path:
     """A path the filesystem cannot hold: a 300-character name under an existing folder, or a whole path over

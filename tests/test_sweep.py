@@ -88,6 +88,9 @@ BAD = {
     "published checkpoint of another defense": (with_run('checkpoint = "fare4-clip"'), ["--dry-run"],
                                                 ["job 3 of 4 (synthetic · tecoa · pgd · the protocol's ε)",
                                                  "a published fare checkpoint, not tecoa"]),
+    "published checkpoint without a defense": (with_run('checkpoint = "simclip2-vit-l-14"'), ["--dry-run"],
+                                               ["job 3 of 4 (synthetic · tecoa · pgd · the protocol's ε)",
+                                                "not a tecoa checkpoint", "List it with defense clip."]),
     # paths longer than the filesystem allows
     "folder path too long": (GRID, ["--dry-run", "--folder", "{tmp}/" + LONG_PATH], ["too long", "--folder"]),
     "folder name too long": (GRID, ["--dry-run", "--folder", "{tmp}/" + "x" * 300], ["too long", "--folder"]),

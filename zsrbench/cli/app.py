@@ -57,6 +57,7 @@ def _mount_commands() -> None:
                    "audit",  # audit
                    "sweep",  # sweep GRID.toml
                    "figures",  # attention, plot eps|tradeoff|bars
+                   "zoo",  # zoo list|show|fetch: the model zoo
                    "site"):  # site OUT: the static website
         __import__(f"zsrbench.cli.{module}", fromlist=["register"]).register(app)
 

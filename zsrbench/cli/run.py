@@ -97,6 +97,20 @@ def run_cmd(
     results = run(cfg, progress=not quiet, log=info)
     show_results(results)
     _say_average(results, cfg.protocol)
+    _say_published(checkpoint)
+
+
+def _say_published(checkpoint: Optional[str]) -> None:
+    """For a zoo model: the published numbers it should reproduce, beside the ones just measured."""
+    if not checkpoint:
+        return
+    from zsrbench.cli.zoo import published_rows
+    from zsrbench.models import catalogue
+
+    entry = catalogue.lookup(checkpoint)
+    for r in published_rows(entry) if entry is not None else []:
+        info(f"published for {entry.name} ({r['protocol']} protocol): {r['metric']} {r['average']} % "
+             f"({r['attack']}, ε {r['eps']}) — {r['source']}")
 
 
 def _say_average(results: list[Any], protocol: str) -> None:

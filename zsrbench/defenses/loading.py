@@ -40,6 +40,11 @@ def load_checkpoint(spec: LoadSpec, *, device: str, defense: str, trainable: boo
         entry = catalogue.lookup(str(checkpoint))
         if entry is not None:
             if trainable and entry.defense != defense:
+                if entry.defense == "clip":  # its method is none of zsrbench's defenses: plain CLIP weights
+                    raise ZsrError(
+                        f"Checkpoint '{entry.name}' is not a {defense} checkpoint: it is published CLIP weights of a "
+                        "method zsrbench has no defense for. Use --defense clip."
+                    )
                 raise ZsrError(
                     f"Checkpoint '{entry.name}' is a published {entry.defense} checkpoint, not {defense}. "
                     f"Use --defense {entry.defense} (or --defense clip to evaluate it without a label)."

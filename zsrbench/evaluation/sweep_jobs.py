@@ -105,6 +105,9 @@ def check_checkpoint(cfg: RunConfig) -> None:
     if entry is not None:
         defense = DEFENSES.get(cfg.defense)
         if getattr(defense, "trainable", False) and entry.defense != defense.name:
+            if entry.defense == "clip":  # its method is none of zsrbench's defenses: plain CLIP weights
+                raise ZsrError(f"Checkpoint '{entry.name}' is not a {defense.name} checkpoint: it is published CLIP "
+                               "weights of a method zsrbench has no defense for. List it with defense clip.")
             raise ZsrError(f"Checkpoint '{entry.name}' is a published {entry.defense} checkpoint, not {defense.name}. "
                            f"List it with defense {entry.defense} (or clip, to evaluate it without a label).")
         return

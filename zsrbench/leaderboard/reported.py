@@ -6,6 +6,9 @@ another folder can be given), the data set entries name as ``data/reported/<file
 * ``tga16_neurips24.csv``: the TGA-ZSR paper's per-dataset tables (method, metric, attack, eps, 16 datasets,
   average, source), protocol ``tga16``;
 * ``others.csv``: averages only (method, model, protocol, metric, attack, eps, average, source);
+* ``zoo.csv``: the same columns, published rows of the model zoo's models (``zsrbench/models/zoo.json``) that are
+  not part of the project's shared data (``data/reported`` holds the two files above; this one ships with the
+  package only);
 * ``sources.json``: what each source actually did (:func:`source_facts`): the attack it ran, precision, dataset
   set, sample count, whether it re-ran or copied its baselines, and which methods it reports as their authors
   (self-reported; every other method of the source is a third party's evaluation). Tables label reported rows
@@ -278,15 +281,15 @@ def _csv_files(csv_dir: str | Path | None) -> list[Path]:
     files = sorted(d.glob("*.csv"))
     if not files:
         hint = ("the installed zsrbench is incomplete: reinstall it" if csv_dir is None else
-                "pass the folder holding tga16_neurips24.csv and others.csv, or leave the option out to use the "
-                "CSVs shipped with zsrbench")
+                "pass the folder holding tga16_neurips24.csv and others.csv (and zoo.csv), or leave the option out "
+                "to use the CSVs shipped with zsrbench")
         raise ZsrError(f"No reported-number CSVs in {d}; {hint}.")
     return files
 
 
 def reported_entries(csv_dir: str | Path | None = None) -> list[LeaderboardEntry]:
-    """Drafts of every reported entry in ``csv_dir`` (``tga16_neurips24.csv``, ``others.csv``, any ``*.csv``;
-    default: the CSVs shipped in the package)."""
+    """Drafts of every reported entry in ``csv_dir`` (``tga16_neurips24.csv``, ``others.csv``, ``zoo.csv``, any
+    ``*.csv``; default: the CSVs shipped in the package)."""
     rows: list[_Row] = []
     for f in _csv_files(csv_dir):
         rows += read_rows(f)
@@ -313,6 +316,8 @@ def import_reported(csv_dir: str | Path | None, leaderboard_root: str | Path, *,
 
     Returns the newest revision file of every entry the CSVs produce, then the new revisions of entries they no
     longer produce (imported before from one of these files), which are withdrawn (:func:`withdraw_missing`).
+    Only the files ``csv_dir`` holds count: importing the project's ``data/reported`` (no ``zoo.csv``) leaves the
+    entries imported from the packaged ``zoo.csv`` as they are.
     """
     drafts = reported_entries(csv_dir)
     paths = add_reported(leaderboard_root, drafts, now=now)

@@ -1,77 +1,261 @@
-"""Published defense checkpoints the user can name instead of a path (``--checkpoint fare2-clip``).
+"""The model zoo: published robust CLIP models the user can name instead of a path (``--checkpoint fare2-clip``).
 
-Each entry says what it is (defense, architecture, training ε and data, source). Nothing is downloaded at
-import time: :func:`fetch` downloads on request (with huggingface_hub's progress bar) into zsrbench's cache,
-reuses the cache afterwards (also offline), records the weights' sha256 and verifies it when it is known.
-A digest of ``None`` means "not published"; the digest measured on first download is then reported in the
-model's provenance so that results still name the exact file.
+The catalogue is data, ``zsrbench/models/zoo.json`` (one object per model, sorted by name; see its ``about``),
+plus the micro defenses that ship in the package (:mod:`zsrbench.models.shipped`) and entries a plugin or a test
+adds with :func:`register`. Each entry says what the model is (paper, defense, architecture, base weights,
+training data and ε), where it comes from (``source.kind``: ``hf-hub``, ``url``, ``gdrive`` or ``shipped``), how
+its file is read (``format``: one of :data:`zsrbench.models.formats.FORMATS`) and the published rows it should
+reproduce.
+
+Nothing is downloaded at import time. :func:`fetch` brings an entry's file(s) into zsrbench's cache
+(``<cache>/checkpoints``): a file placed by hand at the announced path (``<cache>/checkpoints/zoo/<name>/``) is
+used first, then the Hugging Face cache, then the network (huggingface_hub for ``hf-hub``, a resumable download
+for ``url``; Google Drive is never downloaded from). Every file's sha256 is checked *before* it is used: against
+the entry's ``sha256`` when the catalogue pins it, else against the digest pinned on the file's first download
+(``<cache>/checkpoints/pins.json``, with a warning). A mismatch refuses, deletes nothing, and says what to do.
+:func:`load` builds the model (strictly, through :func:`zsrbench.models.formats.load_any`).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import os
+import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from zsrbench.errors import ZsrError
-from zsrbench.models.clip import CLIPParts, build_clip
+from zsrbench.models.download import offline, sha256_of
 from zsrbench.paths import cache_dir
-from zsrbench.models.weights import sha256_file
-from zsrbench.models.weights import check_sha256_text
 
+if TYPE_CHECKING:  # torch is imported only when a model is built
+    from zsrbench.models.clip import CLIPParts
+
+ZOO_FILE = Path(__file__).resolve().parent / "zoo.json"
 CONFIG_FILE = "open_clip_config.json"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+HF_CONFIG = "config.json"
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HF_OPTIONAL = ("preprocessor_config.json",)
+PINS_FILE = "pins.json"
+MANUAL_DIR = "zoo"
+FORMATS = ("open_clip", "visual", "vision_encoder_state_dict", "transformers")
+KINDS = ("hf-hub", "url", "gdrive", "shipped")
+ACTIVATIONS = ("quickgelu", "gelu")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+REQUIRED = ("name", "aliases", "paper", "venue", "defense", "architecture", "base", "train_data", "train_eps", "source",
+            "size", "sha256", "format", "activation", "logit_scale", "licence", "tokenizer", "homepage", "reproduces",
+            "notes")
+NULLABLE = {"venue", "base", "train_data", "train_eps", "size", "sha256", "activation", "logit_scale", "licence",
+            "tokenizer", "homepage"}
 
 
 @dataclass(frozen=True)
 class CatalogueEntry:
+    """One model of the zoo. The first nine fields keep their historical order (positional construction)."""
+
     name: str
-    defense: str  # registry name of the defense that trained it
-    architecture: str  # open_clip architecture of the checkpoint
-    base: str  # the pretrained weights it was fine-tuned from
-    train_eps: float  # training ε in units of 1/255
-    train_data: str
-    hf_hub: str | None  # Hugging Face Hub repo id (open_clip format: open_clip_config.json + weights)
-    url: str  # where a person can read about it / get it
+    defense: str  # registry name of the defense that trained it (clip: none of zsrbench's; see notes)
+    architecture: str  # open_clip architecture (-quickgelu where the base is OpenAI CLIP)
+    base: str | None  # the pretrained weights it was fine-tuned from (an open_clip tag), None: trained from scratch
+    train_eps: float | None  # training ε in units of 1/255 (None: unknown)
+    train_data: str | None
+    hf_hub: str | None  # Hugging Face Hub repo id (source kind hf-hub)
+    url: str  # where a person can read about it
     paper: str
-    sha256: str | None = None  # sha256 of the weights file when published; None: unknown (measured and recorded)
-    weight_files: tuple[str, ...] = WEIGHT_FILES
+    sha256: str | None = None  # of the weights file when published; None: unpinned (pinned on first download)
+    weight_files: tuple[str, ...] = WEIGHT_FILES  # hf-hub: the weights file names to try, in order
     aliases: tuple[str, ...] = ()
     notes: str = ""
+    venue: str | None = None
+    source: Mapping[str, Any] = field(default_factory=dict, hash=False)  # {kind, repo/file | url/file | id/folder/file}
+    size: int | None = None  # bytes of the weights file, when published
+    format: str = "open_clip"
+    activation: str | None = None  # quickgelu | gelu (None: unknown, the checkpoint's own config decides)
+    logit_scale: float | None = None  # where the checkpoint carries none (QT-AFT: 100)
+    licence: str | None = None
+    tokenizer: str | None = None
+    reproduces: tuple[Mapping[str, str], ...] = field(default=(), hash=False)
+    config_files: tuple[str, ...] = ()  # hf-hub: files fetched beside the weights (configs, tokenizer)
+
+    def __post_init__(self) -> None:
+        if not self.source:  # an entry built the historical way: an hf-hub repo, else nothing to download
+            object.__setattr__(self, "source", {"kind": "hf-hub", "repo": self.hf_hub} if self.hf_hub else {})
+        if self.kind == "hf-hub" and self.format == "open_clip" and not self.config_files:
+            object.__setattr__(self, "config_files", (CONFIG_FILE,))
+
+    @property
+    def kind(self) -> str | None:
+        return self.source.get("kind")
+
+    @property
+    def pinned(self) -> bool:
+        """The catalogue names the weights file's sha256 (``pins.json`` pins are the cache's, not the catalogue's)."""
+        return self.sha256 is not None
+
+    @property
+    def file(self) -> str | None:
+        """The one file the source names (a URL's, a Drive entry's name to place it as, a Hub file), if any."""
+        return self.source.get("file")
 
     def describe(self) -> dict[str, Any]:
         d = asdict(self)
+        d["source"] = dict(self.source)
         d["weight_files"] = list(self.weight_files)
         d["aliases"] = list(self.aliases)
+        d["reproduces"] = [dict(r) for r in self.reproduces]
+        d["config_files"] = list(self.config_files)
+        d["kind"] = self.kind
         return d
 
 
-ROBUSTVLM = "Schlarmann et al., Robust CLIP (ICML 2024), github.com/chs20/RobustVLM"
-ROBUST_PERCEPTUAL = "Croce et al., Adversarially robust CLIP models can induce better (robust) perceptual metrics (SaTML 2025)"
+# --- the catalogue file ----------------------------------------------------------------------------------------
 
-ENTRIES: tuple[CatalogueEntry, ...] = (
-    CatalogueEntry("fare2-clip", "fare", "ViT-L-14", "openai", 2.0, "ImageNet-1k (2 epochs)", "chs20/fare2-clip",
-                   "https://huggingface.co/chs20/fare2-clip", ROBUSTVLM, aliases=("fare2",)),
-    CatalogueEntry("fare4-clip", "fare", "ViT-L-14", "openai", 4.0, "ImageNet-1k (2 epochs)", "chs20/fare4-clip",
-                   "https://huggingface.co/chs20/fare4-clip", ROBUSTVLM, aliases=("fare4",)),
-    CatalogueEntry("tecoa2-clip", "tecoa", "ViT-L-14", "openai", 2.0, "ImageNet-1k (2 epochs)", "chs20/tecoa2-clip",
-                   "https://huggingface.co/chs20/tecoa2-clip", ROBUSTVLM, aliases=("tecoa2",),
-                   notes="TeCoA retrained by the RobustVLM authors (supervised CE, APGD inner attack)"),
-    CatalogueEntry("tecoa4-clip", "tecoa", "ViT-L-14", "openai", 4.0, "ImageNet-1k (2 epochs)", "chs20/tecoa4-clip",
-                   "https://huggingface.co/chs20/tecoa4-clip", ROBUSTVLM, aliases=("tecoa4",),
-                   notes="TeCoA retrained by the RobustVLM authors (supervised CE, APGD inner attack)"),
-    CatalogueEntry("fare4-vit-b-32-laion2b", "fare", "ViT-B-32", "laion2b_s34b_b79k", 4.0, "ImageNet-1k",
-                   "chs20/FARE4-ViT-B-32-laion2B-s34B-b79K",
-                   "https://huggingface.co/chs20/FARE4-ViT-B-32-laion2B-s34B-b79K", ROBUST_PERCEPTUAL,
-                   notes="LAION-2B base (GELU, not QuickGELU)"),
-    CatalogueEntry("tecoa4-vit-b-32-laion2b", "tecoa", "ViT-B-32", "laion2b_s34b_b79k", 4.0, "ImageNet-1k",
-                   "chs20/TeCoA4-ViT-B-32-laion2B-s34B-b79K",
-                   "https://huggingface.co/chs20/TeCoA4-ViT-B-32-laion2B-s34B-b79K", ROBUST_PERCEPTUAL,
-                   notes="LAION-2B base (GELU, not QuickGELU)"),
-)
+
+def _problems(models: Any) -> list[str]:
+    """What is wrong with zoo.json's ``models`` (empty: nothing)."""
+    if not isinstance(models, list):
+        return ["'models' is not a list"]
+    out: list[str] = []
+    seen: dict[str, str] = {}
+    for i, m in enumerate(models):
+        where = f"models[{i}]" + (f" ({m.get('name')})" if isinstance(m, dict) and m.get("name") else "")
+        if not isinstance(m, dict):
+            out.append(f"{where} is not an object")
+            continue
+        missing = [k for k in REQUIRED if k not in m]
+        extra = sorted(set(m) - set(REQUIRED))
+        if missing:
+            out.append(f"{where} lacks {', '.join(missing)}")
+        if extra:
+            out.append(f"{where} has unknown fields {', '.join(extra)}")
+        for k in REQUIRED:
+            if k in m and m[k] is None and k not in NULLABLE:
+                out.append(f"{where}: {k} may not be null")
+        for k in ("name", "paper", "defense", "architecture", "format", "notes"):
+            if k in m and m[k] is not None and not isinstance(m[k], str):
+                out.append(f"{where}: {k} is not text")
+        src = m.get("source")
+        if not isinstance(src, dict) or src.get("kind") not in KINDS:
+            out.append(f"{where}: source.kind must be one of {', '.join(KINDS)}")
+        else:
+            need = {"hf-hub": ("repo",), "url": ("url", "file"), "shipped": ("defense",)}.get(src["kind"], ())
+            if src["kind"] == "gdrive" and (not (src.get("id") or src.get("folder")) or not src.get("file")):
+                out.append(f"{where}: a gdrive source needs an id (or folder) and the file name to place it as")
+            out += [f"{where}: source lacks {k}" for k in need if not src.get(k)]
+        if m.get("format") not in FORMATS:
+            out.append(f"{where}: format must be one of {', '.join(FORMATS)}")
+        if m.get("activation") is not None and m.get("activation") not in ACTIVATIONS:
+            out.append(f"{where}: activation must be quickgelu, gelu or null")
+        sha = m.get("sha256")
+        if sha is not None and not (isinstance(sha, str) and SHA256.fullmatch(sha)):
+            out.append(f"{where}: sha256 must be 64 lowercase hex digits or null")
+        if sha is not None and isinstance(src, dict) and src.get("kind") == "hf-hub" and not src.get("file"):
+            out.append(f"{where}: a pinned sha256 needs the file it is of (source.file)")
+        size = m.get("size")
+        if size is not None and not (isinstance(size, int) and size > 0):
+            out.append(f"{where}: size must be a positive number of bytes or null")
+        for k in ("train_eps", "logit_scale"):
+            v = m.get(k)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+                out.append(f"{where}: {k} must be a positive number or null")
+        if not isinstance(m.get("aliases"), list) or not isinstance(m.get("reproduces"), list):
+            out.append(f"{where}: aliases and reproduces must be lists")
+        for r in m.get("reproduces") or []:
+            if not (isinstance(r, dict) and {"file", "method", "source"} <= set(r)):
+                out.append(f"{where}: each reproduces item needs file, method and source")
+        for key in [m.get("name")] + list(m.get("aliases") or []):
+            if not isinstance(key, str) or not key:
+                continue
+            k = _norm(key)
+            if k in seen:
+                out.append(f"{where}: the name or alias '{key}' is also {seen[k]}'s")
+            seen[k] = str(m.get("name"))
+    names = [m.get("name") for m in models if isinstance(m, dict)]
+    if names != sorted(names, key=str):
+        out.append("the models are not sorted by name")
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _zoo_data() -> dict[str, Any]:
+    try:
+        data = json.loads(ZOO_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ZsrError(f"The model zoo {ZOO_FILE} cannot be read ({exc}); the installation is damaged: reinstall "
+                       "zsrbench.") from None
+    problems = _problems(data.get("models") if isinstance(data, dict) else None)
+    if problems:
+        raise ZsrError(f"The model zoo {ZOO_FILE} is invalid: " + "; ".join(problems[:5])
+                       + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "") + ".")
+    return data
+
+
+def validate() -> list[str]:
+    """Problems of zoo.json (empty when it is valid): for the tests and `zsrbench zoo list`."""
+    data = json.loads(ZOO_FILE.read_text(encoding="utf-8"))
+    return _problems(data.get("models"))
+
+
+def _from_json(m: dict[str, Any]) -> CatalogueEntry:
+    src = dict(m["source"])
+    kind = src["kind"]
+    repo = src.get("repo") if kind == "hf-hub" else None
+    files: tuple[str, ...] = ()
+    configs: tuple[str, ...] = ()
+    if kind == "hf-hub":
+        if m["format"] == "open_clip":
+            files = (src["file"],) if src.get("file") else tuple(src.get("files") or WEIGHT_FILES)
+            configs = (src.get("config") or CONFIG_FILE, *src.get("extra_files", ()))
+        elif m["format"] == "transformers":
+            files = (src["file"],) if src.get("file") else HF_WEIGHT_FILES
+            configs = (HF_CONFIG,)
+        else:
+            files = (src["file"],) if src.get("file") else ()
+    return CatalogueEntry(
+        name=m["name"], defense=m["defense"], architecture=m["architecture"], base=m["base"],
+        train_eps=None if m["train_eps"] is None else float(m["train_eps"]), train_data=m["train_data"],
+        hf_hub=repo, url=m["homepage"] or "", paper=m["paper"], sha256=m["sha256"], weight_files=files or WEIGHT_FILES,
+        aliases=tuple(m["aliases"]), notes=m["notes"], venue=m["venue"], source=src, size=m["size"],
+        format=m["format"], activation=m["activation"],
+        logit_scale=None if m["logit_scale"] is None else float(m["logit_scale"]), licence=m["licence"],
+        tokenizer=m["tokenizer"], reproduces=tuple(dict(r) for r in m["reproduces"]), config_files=configs)
+
+
+def _shipped_entry(e: CatalogueEntry) -> CatalogueEntry:
+    """A ``shipped`` entry completed from the package's manifest (file, sha256, its shipped name as an alias)."""
+    import dataclasses
+
+    from zsrbench.models import shipped
+
+    d = e.source.get("defense")
+    info = shipped._entries().get(str(d))
+    if info is None:  # the package ships no such file (a trimmed installation): listed, not loadable
+        return e
+    ship = shipped._shipped(str(d), info)
+    eps = e.train_eps
+    try:
+        eps = float(ship.training().get("hparams", {}).get("eps")) if eps is None else eps
+    except (OSError, ValueError, TypeError):
+        pass
+    return dataclasses.replace(e, sha256=ship.sha256, aliases=(*e.aliases, ship.name), train_eps=eps,
+                               source={**e.source, "file": ship.path.name, "shipped_name": ship.name},
+                               url=e.url or "zsrbench/micro/weights/defenses/manifest.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _zoo() -> tuple[CatalogueEntry, ...]:
+    out = []
+    for m in _zoo_data()["models"]:
+        e = _from_json(m)
+        out.append(_shipped_entry(e) if e.kind == "shipped" else e)
+    return tuple(out)
+
 
 _EXTRA: dict[str, CatalogueEntry] = {}  # entries added at run time (plugins, tests)
 
@@ -82,23 +266,29 @@ def register(entry: CatalogueEntry) -> CatalogueEntry:
 
 
 def entries() -> list[CatalogueEntry]:
-    seen = {e.name: e for e in ENTRIES}
+    seen = {e.name: e for e in _zoo()}
     seen.update(_EXTRA)
     return list(seen.values())
 
 
 def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+    return str(name).strip().lower().replace("_", "-")
 
 
 def lookup(name: str) -> CatalogueEntry | None:
-    """The entry named ``name`` (its name, an alias, or its ``hf-hub:`` id), else None."""
+    """The entry named ``name`` (its name, an alias, or its ``hf-hub:`` id when one entry alone uses that repo),
+    else None."""
     key = _norm(name)
-    for e in entries():
-        ids = {_norm(e.name), *(_norm(a) for a in e.aliases)}
+    all_entries = entries()
+    repos: dict[str, int] = {}
+    for e in all_entries:
         if e.hf_hub:
-            ids |= {_norm(e.hf_hub), _norm(f"hf-hub:{e.hf_hub}")}
-        if key in ids:
+            repos[_norm(e.hf_hub)] = repos.get(_norm(e.hf_hub), 0) + 1
+    for e in all_entries:
+        if key == _norm(e.name) or key in {_norm(a) for a in e.aliases}:
+            return e
+    for e in all_entries:
+        if e.hf_hub and repos[_norm(e.hf_hub)] == 1 and key in {_norm(e.hf_hub), _norm(f"hf-hub:{e.hf_hub}")}:
             return e
     return None
 
@@ -106,29 +296,143 @@ def lookup(name: str) -> CatalogueEntry | None:
 def get(name: str) -> CatalogueEntry:
     e = lookup(name)
     if e is None:
-        import difflib
-
         names = [x.name for x in entries()]
         close = difflib.get_close_matches(_norm(name), names, n=1)
+        if not close:  # a close alias names its model
+            aliases = {_norm(a): x.name for x in entries() for a in x.aliases}
+            hit = difflib.get_close_matches(_norm(name), list(aliases), n=1)
+            close = [aliases[hit[0]]] if hit else []
         raise ZsrError(f"Unknown published checkpoint '{name}'." + (f" Did you mean '{close[0]}'?" if close else "")
-                       + f" Known: {', '.join(names)}.")
+                       + f" The model zoo has {len(names)} models: `zsrbench zoo list` shows them (names and "
+                       "aliases are accepted).")
     return e
+
+
+# --- where files go, and their pins ------------------------------------------------------------------------------
 
 
 def checkpoint_cache() -> Path:
     return cache_dir() / "checkpoints"
 
 
-def offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("ZSRBENCH_OFFLINE", "HF_HUB_OFFLINE"))
+def manual_dir(entry: CatalogueEntry, cache: Path | None = None) -> Path:
+    """The folder where a file placed by hand for ``entry`` is looked for first (and where URL downloads go)."""
+    return (Path(cache) if cache is not None else checkpoint_cache()) / MANUAL_DIR / entry.name
+
+
+def source_url(entry: CatalogueEntry) -> str:
+    """Where the entry's file comes from, as a person would open it."""
+    src, kind = entry.source, entry.kind
+    if kind == "hf-hub":
+        repo = f"https://huggingface.co/{src.get('repo')}"
+        return f"{repo}/blob/main/{src['file']}" if src.get("file") else repo
+    if kind == "url":
+        return str(src["url"])
+    if kind == "gdrive":
+        return (f"https://drive.google.com/file/d/{src['id']}" if src.get("id")
+                else f"https://drive.google.com/drive/folders/{src.get('folder')}")
+    return entry.url
+
+
+class Pins:
+    """``pins.json``: the sha256 (and size) of each file of an unpinned entry, measured the first time it was used."""
+
+    def __init__(self, cache: Path) -> None:
+        self.path = Path(cache) / PINS_FILE
+
+    def read(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ZsrError(f"{self.path} (the sha256 pinned for unpinned zoo models on their first download) cannot "
+                           f"be read ({exc}). Restore it, or delete it to pin the files again on their next use.") from None
+        return data if isinstance(data, dict) else {}
+
+    def get(self, name: str, filename: str) -> dict[str, Any] | None:
+        return ((self.read().get(name) or {}).get("files") or {}).get(filename)
+
+    def put(self, name: str, filename: str, digest: str, size: int) -> None:
+        data = self.read()
+        files = data.setdefault(name, {}).setdefault("files", {})
+        files[filename] = {"sha256": digest, "size": size,
+                           "pinned_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _warn(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {text}", highlight=False)
+
+
+def _say(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, soft_wrap=True).print(text, highlight=False)
+
+
+@dataclass
+class _Check:
+    digest: str
+    verified: bool  # against the catalogue or a user-given digest
+    pinned_before: bool = False  # against pins.json
+    pinned_now: bool = False
+
+
+def _verify(entry: CatalogueEntry, path: Path, *, cache: Path, primary: bool, expected: str | None,
+            by_hand: bool, fix: str) -> _Check:
+    """``path``'s sha256 against what is known (the catalogue's digest for the primary file, a user-given one, the
+    pin of an earlier download); an unknown file is pinned now, with a warning. A mismatch is a :class:`ZsrError`
+    that deletes nothing and ends with ``fix``."""
+    digest = sha256_of(path)
+    wants = [(w, why) for w, why in ((entry.sha256 if primary else None, "the zoo pins"),
+                                     (expected if primary else None, "you gave")) if w]
+    pins = Pins(cache)
+    pin = None if any(why == "the zoo pins" for _, why in wants) else pins.get(entry.name, path.name)
+    if pin:
+        wants.append((pin["sha256"], f"was pinned on its first use ({pin.get('pinned_at', 'earlier')}, in {pins.path})"))
+    size = path.stat().st_size
+    if primary and entry.size is not None and size != entry.size:
+        raise ZsrError(f"Model '{entry.name}': {path} has {size} bytes, but the zoo says {entry.size}: it was not used "
+                       f"(nothing was deleted). {fix}")
+    for want, why in wants:
+        if digest != want:
+            placed = (" It was placed by hand, so it is not the published file (nothing was deleted)." if by_hand
+                      else " Nothing was deleted.")
+            repin = (f" If the publisher changed the file on purpose, delete the '{entry.name}' entry of {pins.path} "
+                     "and fetch again." if "pinned" in why else "")
+            raise ZsrError(f"Model '{entry.name}': {path} has sha256 {digest}, but {want} {why}: it was not used."
+                           f"{placed} {fix}{repin}")
+    check = _Check(digest, verified=any("pinned" not in why for _, why in wants), pinned_before=pin is not None)
+    if not wants:
+        pins.put(entry.name, path.name, digest, path.stat().st_size)
+        check.pinned_now = True
+        _warn(f"'{entry.name}': {path.name} is not pinned by the model zoo; its sha256 {digest} "
+              f"({path.stat().st_size} bytes) is now pinned in {pins.path}, and any other file will be refused. Compare "
+              f"it with the publisher's if they list one ({source_url(entry)}).")
+    return check
+
+
+# --- fetching -----------------------------------------------------------------------------------------------------
 
 
 def _hf_download(repo_id: str, filename: str, *, cache: Path, local_files_only: bool) -> str:
-    """One file from the Hub (huggingface_hub shows a progress bar). Mocked in the tests."""
+    """One file from the Hub (huggingface_hub shows a progress bar and resumes). Mocked in the tests."""
     from huggingface_hub import hf_hub_download
 
     return hf_hub_download(repo_id, filename, cache_dir=str(cache), local_files_only=local_files_only)
+
+
+def _hf_list(repo_id: str) -> list[str]:
+    """The files of a Hub repo (network). Mocked in the tests."""
+    from huggingface_hub import list_repo_files
+
+    return list(list_repo_files(repo_id))
 
 
 def _is_missing_entry(exc: BaseException) -> bool:
@@ -140,12 +444,21 @@ def _is_missing_entry(exc: BaseException) -> bool:
     return isinstance(exc, RemoteEntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError)
 
 
-def _fetch_files(entry: CatalogueEntry, cache: Path, local_only: bool) -> tuple[Path, Path]:
-    config = Path(_hf_download(entry.hf_hub, CONFIG_FILE, cache=cache, local_files_only=local_only))
+def _hf_files(entry: CatalogueEntry, cache: Path, local_only: bool) -> tuple[list[Path], Path]:
+    """(the config/tokenizer files, the weights file) of an hf-hub entry, from the Hub's cache or the network."""
+    assert entry.hf_hub is not None
+    configs = [Path(_hf_download(entry.hf_hub, f, cache=cache, local_files_only=local_only))
+               for f in entry.config_files]
+    if entry.format == "transformers":
+        for f in HF_OPTIONAL:
+            try:
+                configs.append(Path(_hf_download(entry.hf_hub, f, cache=cache, local_files_only=local_only)))
+            except Exception:  # noqa: BLE001 - optional: open_clip's mean/std then
+                pass
     last: BaseException | None = None
     for name in entry.weight_files:
         try:
-            return config, Path(_hf_download(entry.hf_hub, name, cache=cache, local_files_only=local_only))
+            return configs, Path(_hf_download(entry.hf_hub, name, cache=cache, local_files_only=local_only))
         except Exception as exc:  # noqa: BLE001 - try the next weights file name
             last = exc
             if local_only or _is_missing_entry(exc):
@@ -155,72 +468,295 @@ def _fetch_files(entry: CatalogueEntry, cache: Path, local_only: bool) -> tuple[
     raise last
 
 
-def fetch(entry: CatalogueEntry, *, allow_download: bool = True, cache: Path | None = None,
-          expected_sha256: str | None = None) -> tuple[Path, dict[str, Any]]:
-    """A local folder holding the entry's open_clip config and weights, and its provenance.
+def _manual_files(entry: CatalogueEntry, folder: Path) -> tuple[list[Path], Path] | None:
+    """Files placed by hand in ``folder`` (all of them, for a multi-file model), else None."""
+    if entry.kind == "hf-hub" and entry.format in ("open_clip", "transformers"):
+        configs = [folder / f for f in entry.config_files]
+        weights = next((folder / f for f in entry.weight_files if (folder / f).is_file()), None)
+        if weights is None or not all(c.is_file() for c in configs):
+            return None
+        extra = [folder / f for f in HF_OPTIONAL if (folder / f).is_file()] if entry.format == "transformers" else []
+        return configs + extra, weights
+    name = hand_name(entry)
+    if (folder / name).is_file():
+        return [], folder / name
+    return None
 
-    The cache is tried first (no network). A missing cache downloads when allowed (and not offline); a failed
-    download is a :class:`ZsrError` that says what to do, never a traceback.
-    """
-    if not entry.hf_hub:
-        raise ZsrError(f"Checkpoint '{entry.name}' has no download source; get it from {entry.url} and pass its path.")
-    expected_sha256 = check_sha256_text(expected_sha256) if expected_sha256 else None  # a typo is not a mismatch
-    cache = Path(cache) if cache is not None else checkpoint_cache()
-    downloaded = False
+
+def hand_name(entry: CatalogueEntry) -> str:
+    """The name a single-file checkpoint is looked for under in :func:`manual_dir` (the source's file name, else
+    ``checkpoint.pt`` / ``checkpoint.pth.tar``)."""
+    return entry.file or ("checkpoint.pth.tar" if entry.format == "vision_encoder_state_dict" else "checkpoint.pt")
+
+
+DOWNLOADED_MARK = ".downloaded-by-zsrbench"
+
+
+def _downloaded(folder: Path) -> set[str]:
+    """Names of the files in a :func:`manual_dir` that zsrbench downloaded itself (the others were placed by hand)."""
     try:
-        config, weights = _fetch_files(entry, cache, local_only=True)
+        return set(json.loads((folder / DOWNLOADED_MARK).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return set()
+
+
+def _mark_downloaded(folder: Path, name: str) -> None:
+    names = sorted(_downloaded(folder) | {name})
+    (folder / DOWNLOADED_MARK).write_text(json.dumps(names) + "\n", encoding="utf-8")
+
+
+def _expected_names(entry: CatalogueEntry) -> str:
+    if entry.kind == "hf-hub" and entry.format in ("open_clip", "transformers"):
+        weights = " or ".join(entry.weight_files)
+        return f"{', '.join(entry.config_files)} and {weights}"
+    return hand_name(entry)
+
+
+def _place_by_hand(entry: CatalogueEntry, cache: Path) -> str:
+    folder = manual_dir(entry, cache)
+    return f"place {_expected_names(entry)} by hand in {folder}{os.sep}"
+
+
+def _assemble(entry: CatalogueEntry, configs: list[Path], weights: Path, cache: Path) -> Path:
+    """One folder holding the checked config(s) and weights side by side, and no other weights file (the loaders
+    read a folder and pick its weights file themselves: it must be the one whose sha256 was checked)."""
+    folder = weights.parent
+    others = [folder / n for n in (*WEIGHT_FILES, *HF_WEIGHT_FILES) if n != weights.name and (folder / n).exists()]
+    if all(c.parent == folder for c in configs) and not others:
+        return folder
+    folder = cache / "assembled" / entry.name
+    if folder.is_dir():
+        for stale in folder.iterdir():
+            if stale.name not in {f.name for f in [*configs, weights]}:
+                stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in [*configs, weights]:
+        target = folder / f.name
+        if target.exists() and target.resolve() == f.resolve():
+            continue
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        try:
+            target.symlink_to(f.resolve())
+        except OSError:  # no symlinks here: a copy
+            shutil.copyfile(f, target)
+    return folder
+
+
+def _refuse_offline(entry: CatalogueEntry, cache: Path, why: str) -> ZsrError:
+    return ZsrError(
+        f"Checkpoint '{entry.name}' ({source_url(entry)}) is not in the cache {cache} and downloading is off ({why}). "
+        f"Fetch it once with network access (`zsrbench zoo fetch {entry.name}`), or download it elsewhere and "
+        f"{_place_by_hand(entry, cache)}: zsrbench uses it after checking its sha256."
+    )
+
+
+def _fetch_shipped(entry: CatalogueEntry) -> tuple[Path, dict[str, Any]]:
+    from zsrbench.models import shipped
+
+    d = str(entry.source.get("defense"))
+    info = shipped._entries().get(d)
+    if info is None:
+        raise ZsrError(f"'{entry.name}' is a micro defense the package ships, but {shipped.SHIPPED_DIR} holds no "
+                       f"{d} file: the installation is incomplete. Reinstall zsrbench, or run "
+                       "`python scripts/ship_micro_defenses.py` in a checkout.")
+    ship = shipped._shipped(d, info)
+    if not ship.path.is_file():
+        raise ZsrError(f"The shipped {ship.name} file {ship.path} is missing: reinstall zsrbench.")
+    digest = sha256_of(ship.path)
+    if digest != ship.sha256:
+        raise ZsrError(f"The shipped {ship.name} file {ship.path} has sha256 {digest}, but the package's manifest "
+                       f"says {ship.sha256}: the installation is damaged. Reinstall zsrbench.")
+    return ship.path, {"catalogue": ship.name, "zoo_name": entry.name, "defense": entry.defense,
+                       "source_url": str(ship.path.name), "source_kind": "shipped", "checkpoint_sha256": digest,
+                       "sha256_verified": True, "downloaded_now": False, "weights_file": ship.path.name}
+
+
+def _fetch_hf(entry: CatalogueEntry, cache: Path, allow_download: bool) -> tuple[list[Path], Path, bool]:
+    if entry.format not in ("open_clip", "transformers") and not entry.file:
+        raise _unnamed_file(entry, cache, allow_download)
+    try:
+        configs, weights = _hf_files(entry, cache, local_only=True)
+        return configs, weights, False
     except Exception as cached_exc:  # noqa: BLE001 - not cached (or a partial cache)
         if not allow_download or offline():
-            raise ZsrError(
-                f"Checkpoint '{entry.name}' ({entry.hf_hub}) is not in the cache {cache} and downloading is off "
-                "(offline mode or allow_download=False). Run once with network access to download it, or unset "
-                "ZSRBENCH_OFFLINE/HF_HUB_OFFLINE."
-            ) from cached_exc
-        from rich.console import Console
+            why = "offline mode: ZSRBENCH_OFFLINE/HF_HUB_OFFLINE" if offline() else "allow_download=False"
+            raise _refuse_offline(entry, cache, why) from cached_exc
+    _say(f"Downloading [bold]{entry.name}[/] from {source_url(entry)} into {cache}")
+    try:
+        configs, weights = _hf_files(entry, cache, local_only=False)
+    except Exception as exc:  # noqa: BLE001 - network, auth, missing repo: all user-fixable
+        raise ZsrError(
+            f"Could not download checkpoint '{entry.name}' from {source_url(entry)} ({type(exc).__name__}: {exc}). "
+            f"Check the network connection and retry (downloads resume), or download it elsewhere (`huggingface-cli "
+            f"download {entry.hf_hub}`) and {_place_by_hand(entry, cache)}."
+        ) from exc
+    return configs, weights, True
 
-        Console(stderr=True).print(f"Downloading published checkpoint [bold]{entry.name}[/] from {entry.url} into {cache}")
+
+def _unnamed_file(entry: CatalogueEntry, cache: Path, allow_download: bool) -> ZsrError:
+    """An hf-hub entry whose file name the zoo does not know: say which files the repo has, where to put one."""
+    listing = ""
+    if allow_download and not offline():
         try:
-            config, weights = _fetch_files(entry, cache, local_only=False)
-        except Exception as exc:  # noqa: BLE001 - network, auth, missing repo: all user-fixable
-            raise ZsrError(
-                f"Could not download checkpoint '{entry.name}' from {entry.url} ({type(exc).__name__}: {exc}). "
-                f"Check the network connection (or download {entry.hf_hub} by hand into {cache} with "
-                "`huggingface-cli download`), then retry."
-            ) from exc
-        downloaded = True
-    digest = sha256_file(weights)
-    for want in (entry.sha256, expected_sha256):
-        if want and digest != check_sha256_text(want):
-            raise ZsrError(
-                f"Checkpoint '{entry.name}' file {weights} has sha256 {digest}, but {want} was expected: the download "
-                f"is corrupt or the repository changed. Delete {weights} (and its cache folder) and retry."
-            )
-    folder = config.parent
-    if weights.parent != folder:  # keep config and weights side by side for open_clip's local-dir loader
-        folder = cache / "assembled" / entry.name
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(config, folder / CONFIG_FILE)
-        shutil.copyfile(weights, folder / weights.name)
-        weights = folder / weights.name
+            files = [f for f in _hf_list(str(entry.hf_hub)) if not f.startswith(".") and f != "README.md"]
+            listing = f" The repository holds: {', '.join(files) or 'no files'}."
+        except Exception as exc:  # noqa: BLE001 - only a hint
+            listing = f" (Its file list could not be read: {type(exc).__name__}.)"
+    folder = manual_dir(entry, cache)
+    return ZsrError(
+        f"The model zoo does not know which file of {entry.hf_hub} is '{entry.name}' (unpinned).{listing} Download "
+        f"the {entry.architecture} checkpoint from https://huggingface.co/{entry.hf_hub} and place it by hand at "
+        f"{folder / hand_name(entry)}; or add its name as source.file in {ZOO_FILE}."
+    )
+
+
+def _fetch_url(entry: CatalogueEntry, cache: Path, allow_download: bool, opener: Callable[..., Any] | None,
+               expected: str | None) -> tuple[Path, bool]:
+    from zsrbench.models.download import download_url
+
+    dest = manual_dir(entry, cache) / hand_name(entry)
+    url = str(entry.source["url"])
+    if not allow_download or offline():
+        why = "offline mode: ZSRBENCH_OFFLINE/HF_HUB_OFFLINE" if offline() else "allow_download=False"
+        raise ZsrError(
+            f"Checkpoint '{entry.name}' ({url}) is not in the cache and downloading is off ({why}). Download {url} "
+            f"on a machine with network access and place it by hand at {dest} (zsrbench checks its sha256 before "
+            f"using it), or fetch it with `zsrbench zoo fetch {entry.name}` once online."
+        )
+    pin = Pins(cache).get(entry.name, dest.name) if not (entry.sha256 or expected) else None
+    want = entry.sha256 or expected or (pin or {}).get("sha256")
+    _say(f"Downloading [bold]{entry.name}[/] from {url} to {dest}")
+    try:
+        download_url(url, dest, expected_sha256=want, expected_size=entry.size, opener=opener, label=entry.name)
+    except ZsrError as exc:
+        raise ZsrError(f"Model '{entry.name}': {exc}") from None
+    except OSError as exc:  # the network: URLError, timeouts, HTTP errors, a cut transfer
+        part = dest.with_name(dest.name + ".part")
+        kept = f" The {part.stat().st_size} bytes already at {part} are kept; the next try resumes." if part.is_file() else ""
+        raise ZsrError(
+            f"Could not download checkpoint '{entry.name}' from {url} ({type(exc).__name__}: {exc}).{kept} Check the "
+            f"network and retry, or download the file elsewhere and place it by hand at {dest}."
+        ) from exc
+    _mark_downloaded(dest.parent, dest.name)
+    return dest, True
+
+
+def _refuse_gdrive(entry: CatalogueEntry, cache: Path) -> ZsrError:
+    src = entry.source
+    what = f"Google Drive file id {src['id']}" if src.get("id") else f"Google Drive folder id {src['folder']}"
+    dest = manual_dir(entry, cache) / hand_name(entry)
+    return ZsrError(
+        f"Checkpoint '{entry.name}' is published only on Google Drive ({what}: {source_url(entry)}), which zsrbench "
+        "does not download from (no stable direct link; a mirror is needed). Download it in a browser"
+        + (" (the checkpoint in that folder)" if src.get("folder") else "")
+        + f" and place it by hand at {dest}; zsrbench then uses it after checking its sha256 "
+        "(pinned on first use when the zoo does not pin it)."
+    )
+
+
+def fetch(entry: CatalogueEntry, *, allow_download: bool = True, cache: Path | None = None,
+          expected_sha256: str | None = None, opener: Callable[..., Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The local path of ``entry``'s checkpoint and its provenance: a folder (``open_clip``, ``transformers``) or a
+    file (``visual``, ``vision_encoder_state_dict``).
+
+    Order: a file placed by hand in :func:`manual_dir`, the cache (no network), then a download when allowed and
+    not offline. Every file's sha256 is checked before it is returned (see :func:`_verify`). A failure is a
+    :class:`ZsrError` that names the URL and the path to place the file at by hand, never a traceback.
+    """
+    from zsrbench.models.weights import check_sha256_text
+
+    expected = check_sha256_text(expected_sha256) if expected_sha256 else None  # a typo is not a mismatch
+    if entry.kind == "shipped":
+        path, prov = _fetch_shipped(entry)
+        if expected and prov["checkpoint_sha256"] != expected:
+            raise ZsrError(f"The shipped '{entry.name}' has sha256 {prov['checkpoint_sha256']}, not the {expected} you "
+                           "gave: drop --checkpoint-sha256, or name the file you meant.")
+        return path, prov
+    if entry.kind not in ("hf-hub", "url", "gdrive"):
+        raise ZsrError(f"Checkpoint '{entry.name}' has no download source; get it from {entry.url} and pass its path.")
+    cache = Path(cache) if cache is not None else checkpoint_cache()
+    folder = manual_dir(entry, cache)
+    hand = _manual_files(entry, folder)
+    downloaded = False
+    by_hand = hand is not None and hand[1].name not in _downloaded(folder)
+    if hand is not None:
+        configs, weights = hand
+    elif entry.kind == "hf-hub":
+        configs, weights, downloaded = _fetch_hf(entry, cache, allow_download)
+    elif entry.kind == "url":
+        configs, (weights, downloaded) = [], _fetch_url(entry, cache, allow_download, opener, expected)
+    else:
+        raise _refuse_gdrive(entry, cache)
+    if by_hand:
+        fix = f"Replace the file(s) in {folder} with the published ones from {source_url(entry)}."
+    elif entry.kind == "hf-hub":
+        repo = cache / f"models--{str(entry.hf_hub).replace('/', '--')}"
+        fix = (f"The download is corrupt or the repository changed: delete {repo} (and {cache / 'assembled' / entry.name}"
+               " if present) and fetch again.")
+    else:
+        fix = f"Delete {weights} and fetch again (`zsrbench zoo fetch {entry.name}`)."
+    check = _verify(entry, weights, cache=cache, primary=True, expected=expected, by_hand=by_hand, fix=fix)
+    for c in configs:
+        _verify(entry, c, cache=cache, primary=False, expected=None, by_hand=by_hand, fix=fix)
+    path = weights
+    if entry.format in ("open_clip", "transformers") and entry.kind == "hf-hub":
+        path = _assemble(entry, configs, weights, cache)
     provenance = {
-        "catalogue": entry.name, "defense": entry.defense, "source_url": entry.url, "hf_hub": entry.hf_hub,
-        "train_eps": entry.train_eps, "weights_file": weights.name, "checkpoint_sha256": digest,
-        "sha256_verified": bool(entry.sha256 or expected_sha256), "downloaded_now": downloaded,
+        "catalogue": entry.name, "defense": entry.defense, "source_url": source_url(entry), "source_kind": entry.kind,
+        "hf_hub": entry.hf_hub, "train_eps": entry.train_eps, "weights_file": weights.name,
+        "checkpoint_sha256": check.digest, "sha256_verified": check.verified, "sha256_pinned": check.pinned_before,
+        "sha256_pinned_now": check.pinned_now, "placed_by_hand": by_hand, "downloaded_now": downloaded,
+        "format": entry.format,
     }
-    return folder, provenance
+    return path, provenance
+
+
+# --- loading ------------------------------------------------------------------------------------------------------
 
 
 def load(entry: CatalogueEntry, *, device: str = "cpu", allow_download: bool = True,
-         expected_sha256: str | None = None, cache: Path | None = None) -> CLIPParts:
-    folder, provenance = fetch(entry, allow_download=allow_download, cache=cache, expected_sha256=expected_sha256)
+         expected_sha256: str | None = None, cache: Path | None = None) -> "CLIPParts":
+    """The entry's model, built strictly (open_clip folders by open_clip, every other format by
+    :func:`zsrbench.models.formats.load_any`), with the zoo's provenance in ``parts.source``."""
+    path, provenance = fetch(entry, allow_download=allow_download, cache=cache, expected_sha256=expected_sha256)
+    if entry.kind == "shipped":
+        return _load_shipped(entry, path, provenance, device)
+    from zsrbench.models import formats
+
+    vision_only = entry.format in ("visual", "vision_encoder_state_dict")
     try:
-        parts = build_clip(f"local-dir:{folder}", None, device=device)
+        parts = formats.load_any(
+            path, fmt=entry.format, architecture=entry.architecture if vision_only else None,
+            pretrained=entry.base if vision_only else None, activation=entry.activation,
+            logit_scale=entry.logit_scale, trust=False, device=device)
     except ZsrError as exc:  # a damaged download in the cache: say how to get a fresh one
-        repo = (Path(cache) if cache is not None else checkpoint_cache()) / f"models--{entry.hf_hub.replace('/', '--')}"
-        raise ZsrError(f"Published checkpoint '{entry.name}' in the cache is unusable: {exc} To download it afresh, "
-                       f"delete {repo} (and {folder} if it is not inside it) and run again.") from exc
+        where = (Path(cache) if cache is not None else checkpoint_cache())
+        hint = (f"delete {where / ('models--' + str(entry.hf_hub).replace('/', '--'))} (and {path} if it is not "
+                "inside it)" if entry.kind == "hf-hub" and not provenance.get("placed_by_hand") else f"replace {path}")
+        raise ZsrError(f"Published checkpoint '{entry.name}' ({entry.format}) is unusable: {exc} If the file is "
+                       f"damaged, {hint} and run again.") from exc
+    loaded = parts.source.get("checkpoint_sha256")
+    if loaded and loaded != provenance["checkpoint_sha256"]:  # the loader read another file than the checked one
+        raise ZsrError(f"Published checkpoint '{entry.name}': the loader read a weights file with sha256 {loaded}, not "
+                       f"the checked {provenance['checkpoint_sha256']} ({path}). Remove the other weights files from "
+                       "that folder and run again.")
     parts.source.update(provenance)
     parts.source["base_architecture"] = entry.architecture  # names the model (its folder is a cache path)
+    return parts
+
+
+def _load_shipped(entry: CatalogueEntry, path: Path, provenance: dict[str, Any], device: str) -> "CLIPParts":
+    from zsrbench.models import shipped
+    from zsrbench.models.clip import build_clip
+
+    parts = build_clip(shipped.ARCH, shipped.PRETRAINED_TAG, checkpoint=path,
+                       checkpoint_sha256=provenance["checkpoint_sha256"], device=device)
+    ship = shipped.by_name(str(provenance["catalogue"]))
+    if parts.tensors_sha256() != ship.tensors_sha256:
+        raise ZsrError(f"The shipped {ship.name} loads as tensors {parts.tensors_sha256()[:12]}…, not the "
+                       f"{ship.tensors_sha256[:12]}… the package pins: the installation is damaged. Reinstall zsrbench.")
+    parts.source.update(provenance)
     return parts
 
 

@@ -207,22 +207,27 @@ def folder_weights(folder: Path) -> Path:
 # --- fitting a state dict ----------------------------------------------------------------------------------
 
 
-def _show(keys: Sequence[str]) -> str:
-    return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+def show_keys(keys: Sequence[str], few: int = 5) -> str:
+    """A few key names, then "… and N more"."""
+    keys = list(keys)
+    return ", ".join(keys[:few]) + (f", … and {len(keys) - few} more" if len(keys) > few else "")
 
 
-def check_state_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: Path) -> None:
-    """Keys and shapes of ``state`` must be those of ``own`` exactly (a strict load)."""
+FITS_HINT = "Check --model matches the architecture the checkpoint was trained with."
+
+
+def check_state_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: Path | str, *,
+                     what: str = "the visual encoder of this architecture", hint: str = FITS_HINT) -> None:
+    """Keys and shapes of ``state`` must be those of ``own`` exactly (a strict load); ``what`` names the module
+    it must fit and ``hint`` says what to do, in the one-paragraph :class:`ZsrError` naming the keys."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    parts = [f"{what}: {_show(keys)}" for what, keys in
+    mismatched = [f"{k} (checkpoint {list(state[k].shape)}, model {list(own[k].shape)})"
+                  for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    parts = [f"{label}: {show_keys(keys)}" for label, keys in
              (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", mismatched)) if keys]
     if parts:
-        raise ZsrError(
-            f"Checkpoint {path} does not fit the visual encoder of this architecture ({'; '.join(parts)}). "
-            "Check --model matches the architecture the checkpoint was trained with."
-        )
+        raise ZsrError(f"Checkpoint {path} does not fit {what} ({'; '.join(parts)}). {hint}")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

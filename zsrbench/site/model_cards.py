@@ -68,7 +68,7 @@ def training_rows(rec: ResultRecord | None, defense: str | None) -> list[tuple[s
     if cat is not None:
         rows += [("published checkpoint", esc(cat.name) + " " + link(safe_url(cat.url), "(source)", external=True)),
                  ("training data", esc(cat.train_data)), ("fine-tuned from", esc(f"{cat.architecture} {cat.base}")),
-                 ("training ε", esc(f"{cat.train_eps:g}/255"))]
+                 ("training ε", esc("unknown" if cat.train_eps is None else f"{cat.train_eps:g}/255"))]
         if cat.notes:
             rows.append(("about", esc(cat.notes)))
     elif m.checkpoint and m.checkpoint.startswith(ON_DEMAND_PREFIX):
