@@ -469,3 +469,17 @@ def test_zsrbench_run_checkpoint_name_reaches_the_download(cache, monkeypatch, n
     text = flat(r.output)
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert f"Checkpoint '{name}'" in text and "not in the cache" in text and entry.hf_hub in text
+
+
+def test_a_run_of_a_zoo_model_names_the_published_numbers_it_should_reproduce(monkeypatch):
+    from zsrbench.cli import run as run_cli
+
+    said: list[str] = []
+    monkeypatch.setattr(run_cli, "info", said.append)
+    run_cli._say_published("fare4-vit-b-32-openai")
+    assert said and all(line.startswith("published for fare4-vit-b-32-openai (fare protocol): ") for line in said)
+    assert any("robust" in line for line in said) and any("clean" in line for line in said)
+    said.clear()
+    run_cli._say_published("not-a-zoo-model.pt")  # a plain file: nothing to compare with
+    run_cli._say_published(None)
+    assert said == []
