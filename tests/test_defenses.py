@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from zsrbench.defenses import attention as att
-from zsrbench.models import catalogue
+from zsrbench.models import catalogue, zoo_fetch
 from zsrbench.defenses.base import Adversary, Defense, LoadSpec, LossOutput, TrainBatch, TrainHparams
 from zsrbench.defenses.comp_tga import comp_tga_loss
 from zsrbench.defenses.fare import fare_loss
@@ -512,7 +512,7 @@ def test_catalogue_missing_cache_without_network_is_a_clear_error(monkeypatch, t
     monkeypatch.delenv("ZSRBENCH_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     calls: list = []
-    monkeypatch.setattr(catalogue, "_hf_download", _no_network(calls))
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _no_network(calls))
     with pytest.raises(ZsrError, match="Could not download checkpoint 'fare2-clip'.*huggingface.co/chs20/fare2-clip"):
         DEFENSES.get("fare")().load(LoadSpec(model="ViT-L-14-quickgelu", checkpoint="fare2-clip"))
     assert ("chs20/fare2-clip", "open_clip_config.json", True) in calls  # the cache is tried first
@@ -564,7 +564,7 @@ def test_catalogue_download_cache_and_sha256(monkeypatch, tmp_path, tiny):
             target.write_bytes((repo / filename).read_bytes())
         return str(target)
 
-    monkeypatch.setattr(catalogue, "_hf_download", fake)
+    monkeypatch.setattr(zoo_fetch, "_hf_download", fake)
     entry = catalogue.register(catalogue.CatalogueEntry(
         "tiny-fare-test", "fare", "zsr-tiny", "random", 2.0, "synthetic", "zsrbench/tiny-fare", "https://example.org/tiny",
         "test", sha256=digest))

@@ -1,6 +1,6 @@
 """The model zoo: zoo.json validates, `zsrbench zoo list|show|fetch`, and fetching without the network.
 
-Downloads never reach the network here: the Hub is a fake ``catalogue._hf_download``, URLs are served by a fake
+Downloads never reach the network here: the Hub is a fake ``zoo_fetch._hf_download``, URLs are served by a fake
 opener (``download.urllib_opener`` replaced), and Google Drive is never downloaded from at all.
 """
 
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from zsrbench.cli import app
 from zsrbench.errors import ZsrError
-from zsrbench.models import catalogue, download
+from zsrbench.models import catalogue, download, zoo_fetch
 
 runner = CliRunner()
 PAYLOAD = bytes(range(256)) * 4099  # ~1 MiB of a known file
@@ -214,7 +214,7 @@ def _hub_missing(calls):
 
 def test_hf_hub_fetch_offline_names_the_url_and_the_cache_path(cache, monkeypatch):
     calls: list = []
-    monkeypatch.setattr(catalogue, "_hf_download", _hub_missing(calls))
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _hub_missing(calls))
     monkeypatch.setenv("ZSRBENCH_OFFLINE", "1")
     r = invoke("zoo", "fetch", "fare4-clip")
     text = flat(r.output)
@@ -257,11 +257,11 @@ def _fake_hub(repo_files: dict[str, bytes], calls=None):
 def test_hf_hub_multi_file_models_download_together_and_are_pinned(cache, monkeypatch, extra):
     files = {"open_clip_config.json": b'{"model_cfg": {}}', "open_clip_pytorch_model.bin": PAYLOAD,
              "tokenizer.json": b"{}", "vocab.txt": b"[PAD]\n"}
-    monkeypatch.setattr(catalogue, "_hf_download", _fake_hub(files))
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _fake_hub(files))
     e = extra(catalogue.CatalogueEntry(
         "zoo-test-delta", "clip", "ViT-L-14", None, None, None, "someone/delta", "https://example.org", "test",
         weight_files=("open_clip_pytorch_model.bin",), config_files=("open_clip_config.json", "tokenizer.json", "vocab.txt")))
-    folder, prov = catalogue.fetch(e)
+    folder, prov = zoo_fetch.fetch(e)
     assert sorted(p.name for p in folder.iterdir()) == sorted(files)
     assert prov["checkpoint_sha256"] == PAYLOAD_SHA and prov["sha256_pinned_now"] and prov["downloaded_now"]
     pins = json.loads((cache / "pins.json").read_text())["zoo-test-delta"]["files"]
@@ -269,7 +269,7 @@ def test_hf_hub_multi_file_models_download_together_and_are_pinned(cache, monkey
     # a changed tokenizer in the cache is refused against its pin, and nothing is deleted
     (folder / "vocab.txt").write_bytes(b"[UNK]\n")
     with pytest.raises(ZsrError, match=r"vocab.txt has sha256 .* pinned on its first use") as err:
-        catalogue.fetch(e)
+        zoo_fetch.fetch(e)
     assert "delete" in str(err.value) and (folder / "vocab.txt").read_bytes() == b"[UNK]\n"
 
 
@@ -277,33 +277,33 @@ def test_only_the_checked_weights_file_is_in_the_folder_a_loader_reads(cache, mo
     """An unverified weights file of another name beside the checked one (a whole-repo download in the Hub cache)
     would be picked by open_clip's folder loader: the entry's files are assembled in a folder of their own."""
     files = {"open_clip_config.json": b'{"model_cfg": {}}', "open_clip_pytorch_model.bin": PAYLOAD}
-    monkeypatch.setattr(catalogue, "_hf_download", _fake_hub(files))
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _fake_hub(files))
     e = extra(catalogue.CatalogueEntry("zoo-test-two", "fare", "ViT-B-16", "x", 4.0, None, "someone/two",
                                        "https://example.org", "test", sha256=PAYLOAD_SHA,
                                        weight_files=("open_clip_pytorch_model.bin",)))
     snapshot = cache / "models--someone--two" / "snapshots" / "x"
     snapshot.mkdir(parents=True)
     (snapshot / "open_clip_model.safetensors").write_bytes(b"not the published weights")
-    folder, prov = catalogue.fetch(e)
+    folder, prov = zoo_fetch.fetch(e)
     assert folder != snapshot and sorted(p.name for p in folder.iterdir()) == sorted(files)
     assert (folder / "open_clip_pytorch_model.bin").read_bytes() == PAYLOAD and prov["sha256_verified"]
-    assert catalogue.fetch(e)[0] == folder  # again: the same folder, nothing re-copied
+    assert zoo_fetch.fetch(e)[0] == folder  # again: the same folder, nothing re-copied
 
 
 def test_transformers_models_fetch_config_and_one_weights_file(cache, monkeypatch, extra):
     files = {"config.json": b'{"model_type": "clip"}', "model.safetensors": PAYLOAD}
     calls: list = []
-    monkeypatch.setattr(catalogue, "_hf_download", _fake_hub(files, calls))
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _fake_hub(files, calls))
     e = extra(catalogue.CatalogueEntry("zoo-test-hf", "clip", "ViT-L-14-quickgelu", "openai", 2.0, None, "leaf/x",
                                        "https://example.org", "test", format="transformers",
                                        weight_files=catalogue.HF_WEIGHT_FILES, config_files=("config.json",)))
-    folder, prov = catalogue.fetch(e)
+    folder, prov = zoo_fetch.fetch(e)
     assert {"config.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
     assert prov["format"] == "transformers" and ("preprocessor_config.json", False) in calls  # optional, tried
 
 
 def test_an_unnamed_hub_file_lists_the_repository_and_says_where_to_put_it(cache, monkeypatch):
-    monkeypatch.setattr(catalogue, "_hf_list", lambda repo: [".gitattributes", "README.md", "a.pth.tar", "b.pth.tar"])
+    monkeypatch.setattr(zoo_fetch, "_hf_list", lambda repo: [".gitattributes", "README.md", "a.pth.tar", "b.pth.tar"])
     r = invoke("zoo", "fetch", "qtaft-vit-b-16")
     text = flat(r.output)
     assert r.exit_code == 2 and "a.pth.tar, b.pth.tar" in text
@@ -315,31 +315,31 @@ def test_an_unnamed_hub_file_lists_the_repository_and_says_where_to_put_it(cache
 
 def test_url_download_resumes_from_a_part_file_and_verifies(cache, extra):
     e = extra(url_entry())
-    dest = catalogue.manual_dir(e) / "m.pt"
+    dest = zoo_fetch.manual_dir(e) / "m.pt"
     dest.parent.mkdir(parents=True)
     dest.with_name("m.pt.part").write_bytes(PAYLOAD[:300_000])
     server = FakeServer()
-    path, prov = catalogue.fetch(e, opener=server)
+    path, prov = zoo_fetch.fetch(e, opener=server)
     assert path == dest and path.read_bytes() == PAYLOAD and not dest.with_name("m.pt.part").exists()
     assert server.requests == [{"Range": "bytes=300000-"}]
     assert prov["sha256_verified"] and prov["downloaded_now"] and not prov["placed_by_hand"]
     # from the cache now: no request, still verified, not taken for a file placed by hand
-    path, prov = catalogue.fetch(e, opener=server)
+    path, prov = zoo_fetch.fetch(e, opener=server)
     assert len(server.requests) == 1 and prov["sha256_verified"] and not prov["placed_by_hand"]
 
 
 def test_url_download_without_range_support_and_a_cut_transfer(cache, extra):
     e = extra(url_entry())
-    part = catalogue.manual_dir(e) / "m.pt.part"
+    part = zoo_fetch.manual_dir(e) / "m.pt.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"junk" * 10)
-    path, _ = catalogue.fetch(e, opener=FakeServer(ranges=False))  # whole file again, the part replaced
+    path, _ = zoo_fetch.fetch(e, opener=FakeServer(ranges=False))  # whole file again, the part replaced
     assert path.read_bytes() == PAYLOAD
     path.unlink()
     with pytest.raises(ZsrError, match=r"Could not download checkpoint 'zoo-test-url'.*400000 bytes already at"):
-        catalogue.fetch(e, opener=FakeServer(cut=400_000))
+        zoo_fetch.fetch(e, opener=FakeServer(cut=400_000))
     assert part.stat().st_size == 400_000
-    path, _ = catalogue.fetch(e, opener=FakeServer())
+    path, _ = zoo_fetch.fetch(e, opener=FakeServer())
     assert path.read_bytes() == PAYLOAD
 
 
@@ -349,20 +349,20 @@ def test_url_hash_mismatch_refuses_through_the_cli(cache, extra, monkeypatch):
     r = invoke("zoo", "fetch", "zoo-test-wrong")
     text = flat(r.output)
     assert r.exit_code == 2 and "sha256" in text and "not used" in text and "Traceback" not in r.output
-    folder = catalogue.manual_dir(e)
+    folder = zoo_fetch.manual_dir(e)
     assert not (folder / "m.pt").exists() and (folder / "m.pt.sha256-mismatch").read_bytes() == PAYLOAD
 
 
 def test_an_unpinned_url_is_pinned_on_first_download_with_a_warning(cache, extra, monkeypatch, capsys):
     e = extra(url_entry(name="zoo-test-unpinned", sha256=None))
-    path, prov = catalogue.fetch(e, opener=FakeServer())
+    path, prov = zoo_fetch.fetch(e, opener=FakeServer())
     assert prov["sha256_pinned_now"] and not prov["sha256_verified"]
     assert "now pinned" in flat(capsys.readouterr().err)
     pin = json.loads((cache / "pins.json").read_text())["zoo-test-unpinned"]["files"]["m.pt"]
     assert pin["sha256"] == PAYLOAD_SHA and pin["size"] == len(PAYLOAD)
     path.write_bytes(PAYLOAD[::-1])  # the cached file changes: refused against the pin, kept
     with pytest.raises(ZsrError, match="pinned on its first use"):
-        catalogue.fetch(e, opener=FakeServer())
+        zoo_fetch.fetch(e, opener=FakeServer())
     assert path.read_bytes() == PAYLOAD[::-1]
 
 
@@ -370,22 +370,22 @@ def test_url_offline_names_the_url_and_where_to_place_the_file(cache, extra, mon
     e = extra(url_entry())
     monkeypatch.setenv("ZSRBENCH_OFFLINE", "1")
     with pytest.raises(ZsrError) as err:
-        catalogue.fetch(e, opener=FakeServer())
+        zoo_fetch.fetch(e, opener=FakeServer())
     text = str(err.value)
-    assert "https://files.example.org/m.pt" in text and str(catalogue.manual_dir(e) / "m.pt") in text
+    assert "https://files.example.org/m.pt" in text and str(zoo_fetch.manual_dir(e) / "m.pt") in text
 
 
 def test_a_file_placed_by_hand_is_used_after_its_hash_check(cache, extra, monkeypatch):
     monkeypatch.setenv("ZSRBENCH_OFFLINE", "1")
     e = extra(url_entry())
-    dest = catalogue.manual_dir(e) / "m.pt"
+    dest = zoo_fetch.manual_dir(e) / "m.pt"
     dest.parent.mkdir(parents=True)
     dest.write_bytes(PAYLOAD)
-    path, prov = catalogue.fetch(e)
+    path, prov = zoo_fetch.fetch(e)
     assert path == dest and prov["placed_by_hand"] and prov["sha256_verified"]
     dest.write_bytes(b"something else")
     with pytest.raises(ZsrError, match="placed by hand, so it is not the published file") as err:
-        catalogue.fetch(e)
+        zoo_fetch.fetch(e)
     assert dest.read_bytes() == b"something else" and "Replace" in str(err.value)
 
 
@@ -407,9 +407,9 @@ def test_a_drive_entry_refuses_with_its_id_and_cache_path(cache):
 
 def test_a_shipped_micro_defense_fetches_and_loads():
     e = catalogue.get("micro-tecoa")
-    path, prov = catalogue.fetch(e)
+    path, prov = zoo_fetch.fetch(e)
     assert path.is_file() and prov["sha256_verified"] and prov["catalogue"] == "zsrbench:micro-v3/tecoa-s0"
-    parts = catalogue.load(e)
+    parts = zoo_fetch.load(e)
     from zsrbench.models import shipped
 
     assert parts.tensors_sha256() == shipped.by_name("zsrbench:micro-v3/tecoa-s0").tensors_sha256
@@ -448,8 +448,8 @@ def test_every_hub_model_resolves_through_the_defense_loader_up_to_the_download(
     from zsrbench.registry import DEFENSES
 
     calls: list = []
-    monkeypatch.setattr(catalogue, "_hf_download", _hub_missing(calls))
-    monkeypatch.setattr(catalogue, "_hf_list", lambda repo: ["x.pth.tar"])
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _hub_missing(calls))
+    monkeypatch.setattr(zoo_fetch, "_hf_list", lambda repo: ["x.pth.tar"])
     hub = [e for e in catalogue.entries() if e.kind == "hf-hub"]
     assert len(hub) >= 15
     for e in hub:
@@ -462,7 +462,7 @@ def test_every_hub_model_resolves_through_the_defense_loader_up_to_the_download(
 @pytest.mark.parametrize("name", ["tecoa4-vit-b-16-laion2b", "leaf-fare2-vit-l-14"])
 def test_zsrbench_run_checkpoint_name_reaches_the_download(cache, monkeypatch, name):
     calls: list = []
-    monkeypatch.setattr(catalogue, "_hf_download", _hub_missing(calls))
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _hub_missing(calls))
     monkeypatch.setenv("ZSRBENCH_OFFLINE", "1")
     entry = catalogue.get(name)
     r = invoke("run", "--protocol", "synthetic", "--defense", entry.defense, "--checkpoint", name)

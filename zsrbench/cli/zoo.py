@@ -30,9 +30,9 @@ def _eps(value: float | None) -> str:
 
 def _cache_pins() -> set[str]:
     """Names of the models whose files this cache pinned on their first download."""
-    from zsrbench.models import catalogue
+    from zsrbench.models import zoo_fetch
 
-    return set(catalogue.Pins(catalogue.checkpoint_cache()).read())
+    return set(zoo_fetch.Pins(zoo_fetch.checkpoint_cache()).read())
 
 
 def _pin(entry: Any, cache_pins: set[str]) -> str:
@@ -90,12 +90,12 @@ def published_rows(entry: Any) -> list[dict[str, Any]]:
 def show_cmd(name: str = typer.Argument(..., help="a model's name or alias (`zsrbench zoo list`)"),
              as_json: bool = typer.Option(False, "--json", help="print the entry as JSON")) -> None:
     """Everything the zoo knows about one model, with the published rows it should reproduce."""
-    from zsrbench.models import catalogue
+    from zsrbench.models import catalogue, zoo_fetch
 
     entry = catalogue.get(name)
     info = entry.describe()
-    info["source_url"] = catalogue.source_url(entry)
-    info["cache_path"] = str(catalogue.manual_dir(entry))
+    info["source_url"] = zoo_fetch.source_url(entry)
+    info["cache_path"] = str(zoo_fetch.manual_dir(entry))
     rows = published_rows(entry)
     if as_json:
         typer.echo(json.dumps({**info, "published_rows": rows}, indent=1, default=str))
@@ -138,10 +138,10 @@ def show_cmd(name: str = typer.Argument(..., help="a model's name or alias (`zsr
 def fetch_cmd(name: str = typer.Argument(..., help="a model's name or alias (`zsrbench zoo list`)"),
               sha256: str = typer.Option(None, "--sha256", help="also require this sha256 of the weights file")) -> None:
     """Download (or find in the cache) one model's file(s), check their sha256, and print the local path."""
-    from zsrbench.models import catalogue
+    from zsrbench.models import catalogue, zoo_fetch
 
     entry = catalogue.get(name)
-    path, prov = catalogue.fetch(entry, expected_sha256=sha256)
+    path, prov = zoo_fetch.fetch(entry, expected_sha256=sha256)
     how = ("verified against the zoo's sha256" if prov.get("sha256_verified") else
            "pinned now (first download)" if prov.get("sha256_pinned_now") else
            "matches the sha256 pinned on its first download" if prov.get("sha256_pinned") else "checked")

@@ -35,7 +35,7 @@ def load_checkpoint(spec: LoadSpec, *, device: str, defense: str, trainable: boo
 
         checkpoint = resolve_portable(str(checkpoint))
     if checkpoint is not None:
-        from zsrbench.models import catalogue
+        from zsrbench.models import catalogue, zoo_fetch
 
         entry = catalogue.lookup(str(checkpoint))
         if entry is not None:
@@ -49,7 +49,7 @@ def load_checkpoint(spec: LoadSpec, *, device: str, defense: str, trainable: boo
                     f"Checkpoint '{entry.name}' is a published {entry.defense} checkpoint, not {defense}. "
                     f"Use --defense {entry.defense} (or --defense clip to evaluate it without a label)."
                 )
-            return catalogue.load(entry, device=device, allow_download=spec.allow_download,
+            return zoo_fetch.load(entry, device=device, allow_download=spec.allow_download,
                                   expected_sha256=spec.checkpoint_sha256)
     if checkpoint is not None and str(checkpoint).startswith("local-dir:"):
         return _load_folder(Path(str(checkpoint).split(":", 1)[1]), device=device, expected=spec.checkpoint_sha256)

@@ -255,7 +255,7 @@ def build(job: Job) -> Built:
     """The base CLIP (the trained visual encoder and its frozen copy), the training set and the text heads."""
     import copy
 
-    from zsrbench.models import catalogue
+    from zsrbench.models import catalogue, zoo_fetch
     from zsrbench.models.classifier import ZeroShotClassifier, text_head
     from zsrbench.models.clip import build_clip
     from zsrbench.registry import DATASETS
@@ -267,7 +267,7 @@ def build(job: Job) -> Built:
     model_name, pretrained, base_architecture = job.model_name, job.pretrained, job.model_name
     entry = catalogue.lookup(model_name)
     if entry is not None:
-        folder, _prov = catalogue.fetch(entry)
+        folder, _prov = zoo_fetch.fetch(entry)
         model_name, pretrained = f"local-dir:{folder}", None
         base_architecture = entry.architecture  # not the cache folder it was fetched into
     parts = build_clip(model_name, pretrained, device=dev)
