@@ -21,6 +21,10 @@ run --defense ttc --attack pgd --non-adaptive
 run --defense ttc --attack pgd --non-adaptive --set ttc.victim=tecoa
 run --defense ttc --attack pgd
 run --defense ttc --attack pgd --set ttc.victim=tecoa
+run --defense ttc --attack ttc-gate   # the gate-evasion attack (the ranking takes the worst case over suites)
+# the undefended models beside them, under the same suite and subset
+run --defense clip --attack pgd
+run --defense tecoa --attack pgd
 # the audits (TTC's on two tasks: each of its checks runs through the counterattack with EOT)
 for defense in bitdepth ucat caw; do
   echo "== $defense / audit"
