@@ -1,3 +1,4 @@
+import logging
 import os
 
 import pytest
@@ -27,3 +28,16 @@ def tiny_parts():
 
     torch.manual_seed(0)
     return build_clip("zsr-tiny")
+
+
+@pytest.fixture(scope="module")
+def one_training_thread():
+    """A module's tests (training, the training losses) on one intra-op thread, quiet logs, built-ins loaded."""
+    from zsrbench.registry import load_builtins
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    logging.getLogger().setLevel(logging.ERROR)
+    load_builtins()
+    yield
+    torch.set_num_threads(before)

@@ -6,7 +6,6 @@ Offline, CPU, ``zsr-tiny`` on the ``synthetic`` protocol (48 images of 32 px, 3 
 from __future__ import annotations
 
 import json
-import logging
 import math
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 from zsrbench.defenses.base import LoadSpec
 from zsrbench.errors import ZsrError
-from zsrbench.registry import DATASETS, DEFENSES, load_builtins
+from zsrbench.registry import DATASETS, DEFENSES
 from zsrbench.training import StopTraining, train_defense
 from zsrbench.training.schedule import WarmupCosine, lr_at
 from zsrbench.training.setup import precision_of
@@ -25,14 +24,7 @@ TRAINED = ("tecoa", "pmg_aft", "fare", "tga_zsr", "comp_tga")
 FAST = {"tecoa": 1e-3, "pmg_aft": 1e-2, "fare": 3e-4, "tga_zsr": 1e-3, "comp_tga": 1e-3}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    logging.getLogger().setLevel(logging.ERROR)
-    load_builtins()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_training_thread")
 
 
 def run(name, out, **kw):

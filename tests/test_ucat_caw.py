@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import logging
 import math
 
 import numpy as np
@@ -21,19 +20,12 @@ from zsrbench.defenses.base import Adversary, LossOutput, TrainBatch, TrainHpara
 from zsrbench.defenses.caw import caw_loss
 from zsrbench.defenses.ucat import dirichlet_kl, ucat_alpha, ucat_lambda, ucat_loss
 from zsrbench.errors import ZsrError
-from zsrbench.registry import DATASETS, DEFENSES, load_builtins
+from zsrbench.registry import DATASETS, DEFENSES
 
 NEW = ("ucat", "caw")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    logging.getLogger().setLevel(logging.ERROR)
-    load_builtins()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_training_thread")
 
 
 # --- the Dirichlet KL ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from test_defenses import _no_network  # the Hub without network: not cached, then no connection
 from zsrbench.cli import app
 from zsrbench.errors import ZsrError
 from zsrbench.models import catalogue, download, zoo_fetch
@@ -200,21 +201,9 @@ def test_unknown_name_is_one_paragraph_with_a_close_match():
 # --- fetching: the Hub ------------------------------------------------------------------------------------------
 
 
-def _hub_missing(calls):
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    def fake(repo_id, filename, *, cache, local_files_only):
-        calls.append((repo_id, filename, local_files_only))
-        if local_files_only:
-            raise LocalEntryNotFoundError("not in cache")
-        raise ConnectionError("Failed to resolve 'huggingface.co'")
-
-    return fake
-
-
 def test_hf_hub_fetch_offline_names_the_url_and_the_cache_path(cache, monkeypatch):
     calls: list = []
-    monkeypatch.setattr(zoo_fetch, "_hf_download", _hub_missing(calls))
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _no_network(calls))
     monkeypatch.setenv("ZSRBENCH_OFFLINE", "1")
     r = invoke("zoo", "fetch", "fare4-clip")
     text = flat(r.output)
@@ -448,7 +437,7 @@ def test_every_hub_model_resolves_through_the_defense_loader_up_to_the_download(
     from zsrbench.registry import DEFENSES
 
     calls: list = []
-    monkeypatch.setattr(zoo_fetch, "_hf_download", _hub_missing(calls))
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _no_network(calls))
     monkeypatch.setattr(zoo_fetch, "_hf_list", lambda repo: ["x.pth.tar"])
     hub = [e for e in catalogue.entries() if e.kind == "hf-hub"]
     assert len(hub) >= 15
@@ -462,7 +451,7 @@ def test_every_hub_model_resolves_through_the_defense_loader_up_to_the_download(
 @pytest.mark.parametrize("name", ["tecoa4-vit-b-16-laion2b", "leaf-fare2-vit-l-14"])
 def test_zsrbench_run_checkpoint_name_reaches_the_download(cache, monkeypatch, name):
     calls: list = []
-    monkeypatch.setattr(zoo_fetch, "_hf_download", _hub_missing(calls))
+    monkeypatch.setattr(zoo_fetch, "_hf_download", _no_network(calls))
     monkeypatch.setenv("ZSRBENCH_OFFLINE", "1")
     entry = catalogue.get(name)
     r = invoke("run", "--protocol", "synthetic", "--defense", entry.defense, "--checkpoint", name)

@@ -17,11 +17,12 @@ from typing import Any, Sequence
 from zsrbench.attacks.base import AttackSpec
 from zsrbench.defenses.test_time import TestTime, declared
 from zsrbench.errors import ZsrError
+from zsrbench.leaderboard.table_model import NON_ADAPTIVE
 
 MODES = ("adaptive", "non-adaptive")
 ADAPTIVE_LABEL = "adaptive (BPDA through the declared steps, EOT over the defense's draws)"
 NON_ADAPTIVE_LABEL = "non-adaptive (as published): the bare model attacked, the defended model judging"
-VARIANT = "non-adaptive"  # the variant name of a non-adaptive run (its entry: …__variant-non-adaptive)
+VARIANT = NON_ADAPTIVE  # the variant name of a non-adaptive run (its entry: …__variant-non-adaptive)
 
 
 def check_mode(mode: str | None) -> None:

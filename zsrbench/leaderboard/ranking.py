@@ -38,7 +38,6 @@ from zsrbench.leaderboard.reading import LoadedEntry
 from zsrbench.leaderboard.schema import LeaderboardEntry, worst
 from zsrbench.leaderboard.significance import assign_groups
 
-NON_ADAPTIVE = "non-adaptive"  # the variant of a test-time defense attacked as its paper did (see evaluation.adaptive)
 
 AuditKey = tuple[str, int, str, "str | None"]  # protocol name, protocol version, model id, ε text
 MASKING = "gradient masking"
@@ -149,7 +148,7 @@ def rank_reasons(parts: Sequence[LoadedEntry], comb: Combined | None, audit: Aud
         where = f" on {', '.join(audit.failed_on)}" if audit.failed_on else ""
         failed = f" (audit failed{where}: {', '.join(audit.failed)})" if audit.failed else f" (audit failed{where})"
         reasons.append(f"unreliable: {' and '.join(meanings)}{failed}")
-    if variant and variant.split("__")[0] == NON_ADAPTIVE:
+    if T.is_non_adaptive(variant):
         reasons.append("unranked: non-adaptive (as published): the bare model was attacked and the test-time "
                        "defense applied afterwards; only its adaptive evaluation (BPDA/EOT) is ranked")
     elif variant:

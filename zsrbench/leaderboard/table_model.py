@@ -27,6 +27,14 @@ AUDIT_NONE = "none"
 SATURATED, AT_CHANCE = "saturated", "at chance"  # the tags of Group.dataset_notes (the notes start with them)
 
 
+NON_ADAPTIVE = "non-adaptive"  # the variant of a test-time defense attacked as its paper did (evaluation.adaptive)
+
+
+def is_non_adaptive(variant: str | None) -> bool:
+    """Whether ``variant`` is a non-adaptive run's (alone, or before other changed settings after ``__``)."""
+    return bool(variant) and str(variant).split("__")[0] == NON_ADAPTIVE
+
+
 @dataclass
 class Cell:
     value: float | None  # a fraction in [0, 1] (normalised averages can be below 0)
@@ -120,9 +128,9 @@ class Group:
         eps = f"ε = {self.eps_text}" if self.eps_text else "clean"
         subset = f" · {self.subset} subset" if self.subset else ""
         variant = f" · experiment: variant {self.variant}" if self.variant else ""
-        if self.variant and self.variant.split("__")[0] == "non-adaptive":
+        if is_non_adaptive(self.variant):
             variant = " · non-adaptive (as published): bare model attacked, never ranked" + (
-                f" · variant {self.variant}" if self.variant != "non-adaptive" else "")
+                f" · variant {self.variant}" if self.variant != NON_ADAPTIVE else "")
         suite = "ranking: worst case over all suites" if self.kind == RANKING else self.suite
         return f"{self.protocol} v{self.version}{subset}{variant} · {suite} · {eps}"
 

@@ -32,14 +32,11 @@ from zsrbench.leaderboard.reading import LoadedEntry
 from zsrbench.leaderboard.rows import finish_footnotes, measured_row, new_group, new_notes, reported_row
 from zsrbench.leaderboard.schema import LeaderboardEntry
 from zsrbench.leaderboard.table_model import (
-    AUDIT_NONE, METRICS, RANKING, Group, GroupKey, Row, StatusKey, TableSet, rank_value,
+    AUDIT_NONE, METRICS, NON_ADAPTIVE, RANKING, Group, GroupKey, Row, StatusKey, TableSet, rank_value,
 )
 
 if TYPE_CHECKING:
     from zsrbench.leaderboard.combine import FlagsCache
-
-
-NON_ADAPTIVE_VARIANT = "non-adaptive"  # a test-time defense attacked as its paper did (evaluation.adaptive.VARIANT)
 
 
 def matches_attack(e: LeaderboardEntry, attack: str) -> bool:
@@ -194,7 +191,7 @@ def _pair_non_adaptive(groups: Sequence[Group]) -> None:
     same suite gets a footer line in both tables comparing their robust averages."""
     standard = {(g.protocol, g.version, g.suite, g.eps_text, g.subset): g for g in groups if g.variant is None}
     for g in groups:
-        if g.variant != NON_ADAPTIVE_VARIANT or g.kind == RANKING:
+        if g.variant != NON_ADAPTIVE or g.kind == RANKING:
             continue
         other = standard.get((g.protocol, g.version, g.suite, g.eps_text, g.subset))
         if other is None:
