@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, NamedTuple, Sequence
 
@@ -65,6 +66,7 @@ class Capture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[tuple[int, str]] = []
+        self.stamps: list[float] = []  # time.perf_counter() of each record
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -72,6 +74,7 @@ class Capture(logging.Handler):
         except Exception:  # pragma: no cover - a malformed record must not break the attack
             return
         self.records.append((record.levelno, message))
+        self.stamps.append(time.perf_counter())
         for fn in list(_LISTENERS):
             fn(message)
 
@@ -114,3 +117,18 @@ def read_log(records: Sequence[tuple[int, str]]) -> tuple[list[str], dict[str, f
             acc_after[hit.group(1).lower()] = float(hit.group(2)) / 100.0
     initial = next((float(h.group(1)) / 100.0 for h in map(_ACC_INITIAL.search, messages) if h), None)
     return aa_warnings, acc_after, initial
+
+
+def stage_seconds(records: Sequence[tuple[int, str]], stamps: Sequence[float]) -> dict[str, float]:
+    """Seconds each stage of a run took (clean pass, each attack), from its start and end messages' times."""
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for (_, message), stamp in zip(records, stamps):
+        event = stage_event(message)
+        if event is None:
+            continue
+        if event.kind == "start":
+            started[event.stage] = stamp
+        elif event.stage in started:
+            seconds[event.stage] = seconds.get(event.stage, 0.0) + stamp - started.pop(event.stage)
+    return seconds

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Sequence
 
 import torch
 
-from zsrbench.attacks.autoattack_log import captured_autoattack_log
+from zsrbench.attacks.autoattack_log import captured_autoattack_log, stage_seconds
 from zsrbench.attacks.autoattack_plan import OFFICIAL_VERSIONS, Plan
 from zsrbench.errors import ZsrError
 
@@ -104,6 +104,7 @@ class OfficialRun(NamedTuple):
     x_adv: torch.Tensor  # AutoAttack's adversarial points
     y_pred: torch.Tensor  # AutoAttack's predictions on them
     log: list[tuple[int, str]]  # the captured ``(level, message)`` records of the ``auto-attack`` logger
+    stage_s: dict[str, float]  # seconds of each stage (clean pass, each attack), from the log's times
     python_warnings: list[warnings.WarningMessage]  # the Python warnings raised during the run
 
 
@@ -139,4 +140,5 @@ def run_official(
         finally:
             if sys.gettrace() is not old_trace:
                 sys.settrace(old_trace)
-    return OfficialRun(aa=aa, x_adv=x_aa, y_pred=y_aa, log=log.records, python_warnings=py_warnings)
+    return OfficialRun(aa=aa, x_adv=x_aa, y_pred=y_aa, log=log.records,
+                       stage_s=stage_seconds(log.records, log.stamps), python_warnings=py_warnings)

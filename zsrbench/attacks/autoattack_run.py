@@ -142,4 +142,5 @@ def _record(
         python_warnings=unique([f"{w.category.__name__}: {w.message}" for w in run.python_warnings]),
         notes=notes,
         batch_size=batch_size,
+        stage_seconds={k: round(v, 3) for k, v in run.stage_s.items()},
     )

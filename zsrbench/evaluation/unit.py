@@ -95,6 +95,7 @@ def evaluate_unit(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, specs:
     idx = correct.nonzero().squeeze(1)
     infos: dict[str, list[str]] = {"fallbacks": [], "autoattack_warnings": [], "notes": []}
     robust: dict[str, np.ndarray] = {}
+    stages: dict[str, float] = {}
     for spec in specs:
         ok = correct.clone()
         if idx.numel():
@@ -117,11 +118,13 @@ def evaluate_unit(clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, specs:
             ok[idx] = ~broken & adv_finite
             bad[idx] |= ~adv_finite
             _collect(infos, spec.name, out.info)
+            for stage, seconds in (out.info.get("stage_seconds") or {}).items():
+                stages[f"{spec.name}.{stage}_s"] = float(seconds)
         robust[spec.name] = ok.cpu().numpy()
     t2 = time.perf_counter()
     return UnitResult(index=index, labels=y.cpu().numpy(), clean_pred=pred.cpu().numpy(), robust=robust,
                       nonfinite=bad.cpu().numpy(), infos={k: sorted(set(v)) for k, v in infos.items()},
-                      timing={"clean_s": t1 - t0, "attack_s": t2 - t1, "wall_s": t2 - t0})
+                      timing={"clean_s": t1 - t0, "attack_s": t2 - t1, "wall_s": t2 - t0, **stages})
 
 
 def _collect(infos: dict[str, list[str]], attack: str, info: dict[str, Any]) -> None:

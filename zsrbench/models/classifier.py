@@ -22,6 +22,7 @@ from torch import nn
 from zsrbench.paths import cache_dir
 from zsrbench.models.clip import CLIP_MEAN, CLIP_STD, CLIPParts
 from zsrbench.models.patch_embed import exact_patch_gradient
+from zsrbench.models.traced import TracedTower
 from zsrbench.models.weights import TORCH_LOAD_ERRORS, sha256_state
 
 log = logging.getLogger("zsrbench")
@@ -152,6 +153,7 @@ class ZeroShotClassifier(nn.Module):
         self.image_size = int(image_size)
         self.logit_scale = float(logit_scale)
         self.resize = resize
+        self.traced = TracedTower(visual)  # gradient-free passes, where bit-identical (not a submodule: no state)
         self.eval()
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,7 +187,9 @@ class ZeroShotClassifier(nn.Module):
             return self.logit_scale * F.normalize(emb.float(), dim=-1) @ self.head.t()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits_from_embedding(self.visual(self.prepare(x)))
+        z = self.prepare(x)
+        emb = self.traced(z) if self.traced.visual is self.visual else None
+        return self.logits_from_embedding(self.visual(z) if emb is None else emb)
 
 
 def make_classifier(parts: CLIPParts, prompts: list[list[str]], *, device: torch.device | str = "cpu",
