@@ -70,8 +70,8 @@ def test_packaged_csvs_are_the_project_data_and_the_importer_default():
 def test_in_memory_entries_equal_the_committed_reported_entries():
     committed = committed_reported()
     shipped = {(e.protocol.name, e.entry): e for e in packaged_entries()}
-    assert set(shipped) == set(committed) and len(shipped) == 74  # 44 of the project's CSVs + 30 of zoo.csv
-    assert sum(e.reported.imported_from == "data/reported/zoo.csv" for e in shipped.values()) == 30
+    assert set(shipped) == set(committed) and len(shipped) == 75  # 44 of the project's CSVs + 31 of zoo.csv
+    assert sum(e.reported.imported_from == "data/reported/zoo.csv" for e in shipped.values()) == 31
     assert {p for p, _ in shipped} == {"tga16", "fare"}
     for key, e in shipped.items():
         c = committed[key]
@@ -88,7 +88,7 @@ def test_importing_the_packaged_csvs_into_the_checkout_changes_nothing(tmp_path)
         shutil.copytree(COMMITTED / protocol, copy / protocol)
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
     paths = import_reported(None, copy)  # None: the CSVs shipped in the package
-    assert len(paths) == 74  # every entry as it was (the 2 withdrawn ones stay withdrawn, unchanged)
+    assert len(paths) == 75  # every entry as it was (the 2 withdrawn ones stay withdrawn, unchanged)
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
 
 
@@ -122,7 +122,7 @@ def test_csv_of_in_memory_entries_has_the_same_numbers_as_the_checkouts(tmp_path
     a = [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(io.StringIO(here.stdout))]
     b = [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(io.StringIO(checkout.stdout))]
     # (4 ViT-L/14 models × 2 ε + 10 models of zoo.csv × 3 ε) × (robust, clean)
-    assert a == b and len(a) == 76
+    assert a == b and len(a) == 78
 
 
 def _folder_with(tmp_path: Path, *entries: str) -> Path:
@@ -139,7 +139,7 @@ def test_a_folder_with_reported_entries_of_a_protocol_is_used_as_it_is(tmp_path)
     rows = [r["model"] for g in json.loads(out.stdout)["groups"] for r in g["rows"]]
     assert rows == ["CLIP"] and "shipped" not in out.stderr  # the one entry, nothing added
     fare = invoke("table", "--protocol", "fare", "--json", "--leaderboard-dir", lb)  # none of fare: from memory
-    assert fare.exit_code == 0 and len(json.loads(fare.stdout)["groups"]) == 3 and "for fare" in fare.stderr  # ε 1, 2, 4
+    assert fare.exit_code == 0 and len(json.loads(fare.stdout)["groups"]) == 4 and "for fare" in fare.stderr  # ε 1, 2, 4; aa-lite at 4 (QT-AFT)
 
 
 def test_published_rows_join_the_protocols_a_folder_is_about(tmp_path):

@@ -156,6 +156,14 @@ def test_every_defense_is_registered_and_every_published_row_exists():
         assert len(rows) >= len(e.reproduces), e.name
     assert {(r["attack"], r["eps"]) for r in published_rows(catalogue.get("fare1-vit-b-32-openai"))} == {
         ("none", "-"), ("aa-fare", "1/255"), ("aa-fare", "2/255"), ("aa-fare", "4/255")}
+    qtaft = published_rows(catalogue.get("qtaft-vit-b-16"))  # per-dataset numbers, no printed average
+    assert [(r["attack"], r["average"], r["per_dataset"]) for r in qtaft] == [
+        ("none", None, {"cifar10": 69.3, "cifar100": 46.6, "stl10": 92.7}),
+        ("aa-lite", None, {"cifar10": 30.0, "cifar100": 16.2, "stl10": 63.0})]
+    # the paper's aa-lite row of TGA-ZSR is another model (β = 0.009): the zoo entry does not claim it
+    tga = published_rows(catalogue.get("tga-zsr-vit-b-32"))
+    assert sorted(r["attack"] for r in tga) == ["cw100", "none", "pgd100"]
+    assert [r["average"] for r in tga if r["attack"] == "pgd100"] == [42.09]
 
 
 def test_names_aliases_and_repo_ids_resolve():

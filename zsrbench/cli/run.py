@@ -104,12 +104,13 @@ def _say_published(checkpoint: Optional[str]) -> None:
     """For a zoo model: the published numbers it should reproduce, beside the ones just measured."""
     if not checkpoint:
         return
-    from zsrbench.cli.zoo import published_rows
+    from zsrbench.cli.zoo import numbers_text, published_rows
     from zsrbench.models import catalogue
 
     entry = catalogue.lookup(checkpoint)
     for r in published_rows(entry) if entry is not None else []:
-        info(f"published for {entry.name} ({r['protocol']} protocol): {r['metric']} {r['average']} % "
+        value = f"{r['average']} %" if r["average"] is not None else f"per dataset {numbers_text(r)} (%)"
+        info(f"published for {entry.name} ({r['protocol']} protocol): {r['metric']} {value} "
              f"({r['attack']}, ε {r['eps']}) — {r['source']}")
 
 

@@ -67,8 +67,9 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="print the list 
 
 
 def published_rows(entry: Any) -> list[dict[str, Any]]:
-    """The reported-data rows ``entry`` should reproduce (its ``reproduces`` items, matched by file, method and
-    source), each as the CSV has it."""
+    """The reported-data rows ``entry`` should reproduce (its ``reproduces`` items, matched by file, method,
+    source and, where an item lists them, attacks: a row of the same method that is another model is left out),
+    each as the CSV has it."""
     from zsrbench.leaderboard.reported import packaged_csv_dir, read_rows
 
     out: list[dict[str, Any]] = []
@@ -79,11 +80,18 @@ def published_rows(entry: Any) -> list[dict[str, Any]]:
             path = packaged_csv_dir() / f
             by_file[f] = read_rows(path) if path.is_file() else []
         for r in by_file[f]:
-            if r.method == want["method"] and r.source.startswith(str(want["source"])):
+            if (r.method == want["method"] and r.source.startswith(str(want["source"]))
+                    and r.attack in want.get("attacks", (r.attack,))):
                 out.append({"file": f, "method": r.method, "model": r.model, "protocol": r.protocol,
                             "metric": r.metric, "attack": r.attack, "eps": r.eps, "average": r.average,
+                            "per_dataset": dict(r.per_dataset),
                             "source": r.source})
     return out
+
+
+def numbers_text(row: dict[str, Any]) -> str:
+    """A published row's per-dataset numbers as text (``cifar10 30, cifar100 16.2``), or ``-``."""
+    return ", ".join(f"{k} {v:g}" for k, v in row.get("per_dataset", {}).items()) or "-"
 
 
 @user_errors
@@ -124,11 +132,11 @@ def show_cmd(name: str = typer.Argument(..., help="a model's name or alias (`zsr
     console.print(table)
     if rows:
         pub = Table(title="published rows it should reproduce (zsrbench/reported_data)")
-        for col in ("protocol", "metric", "attack", "ε", "average", "source"):
+        for col in ("protocol", "metric", "attack", "ε", "average", "per dataset", "source"):
             pub.add_column(col)
         for r in rows:
             avg = "-" if r["average"] is None else f"{r['average']:g}"
-            pub.add_row(r["protocol"], r["metric"], r["attack"], r["eps"], avg, escape(r["source"]))
+            pub.add_row(r["protocol"], r["metric"], r["attack"], r["eps"], avg, numbers_text(r), escape(r["source"]))
         console.print(pub)
     else:
         console.print("No published rows of this model are in zsrbench's reported data.", highlight=False)
