@@ -139,15 +139,17 @@ class Workload:
 
 
 def _classifier(work: Workload, prompts: list[list[str]], device: str, plain: bool) -> nn.Module:
-    """The classifier attacks see (texts encoded now); ``plain``: open_clip's own patch embedding and eager
-    gradient-free passes, as the papers' code runs them."""
+    """The classifier attacks see (texts encoded now); ``plain``: open_clip's own patch embedding and attention and
+    eager gradient-free passes, as the papers' code runs them."""
     from zsrbench.models.classifier import make_classifier
+    from zsrbench.models.mha import plain_attention
     from zsrbench.models.patch_embed import plain_patch_embedding
     from zsrbench.models.traced import plain_inference
 
     clf, _ = make_classifier(work.parts, prompts, device=device, cache=False)
     if plain:
         plain_patch_embedding(clf.visual)
+        plain_attention(clf.visual)
         plain_inference(clf)
     return work.wrap(clf)
 

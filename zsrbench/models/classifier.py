@@ -21,6 +21,7 @@ from torch import nn
 
 from zsrbench.paths import cache_dir
 from zsrbench.models.clip import CLIP_MEAN, CLIP_STD, CLIPParts
+from zsrbench.models.mha import exact_attention
 from zsrbench.models.patch_embed import exact_patch_gradient
 from zsrbench.models.traced import TracedTower
 from zsrbench.models.weights import TORCH_LOAD_ERRORS, sha256_state
@@ -200,4 +201,5 @@ def make_classifier(parts: CLIPParts, prompts: list[list[str]], *, device: torch
     clf = ZeroShotClassifier(visual if visual is not None else parts.visual, head, image_size=parts.image_size,
                              logit_scale=logit_scale, mean=parts.mean, std=parts.std).to(device)
     exact_patch_gradient(clf.visual)  # an attack's input gradient through a ViT's patch embedding, faster, same bits
+    exact_attention(clf.visual)  # its attention without nn.MultiheadAttention's layout copies, where the same bits
     return clf, info

@@ -96,6 +96,7 @@ class TracedTower:
     def _retrace(self, x: torch.Tensor) -> bool:
         self._exact.clear()
         self._trace = None
+        self.visual(x)  # the tower's own per-shape checks (e.g. its attention's) run eagerly, before the tracer
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
