@@ -94,3 +94,15 @@ def test_autoattack_flags_and_adversarial_images_equal_the_plain_modules(micro):
     a = run_autoattack("autoattack", clf, x[:12], y[:12], eps=4 / 255, seed=0, n_queries=150)
     b = run_autoattack("autoattack", plain, x[:12], y[:12], eps=4 / 255, seed=0, n_queries=150)
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.success, b.success)
+
+
+def test_the_bench_counts_the_models_flops_not_its_checks(micro):
+    from zsrbench.evaluation.bench import counted_flops
+
+    clf, plain, x, _ = micro
+    fresh = copy.deepcopy(clf)  # its per-shape checks not yet run
+    for block in fresh.visual.transformer.resblocks:
+        block.attn._exact.clear()
+    xb = x[:7].contiguous()
+    for backward in (False, True):
+        assert counted_flops(fresh, xb, backward) == counted_flops(plain, xb, backward)
