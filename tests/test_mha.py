@@ -8,33 +8,21 @@ import pytest
 import torch
 from torch import nn
 
-from zsrbench.micro import tasks as T
+from test_patch_embed import _grad  # logits and the input gradient of a targeted cross-entropy
+from test_traced import micro_task  # the micro CLIP's classifier for one task, its images and labels
 from zsrbench.models import mha as M
-from zsrbench.models.classifier import make_classifier
-from zsrbench.models.clip import build_clip
 from zsrbench.models.patch_embed import plain_patch_embedding
 from zsrbench.models.traced import plain_inference
 
 
 @pytest.fixture(scope="module")
 def micro():
-    parts = build_clip("zsr-micro", "zsrbench")
-    task = T.TASKS["micro_position"]
-    clf, _ = make_classifier(parts, [[p] for p in task.prompts()], cache=False)
-    clf.requires_grad_(False)
+    clf, x, y = micro_task("micro_position")
     plain = copy.deepcopy(clf)  # what the papers' code runs: torch's own modules, eager passes
     plain_patch_embedding(plain.visual)
     M.plain_attention(plain.visual)
     plain_inference(plain)
-    x, y = T.generate_split(task.name)
-    return clf, plain, x.float() / 255, y
-
-
-def _logits_and_grad(model, x):
-    x = x.clone().requires_grad_(True)
-    logits = model(x)
-    loss = torch.nn.functional.cross_entropy(logits, logits.argmax(1).roll(1), reduction="sum")
-    return logits.detach(), torch.autograd.grad(loss, x)[0]
+    return clf, plain, x, y
 
 
 @pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 17, 64])
@@ -43,7 +31,7 @@ def test_logits_and_input_gradients_are_bit_identical(micro, batch):
     assert all(type(b.attn) is M.DirectAttention for b in clf.visual.transformer.resblocks)
     assert all(type(b.attn) is nn.MultiheadAttention for b in plain.visual.transformer.resblocks)
     xb = x[:batch].contiguous()
-    (l1, g1), (l2, g2) = _logits_and_grad(clf, xb), _logits_and_grad(plain, xb)
+    (l1, g1), (l2, g2) = _grad(clf, xb), _grad(plain, xb)
     assert torch.equal(l1, l2) and torch.equal(g1, g2)
     with torch.no_grad():
         assert torch.equal(clf(xb), plain(xb))

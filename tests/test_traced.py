@@ -17,14 +17,19 @@ from zsrbench.models.patch_embed import exact_patch_gradient, plain_patch_embedd
 from zsrbench.models.traced import TracedTower, plain_inference
 
 
-@pytest.fixture(scope="module")
-def micro():
+def micro_task(name: str):
+    """The micro CLIP's classifier for one micro task (parameters frozen, as attacks run it), its images and labels."""
     parts = build_clip("zsr-micro", "zsrbench")
-    task = T.TASKS["micro_count"]
+    task = T.TASKS[name]
     clf, _ = make_classifier(parts, [[p] for p in task.prompts()], cache=False)
     clf.requires_grad_(False)
     x, y = T.generate_split(task.name)
     return clf, x.float() / 255, y
+
+
+@pytest.fixture(scope="module")
+def micro():
+    return micro_task("micro_count")
 
 
 def _eager(clf, x):

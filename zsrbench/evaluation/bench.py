@@ -18,7 +18,6 @@ batch and draws for its clean-correct rows, the rows it attacks), so their per-s
 
 from __future__ import annotations
 
-
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace

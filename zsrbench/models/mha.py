@@ -96,8 +96,6 @@ def _swap(attn: nn.MultiheadAttention, cls: type) -> nn.MultiheadAttention:
     """An instance of ``cls`` holding ``attn``'s very parameters and settings."""
     new = cls.__new__(cls)
     new.__dict__.update(attn.__dict__)  # parameters, submodules, settings: the same objects
-    new.__dict__["_parameters"] = attn._parameters
-    new.__dict__["_modules"] = attn._modules
     if cls is DirectAttention:
         new._exact = {}
     else:
